@@ -1,0 +1,3 @@
+from synth_jax.cli import main
+
+raise SystemExit(main())

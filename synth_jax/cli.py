@@ -1,0 +1,68 @@
+"""The `synth-jax` command: `synth-jax VERB [args]`, one module per verb.
+
+No registry: a verb is a module path here, and each module has `main(argv) -> int`. Modules are
+imported only when their verb runs, so `synth-jax --help` is instant and one verb's heavy imports
+never slow another.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from synth_jax.errors import UsageError
+
+# verb -> (module with main(argv), one-line help)
+VERBS = {
+    "demo": (
+        "synth_jax.experiments.demo",
+        "the whole story on a laptop CPU: render, pre-train, fine-tune, fit, report",
+    ),
+    "render": (
+        "synth_jax.fractals.render_cli",
+        "write a labelled preview grid of a fractal family",
+    ),
+    "export": ("synth_jax.fractals.export", "write a fractal dataset to disk (PNG tree or TFDS)"),
+    "pretrain": ("synth_jax.train.pretrain", "pre-train a model on synthetic (or real) images"),
+    "data": (
+        "synth_jax.data.importer",
+        "build a TFDS dataset from local files: data import NAME --from PATH",
+    ),
+    "finetune": (
+        "synth_jax.transfer.finetune",
+        "fine-tune, linear-probe or few-shot a model on real data",
+    ),
+    "fit-law": ("synth_jax.scaling.cli", "fit a transfer scaling law to a results table"),
+    "sweep": (
+        "synth_jax.experiments.sweep",
+        "run a grid of pre-training and fine-tuning cells, then report",
+    ),
+    "bench": ("synth_jax.bench", "benchmarks: bench render | train | fit"),
+}
+
+
+def usage() -> str:
+    width = max(len(v) for v in VERBS)
+    lines = ["usage: synth-jax VERB [args]   (synth-jax VERB --help for its arguments)", ""]
+    lines += [f"  {verb:<{width}}  {help_}" for verb, (_, help_) in VERBS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"synth-jax: unknown verb {verb!r}; one of: {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(VERBS[verb][0])
+        return int(module.main(rest) or 0)
+    except UsageError as e:
+        print(f"synth-jax {verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"synth-jax {verb}: interrupted", file=sys.stderr)
+        return 130

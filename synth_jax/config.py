@@ -1,0 +1,189 @@
+"""Experiment configs: ml_collections files with big_vision-style arguments and overrides.
+
+A config file defines `get_config(arg=None) -> ConfigDict`. On the command line:
+
+    synth-jax VERB --config configs/pretrain/cpu_tiny.py:variant=x --config.lr=0.03
+
+`path.py:ARG` passes ARG (a string) to get_config; each `--config.a.b=value` overrides an existing
+key, parsed to the type the key already has. An unknown key is an error that names it.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+from collections.abc import Sequence
+
+import ml_collections
+
+from synth_jax.errors import UsageError
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Imports `path.py[:arg]` and returns `get_config(arg)` (or `get_config()` without arg)."""
+    path, _, arg = spec.partition(":")
+    if not path.endswith(".py"):
+        raise UsageError(f"--config {spec}: expected a Python config file (path/to/name.py[:arg])")
+    if not os.path.isfile(path):
+        raise UsageError(f"--config {path}: no such file")
+    name = "synth_jax_config_" + os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # a broken config file is user input
+        raise UsageError(f"--config {path}: cannot import it: {type(e).__name__}: {e}") from e
+    if not hasattr(module, "get_config"):
+        raise UsageError(f"--config {path}: defines no get_config(arg=None)")
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except UsageError:
+        raise
+    except Exception as e:
+        raise UsageError(f"--config {spec}: get_config failed: {type(e).__name__}: {e}") from e
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UsageError(f"--config {path}: get_config must return an ml_collections.ConfigDict")
+    return config
+
+
+def _parse_value(key: str, text: str, current):
+    """Parses `text` to the type of `current` (the value the key has in the config)."""
+    if isinstance(current, bool):
+        low = text.lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise UsageError(f"--config.{key}={text}: expected true or false")
+    if isinstance(current, int) and not isinstance(current, bool):
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                as_float = float(text)  # allow 1e6
+            except ValueError:
+                raise UsageError(f"--config.{key}={text}: expected an integer") from None
+            if as_float != int(as_float):
+                raise UsageError(f"--config.{key}={text}: expected an integer") from None
+            return int(as_float)
+    if isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise UsageError(f"--config.{key}={text}: expected a number") from None
+    if isinstance(current, str):
+        return text
+    # None, tuples, lists, dicts: a Python literal, or a plain string.
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if isinstance(current, (list, tuple)) and not isinstance(value, (list, tuple)):
+        raise UsageError(f"--config.{key}={text}: expected a list such as [1,2,3]")
+    return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]):
+    """Sets each dotted key to its parsed value; unknown keys are errors naming the key."""
+    for key, text in overrides.items():
+        node = config
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+                raise UsageError(
+                    f"--config.{key}: unknown key {'.'.join(parts[: i + 1])!r}; "
+                    f"see the config file for the keys it defines"
+                )
+            node = node[part]
+        leaf = parts[-1]
+        if not isinstance(node, (ml_collections.ConfigDict, dict)) or leaf not in node:
+            raise UsageError(
+                f"--config.{key}: unknown key {key!r}; see the config file for the keys it defines"
+            )
+        current = node[leaf]
+        if isinstance(current, ml_collections.ConfigDict):
+            raise UsageError(f"--config.{key}: is a group of keys; set one of its fields instead")
+        value = _parse_value(key, text, current)
+        try:
+            node[leaf] = value
+        except (TypeError, ValueError) as e:  # ConfigDict type-locking
+            raise UsageError(f"--config.{key}={text}: {e}") from None
+    return config
+
+
+def split_config_args(argv: Sequence[str]) -> tuple[str | None, dict[str, str], list[str]]:
+    """Separates `--config SPEC` and `--config.key=value` from the other arguments."""
+    spec = None
+    overrides: dict[str, str] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" or arg.startswith("--config="):
+            if arg == "--config":
+                if i + 1 >= len(argv):
+                    raise UsageError("--config needs a value: path/to/config.py[:arg]")
+                spec = argv[i + 1]
+                i += 2
+                continue
+            spec = arg.split("=", 1)[1]
+        elif arg.startswith("--config."):
+            body = arg[len("--config.") :]
+            if "=" in body:
+                key, value = body.split("=", 1)
+            else:
+                if i + 1 >= len(argv):
+                    raise UsageError(f"{arg} needs a value")
+                key, value = body, argv[i + 1]
+                i += 1
+            overrides[key] = value
+        else:
+            rest.append(arg)
+        i += 1
+    return spec, overrides, rest
+
+
+def load_config(spec: str, overrides: dict[str, str] | None = None) -> ml_collections.ConfigDict:
+    """Loads a config file and applies command-line overrides."""
+    config = load_config_file(spec)
+    apply_overrides(config, overrides or {})
+    return config
+
+
+def config_from_argv(argv: Sequence[str], required: bool = True):
+    """Returns (config or None, remaining argv) for a verb's command line."""
+    spec, overrides, rest = split_config_args(argv)
+    if spec is None:
+        if required:
+            raise UsageError("--config path/to/config.py is required")
+        if overrides:
+            raise UsageError("--config.KEY=VALUE overrides need --config path/to/config.py")
+        return None, rest
+    return load_config(spec, overrides), rest
+
+
+def require_keys(config: ml_collections.ConfigDict, allowed: dict, prefix: str = ""):
+    """Checks that `config` holds no key outside `allowed` (a nested dict of key -> None or dict).
+
+    Catches typos in config files before anything compiles: the error names the key.
+    """
+    for key in config.keys():
+        name = f"{prefix}{key}"
+        if key not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise UsageError(f"config key {name!r} is unknown; known keys here: {known}")
+        sub = allowed[key]
+        if isinstance(sub, dict) and isinstance(config[key], ml_collections.ConfigDict):
+            require_keys(config[key], sub, prefix=name + ".")
+
+
+def config_to_dict(config) -> dict:
+    """A JSON-friendly dict of a ConfigDict (for summaries and results)."""
+    if isinstance(config, ml_collections.ConfigDict):
+        return {k: config_to_dict(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [config_to_dict(v) for v in config]
+    return config

@@ -1,0 +1,9 @@
+"""The one error type that reaches the user as a single line and exit code 2."""
+
+
+class UsageError(Exception):
+    """Bad input from the user (a config value, a flag, a file).
+
+    The message is printed as one line, without a traceback, and the process exits with code 2.
+    It should name the offending key or file and say what to do.
+    """
