@@ -1,0 +1,160 @@
+"""The launch scripts: syntax, shellcheck, input checks, and what --dry-run says they will do."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = ["launch/local.sh", "launch/slurm.sbatch", "launch/tpu_pod.sh"]
+
+
+def run(*args, env=None, timeout=60):
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run(
+        ["bash", *args], cwd=ROOT, capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bash_syntax(script):
+    result = run("-n", script)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_shellcheck_clean(script):
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install -y shellcheck)")
+    result = subprocess.run(
+        ["shellcheck", "--shell=bash", script], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_local_dry_run_prints_one_process_per_rank_with_its_env():
+    result = run(
+        "launch/local.sh", "--processes", "3", "--cpu-devices", "2", "--port", "23456",
+        "--dry-run", "--", sys.executable, "-m", "synth_jax", "pretrain", "--workdir", "runs/x",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip().startswith("process")]
+    assert len(lines) == 3
+    for rank, line in enumerate(lines):
+        assert "JAX_COORDINATOR_ADDRESS=127.0.0.1:23456" in line
+        assert "JAX_NUM_PROCESSES=3" in line
+        assert f"JAX_PROCESS_ID={rank} " in line
+        assert "--xla_force_host_platform_device_count=2" in line
+        assert line.endswith(f"runs/x/logs/process_{rank}.log")  # logs default to the workdir
+    assert "dry run, nothing started" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--processes", "0", "--", "true"], "--processes must be a positive integer"),
+        (["--port", "80", "--", "true"], "--port must be a number in 1024..65535"),
+        (["--", "no-such-command-xyz"], "is not on PATH"),
+        (["--bogus", "--", "true"], "unknown option '--bogus'"),
+        ([], "no command given"),
+    ],
+)
+def test_local_rejects_bad_input(args, message):
+    result = run("launch/local.sh", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_local_runs_processes_and_reports_a_failure(tmp_path):
+    # Rank 1 fails: the script must stop rank 0 (which would otherwise sleep) and return 3.
+    script = 'if [ "$JAX_PROCESS_ID" = 1 ]; then exit 3; fi; echo rank0 ok; sleep 60'
+    result = run("launch/local.sh", "--log-dir", str(tmp_path), "--", "bash", "-c", script)
+    assert result.returncode == 3
+    assert "stopping the others" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["process_0.log", "process_1.log"]
+
+
+def test_slurm_dry_run_prints_srun_with_rank_setup():
+    result = run("launch/slurm.sbatch", "--dry-run", "synth-jax", "pretrain", "--workdir", "/s/x")
+    assert result.returncode == 0, result.stderr
+    assert "srun --kill-on-bad-exit=1" in result.stdout
+    assert "JAX_PROCESS_ID" in result.stdout and "SLURM_PROCID" in result.stdout
+    assert "JAX_LOCAL_DEVICE_IDS" in result.stdout and "SLURM_LOCALID" in result.stdout
+    assert "synth-jax pretrain --workdir /s/x" in result.stdout
+
+
+def test_slurm_dry_run_inside_a_job_names_the_head_node(tmp_path):
+    # A fake scontrol stands in for Slurm's: the coordinator is the job's first node.
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text("#!/bin/sh\nprintf 'gpu-a17\\ngpu-a18\\n'\n")
+    scontrol.chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "42",
+        "SLURM_JOB_NODELIST": "gpu-a[17-18]",
+        "SLURM_NTASKS": "16",
+    }
+    result = run("launch/slurm.sbatch", "--dry-run", "synth-jax", "sweep", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "JAX_COORDINATOR_ADDRESS=gpu-a17:12355 JAX_NUM_PROCESSES=16" in result.stdout
+
+
+def test_slurm_outside_a_job_refuses_to_run():
+    env = {"SLURM_JOB_ID": ""}
+    result = run("launch/slurm.sbatch", "synth-jax", "pretrain", env=env)
+    assert result.returncode == 2
+    assert "submit with sbatch" in result.stderr
+
+
+def test_tpu_pod_dry_run_prints_create_install_mount_run_delete():
+    result = run(
+        "launch/tpu_pod.sh", "--name", "frac-v4-32", "--zone", "us-central2-b",
+        "--accelerator", "v4-32", "--bucket", "gs://my-bucket", "--delete", "--dry-run", "--",
+        "synth-jax", "pretrain", "--config", "configs/pretrain/x.py",
+        "--workdir", "/mnt/gcs/my-bucket/runs/x",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    steps = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
+    where = "frac-v4-32 --zone us-central2-b"
+    assert steps[0] == (
+        f"+ gcloud compute tpus tpu-vm create {where} --accelerator-type v4-32 "
+        "--version tpu-ubuntu2204-base"
+    )
+    assert any("tpu-vm scp" in s and "--worker=all" in s for s in steps)
+    ssh = [s for s in steps if f"tpu-vm ssh {where} --worker=all --command" in s]
+    assert len(ssh) == 3  # install, mount, run
+    assert "pip install" in ssh[0]
+    assert "gcsfuse --implicit-dirs my-bucket /mnt/gcs/my-bucket" in ssh[1]
+    assert "synth-jax pretrain --config configs/pretrain/x.py" in ssh[2]
+    assert "JAX_NUM_PROCESSES" in ssh[2]
+    assert steps[-1] == f"+ gcloud compute tpus tpu-vm delete {where} --quiet"
+    assert "warning" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--zone", "us-central2-b", "--accelerator", "v4-8"], "--name is required"),
+        (["--name", "Bad_Name", "--zone", "us-central2-b", "--accelerator", "v4-8"], "--name"),
+        (["--name", "ok", "--zone", "central", "--accelerator", "v4-8"], "--zone 'central'"),
+        (["--name", "ok", "--zone", "us-central2-b", "--accelerator", "a100"], "not a TPU type"),
+        (["--name", "ok", "--zone", "us-central2-b", "--accelerator", "v4-8"], "nothing to do"),
+    ],
+)
+def test_tpu_pod_rejects_bad_input(args, message):
+    result = run("launch/tpu_pod.sh", *args, "--dry-run")
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_tpu_pod_warns_when_the_workdir_is_not_on_the_bucket():
+    result = run(
+        "launch/tpu_pod.sh", "--name", "ok", "--zone", "us-central2-b", "--accelerator", "v4-8",
+        "--bucket", "b-1", "--dry-run", "--", "synth-jax", "pretrain", "--workdir", "runs/x",
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert "warning" in result.stderr and "/mnt/gcs/b-1" in result.stderr
