@@ -1,0 +1,264 @@
+"""`synth-jax data import NAME --from PATH --data_dir DIR`: a TFDS dataset from local files.
+
+Builds a real TFDS dataset (ArrayRecord shards + dataset_info.json + features.json) without
+TensorFlow, so that `tfds.data_source(NAME, data_dir=DIR)` and `tfds.builder(NAME, data_dir=DIR)`
+read it back. Inputs: MNIST / Fashion-MNIST idx files (`.gz` or not), the CIFAR-10/100 python
+pickles, an image-folder tree (`SPLIT/CLASS/*.png|jpg`) and `.npz` arrays (see `readers.py`).
+
+When NAME is a dataset TFDS knows (mnist, fashion_mnist, cifar10, cifar100, ...), the import uses
+TFDS's own version and features for it, so code written against the TFDS catalogue reads it as if
+TFDS had downloaded it. Everything is checked (counts, shapes, label range) and written to a
+temporary folder that is renamed into place only at the end: a failed import leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+
+from synth_jax.data import readers
+from synth_jax.errors import UsageError
+
+# Published split sizes: an import of one of these names with other counts is refused, so that a
+# truncated download never passes for the real dataset.
+KNOWN_COUNTS = {
+    "mnist": {"train": 60000, "test": 10000},
+    "fashion_mnist": {"train": 60000, "test": 10000},
+    "cifar10": {"train": 50000, "test": 10000},
+    "cifar100": {"train": 50000, "test": 10000},
+}
+DEFAULT_VERSION = "1.0.0"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _registered_builder_cls(name: str):
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder_cls(name)
+    except Exception:  # not in the TFDS catalogue: a dataset of the user's own
+        return None
+
+
+def _features_for(name: str, local: readers.LocalDataset):
+    """The TFDS feature spec and version to write: TFDS's own for a catalogue name."""
+    import tensorflow_datasets as tfds
+
+    registered = _registered_builder_cls(name)
+    if registered is not None:
+        with tempfile.TemporaryDirectory() as probe:
+            info = registered(data_dir=probe).info
+        return info.features, str(registered.VERSION)
+    image_shape = _common_image_shape(local)
+    features = {
+        "image": tfds.features.Image(
+            shape=image_shape, encoding_format="png" if local.format != "folder" else None
+        ),
+        "label": tfds.features.ClassLabel(names=local.class_names),
+        "id": tfds.features.Text(),
+    }
+    for key, (names, _) in local.extra_labels.items():
+        features[key] = tfds.features.ClassLabel(names=names)
+    return tfds.features.FeaturesDict(features), DEFAULT_VERSION
+
+
+def _common_image_shape(local: readers.LocalDataset):
+    if local.format == "folder":
+        return (None, None, 3)
+    shapes = {s.images.shape[1:] for s in local.splits.values()}
+    if len(shapes) != 1:
+        raise UsageError(f"splits disagree on the image shape: {sorted(shapes)}")
+    return shapes.pop()
+
+
+def validate(name: str, local: readers.LocalDataset, features) -> None:
+    """Checks counts, label range and image shape against what NAME's features promise."""
+    import tensorflow_datasets as tfds
+
+    num_classes = features["label"].num_classes
+    for split, data in local.splits.items():
+        if len(data) == 0:
+            raise UsageError(f"split {split!r} is empty")
+        lo, hi = int(data.labels.min()), int(data.labels.max())
+        if lo < 0 or hi >= num_classes:
+            raise UsageError(
+                f"split {split!r} has labels in [{lo}, {hi}] but {name} has {num_classes} classes"
+            )
+    if name in KNOWN_COUNTS:
+        counts = {s: len(d) for s, d in local.splits.items()}
+        if counts != KNOWN_COUNTS[name]:
+            raise UsageError(
+                f"{name} has splits {KNOWN_COUNTS[name]} but the files hold {counts}; the copy is "
+                f"partial or another dataset: import it under another NAME"
+            )
+    shape = features["image"].shape
+    for split, data in local.splits.items():
+        if data.images is not None:
+            got = data.images.shape[1:]
+            if any(want is not None and want != have for want, have in zip(shape, got)):
+                raise UsageError(
+                    f"split {split!r} has images of shape {got} but {name} expects {shape}"
+                )
+    for key, feature in features.items():
+        known = key in ("image", "label") or key in local.extra_labels
+        if not known and not isinstance(feature, tfds.features.Text):
+            raise UsageError(
+                f"TFDS's {name} has a feature {key!r} that these files do not provide; "
+                f"import them under another NAME"
+            )
+
+
+def _encode(image: np.ndarray):
+    """A PIL image (TFDS encodes it as PNG without TensorFlow)."""
+    from PIL import Image
+
+    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+
+
+def _folder_image(path: str):
+    """The file's bytes when it is already RGB; otherwise an RGB PNG of it. Refuses bad files."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode == "RGB" and image.format in ("PNG", "JPEG"):
+                return path
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="PNG")
+    except OSError as e:
+        raise UsageError(f"{path}: not a readable PNG/JPEG image: {e}") from None
+    buffer.seek(0)
+    return buffer
+
+
+def _examples(split: str, data: readers.Split, local: readers.LocalDataset, features):
+    import tensorflow_datasets as tfds
+
+    text_keys = [k for k, f in features.items() if isinstance(f, tfds.features.Text)]
+    for i in range(len(data)):
+        image = _encode(data.images[i]) if data.images is not None else _folder_image(data.files[i])
+        example = {"image": image, "label": int(data.labels[i])}
+        for key in text_keys:
+            example[key] = data.ids[i] if data.ids else f"{split}_{i:05d}"
+        for key, (_, labels) in local.extra_labels.items():
+            example[key] = int(labels[split][i])
+        yield i, example
+
+
+def _builder(name: str, version: str, features, splits, data_dir: str):
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import utils
+
+    class LocalFilesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        """Writes given examples; no download, no TensorFlow."""
+
+        VERSION = utils.Version(version)
+
+        @utils.classproperty
+        @classmethod
+        def code_path(cls):  # no checksums file to look up (and no importlib_resources needed)
+            return None
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                description=f"{name}, imported from local files by synth-jax data import.",
+                features=features,
+                # Keep the files' order: shuffling is the input pipeline's job, and an exact
+                # read-back is how an import is checked.
+                disable_shuffling=True,
+            )
+
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            return splits
+
+        def _generate_examples(self):
+            raise NotImplementedError("examples come from _split_generators")
+
+    LocalFilesBuilder.name = name
+    return LocalFilesBuilder(data_dir=data_dir, file_format="array_record")
+
+
+def import_dataset(
+    name: str, source: str, data_dir: str, fmt: str = "auto", overwrite: bool = False
+) -> str:
+    """Reads `source`, checks it, writes TFDS dataset `name` under `data_dir`; returns its folder."""
+    import tensorflow_datasets as tfds
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise UsageError(f"NAME {name!r}: use lower_case letters, digits and underscores")
+    local = readers.read_local(source, fmt)
+    features, version = _features_for(name, local)
+    validate(name, local, features)
+    final = os.path.join(data_dir, name, version)
+    if os.path.exists(final) and not overwrite:
+        raise UsageError(f"{final} exists already; pass --overwrite to replace it")
+    os.makedirs(data_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=data_dir, prefix=f".import-{name}-")
+    try:
+        splits = {s: _examples(s, d, local, features) for s, d in local.splits.items()}
+        builder = _builder(name, version, features, splits, tmp)
+        builder.download_and_prepare(
+            download_dir=os.path.join(tmp, "downloads"),
+            download_config=tfds.download.DownloadConfig(num_shards=None),
+        )
+        written = {s: info.num_examples for s, info in builder.info.splits.items()}
+        wanted = {s: len(d) for s, d in local.splits.items()}
+        if written != wanted:
+            raise UsageError(f"wrote {written} examples but read {wanted}; nothing was imported")
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        if os.path.exists(final):
+            old = tmp + "-replaced"
+            os.rename(final, old)
+            os.rename(os.path.join(tmp, name, version), final)
+            shutil.rmtree(old)
+        else:
+            os.rename(os.path.join(tmp, name, version), final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def main(argv: list[str]) -> int:
+    parser = ArgumentParser(
+        prog="synth-jax data",
+        description="Build a TFDS dataset from local files (no download, no TensorFlow).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    imp = sub.add_parser(
+        "import",
+        help="import NAME --from PATH --data_dir DIR",
+        description=(
+            "Formats: idx (MNIST/Fashion-MNIST {train,t10k}-*-ubyte[.gz]), cifar "
+            "(cifar-10-batches-py or cifar-100-python), folder (SPLIT/CLASS/*.png|jpg), "
+            "npz (train_images/train_labels, ...)."
+        ),
+    )
+    imp.add_argument("name", help="TFDS dataset name, e.g. fashion_mnist, cifar10, my_images")
+    imp.add_argument("--from", dest="source", required=True, help="file or directory to read")
+    imp.add_argument("--data_dir", required=True, help="TFDS data directory to write into")
+    imp.add_argument("--format", default="auto", choices=["auto", "idx", "cifar", "folder", "npz"])
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing import")
+    args = parser.parse_args(argv)
+    final = import_dataset(args.name, args.source, args.data_dir, args.format, args.overwrite)
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(args.name, data_dir=args.data_dir)
+    counts = ", ".join(f"{s}: {i.num_examples}" for s, i in builder.info.splits.items())
+    print(
+        f"imported {args.name} to {final} ({counts}); read it with data.name={args.name} "
+        f"data.data_dir={args.data_dir}"
+    )
+    return 0
