@@ -2,9 +2,10 @@
 # Run one synth-jax command as N cooperating JAX processes on this machine, over loopback.
 #
 # This is the multi-host code path (jax.distributed.initialize, one process per host) on one
-# machine: each process gets JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, exactly
-# as launch/slurm.sbatch sets them on a cluster. On a CPU-only machine, --cpu-devices K gives each
-# process K fake CPU devices, so a 2-process x 2-device run is a 4-device mesh.
+# machine: each process gets SYNTH_JAX_COORDINATOR, SYNTH_JAX_NUM_PROCESSES and
+# SYNTH_JAX_PROCESS_ID, exactly as launch/slurm.sbatch sets them on a cluster. On a CPU-only
+# machine, --cpu-devices K gives each process K fake CPU devices, so a 2-process x 2-device run
+# is a 4-device mesh.
 #
 #   launch/local.sh --processes 2 --cpu-devices 2 -- \
 #       synth-jax pretrain --config configs/pretrain/cpu_tiny.py --workdir runs/local2
@@ -57,7 +58,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 [[ $# -gt 0 ]] || die "no command given: put it after --, e.g. -- synth-jax pretrain --config ..."
-[[ "$processes" =~ ^[1-9][0-9]*$ ]] || die "--processes must be a positive integer, got '$processes'"
+[[ "$processes" =~ ^[1-9][0-9]*$ ]] \
+  || die "--processes must be a positive integer, got '$processes'"
 if [[ -n "$cpu_devices" && ! "$cpu_devices" =~ ^[1-9][0-9]*$ ]]; then
   die "--cpu-devices must be a positive integer, got '$cpu_devices'"
 fi
@@ -84,8 +86,8 @@ fi
 
 process_env() {  # the environment of process $1, as NAME=VALUE words
   local id="$1"
-  local env=("JAX_COORDINATOR_ADDRESS=127.0.0.1:$port" "JAX_NUM_PROCESSES=$processes"
-    "JAX_PROCESS_ID=$id")
+  local env=("SYNTH_JAX_COORDINATOR=127.0.0.1:$port" "SYNTH_JAX_NUM_PROCESSES=$processes"
+    "SYNTH_JAX_PROCESS_ID=$id")
   if [[ -n "$cpu_devices" ]]; then
     env+=("JAX_PLATFORMS=cpu" "XLA_FLAGS=--xla_force_host_platform_device_count=$cpu_devices")
   fi

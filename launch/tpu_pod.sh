@@ -13,7 +13,7 @@
 #   3. with --bucket B, mount gs://B at /mnt/gcs/B on all workers (gcsfuse), so the workdir, its
 #      checkpoints and results outlive the VMs;
 #   4. run the command on --worker=all; JAX finds the other workers itself on a TPU slice, and
-#      JAX_NUM_PROCESSES tells the trainer to call jax.distributed.initialize();
+#      SYNTH_JAX_DISTRIBUTED=auto tells the trainer to call jax.distributed.initialize();
 #   5. --stop or --delete the slice afterwards (default: leave it running for the next command).
 # Re-running the same command resumes from the workdir's last checkpoint.
 set -euo pipefail
@@ -70,7 +70,8 @@ done
 [[ "$name" =~ ^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$ ]] \
   || die "--name '$name': use lowercase letters, digits and dashes, starting with a letter"
 [[ -n "$zone" ]] || die "--zone is required (e.g. us-central2-b)"
-[[ "$zone" =~ ^[a-z]+-[a-z]+[0-9]+-[a-z]$ ]] || die "--zone '$zone' is not a zone such as us-central2-b"
+[[ "$zone" =~ ^[a-z]+-[a-z]+[0-9]+-[a-z]$ ]] \
+  || die "--zone '$zone' is not a zone such as us-central2-b"
 [[ -n "$accelerator" ]] || die "--accelerator is required (e.g. v4-32, v5litepod-16, v6e-64)"
 [[ "$accelerator" =~ ^v[0-9]+[a-z]*-[0-9]+$ ]] \
   || die "--accelerator '$accelerator' is not a TPU type such as v4-32, v5litepod-16 or v6e-64"
@@ -151,10 +152,11 @@ if [[ $# -gt 0 && -n "$bucket" ]]; then
 && (mountpoint -q /mnt/gcs/$bucket || gcsfuse --implicit-dirs $bucket /mnt/gcs/$bucket)"
 fi
 
-# 4. Run on every worker. The slice's host count is what JAX finds; JAX_NUM_PROCESSES=auto only
-# says "this is a multi-host run: initialise jax.distributed".
+# 4. Run on every worker. JAX reads the slice's hosts from the TPU metadata;
+# SYNTH_JAX_DISTRIBUTED=auto only says "this is a multi-host run: initialise jax.distributed".
 if [[ $# -gt 0 ]]; then
-  remote="cd ~/synth_jax 2>/dev/null || cd ~; export JAX_NUM_PROCESSES=auto PATH=\$HOME/.local/bin:\$PATH;"
+  remote="cd ~/synth_jax 2>/dev/null || cd ~;"
+  remote+=" export SYNTH_JAX_DISTRIBUTED=auto PATH=\$HOME/.local/bin:\$PATH;"
   remote+="$(printf ' %q' "$@")"
   status=0
   on_all_workers "$remote" || status=$?
@@ -169,8 +171,8 @@ fi
 case "$after" in
   stop) step "${tpu[@]}" stop "$name" "${where[@]}" ;;
   delete) step "${tpu[@]}" delete "$name" "${where[@]}" --quiet ;;
-  keep) [[ $# -eq 0 ]] || echo "launch/tpu_pod.sh: $name is still running" \
-    "(delete it with: launch/tpu_pod.sh --name $name --zone $zone --accelerator $accelerator --delete)" ;;
+  keep) [[ $# -eq 0 ]] || echo "launch/tpu_pod.sh: $name is still running (delete it with:" \
+    "launch/tpu_pod.sh --name $name --zone $zone --accelerator $accelerator --delete)" ;;
 esac
 [[ "$dry_run" == 0 ]] || echo "launch/tpu_pod.sh: dry run, nothing done"
 exit "$status"

@@ -45,9 +45,9 @@ def test_local_dry_run_prints_one_process_per_rank_with_its_env():
     lines = [line for line in result.stdout.splitlines() if line.strip().startswith("process")]
     assert len(lines) == 3
     for rank, line in enumerate(lines):
-        assert "JAX_COORDINATOR_ADDRESS=127.0.0.1:23456" in line
-        assert "JAX_NUM_PROCESSES=3" in line
-        assert f"JAX_PROCESS_ID={rank} " in line
+        assert "SYNTH_JAX_COORDINATOR=127.0.0.1:23456" in line
+        assert "SYNTH_JAX_NUM_PROCESSES=3" in line
+        assert f"SYNTH_JAX_PROCESS_ID={rank} " in line
         assert "--xla_force_host_platform_device_count=2" in line
         assert line.endswith(f"runs/x/logs/process_{rank}.log")  # logs default to the workdir
     assert "dry run, nothing started" in result.stdout
@@ -71,7 +71,7 @@ def test_local_rejects_bad_input(args, message):
 
 def test_local_runs_processes_and_reports_a_failure(tmp_path):
     # Rank 1 fails: the script must stop rank 0 (which would otherwise sleep) and return 3.
-    script = 'if [ "$JAX_PROCESS_ID" = 1 ]; then exit 3; fi; echo rank0 ok; sleep 60'
+    script = 'if [ "$SYNTH_JAX_PROCESS_ID" = 1 ]; then exit 3; fi; echo rank0 ok; sleep 60'
     result = run("launch/local.sh", "--log-dir", str(tmp_path), "--", "bash", "-c", script)
     assert result.returncode == 3
     assert "stopping the others" in result.stderr
@@ -82,7 +82,7 @@ def test_slurm_dry_run_prints_srun_with_rank_setup():
     result = run("launch/slurm.sbatch", "--dry-run", "synth-jax", "pretrain", "--workdir", "/s/x")
     assert result.returncode == 0, result.stderr
     assert "srun --kill-on-bad-exit=1" in result.stdout
-    assert "JAX_PROCESS_ID" in result.stdout and "SLURM_PROCID" in result.stdout
+    assert "SYNTH_JAX_PROCESS_ID" in result.stdout and "SLURM_PROCID" in result.stdout
     assert "JAX_LOCAL_DEVICE_IDS" in result.stdout and "SLURM_LOCALID" in result.stdout
     assert "synth-jax pretrain --workdir /s/x" in result.stdout
 
@@ -100,7 +100,7 @@ def test_slurm_dry_run_inside_a_job_names_the_head_node(tmp_path):
     }
     result = run("launch/slurm.sbatch", "--dry-run", "synth-jax", "sweep", env=env)
     assert result.returncode == 0, result.stderr
-    assert "JAX_COORDINATOR_ADDRESS=gpu-a17:12355 JAX_NUM_PROCESSES=16" in result.stdout
+    assert "SYNTH_JAX_COORDINATOR=gpu-a17:12355 SYNTH_JAX_NUM_PROCESSES=16" in result.stdout
 
 
 def test_slurm_outside_a_job_refuses_to_run():
@@ -130,7 +130,7 @@ def test_tpu_pod_dry_run_prints_create_install_mount_run_delete():
     assert "pip install" in ssh[0]
     assert "gcsfuse --implicit-dirs my-bucket /mnt/gcs/my-bucket" in ssh[1]
     assert "synth-jax pretrain --config configs/pretrain/x.py" in ssh[2]
-    assert "JAX_NUM_PROCESSES" in ssh[2]
+    assert "SYNTH_JAX_DISTRIBUTED=auto" in ssh[2]
     assert steps[-1] == f"+ gcloud compute tpus tpu-vm delete {where} --quiet"
     assert "warning" not in result.stderr
 
