@@ -194,7 +194,7 @@ def _builder(name: str, version: str, features, splits, data_dir: str):
 def import_dataset(
     name: str, source: str, data_dir: str, fmt: str = "auto", overwrite: bool = False
 ) -> str:
-    """Reads `source`, checks it, writes TFDS dataset `name` under `data_dir`; returns its folder."""
+    """Reads `source`, checks it, writes TFDS dataset `name` in `data_dir`; returns its folder."""
     import tensorflow_datasets as tfds
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):

@@ -1,10 +1,10 @@
 """Readers for the local files a real dataset arrives in, checked as they are read.
 
 Each reader returns `{split: Split}`, where a `Split` holds either decoded images
-(`images: uint8[N, H, W, C]`) or encoded image files (`files: list[str]`, PNG/JPEG kept as they are),
-plus `labels: int64[N]`. A reader raises `UsageError` naming the file when what it reads is not
-what the format promises (bad magic number, truncated data, counts that disagree), so that a
-dataset is never imported half-read.
+(`images: uint8[N, H, W, C]`) or encoded image files (`files: list[str]`, PNG/JPEG kept as
+they are), plus `labels: int64[N]`. A reader raises `UsageError` naming the file when what it
+reads is not what the format promises (bad magic number, truncated data, counts that disagree),
+so that a dataset is never imported half-read.
 """
 
 from __future__ import annotations
@@ -169,8 +169,8 @@ def read_cifar(directory: str) -> LocalDataset:
             coarse_labels[split] = np.asarray(batch[b"coarse_labels"], dtype=np.int64)
         return LocalDataset(splits, fine, "cifar100", {"coarse_label": (coarse, coarse_labels)})
     raise UsageError(
-        f"{directory}: not a CIFAR python directory (expected data_batch_1.. of cifar-10-batches-py "
-        f"or train/test/meta of cifar-100-python)"
+        f"{directory}: not a CIFAR python directory (expected data_batch_1.. of "
+        f"cifar-10-batches-py or train/test/meta of cifar-100-python)"
     )
 
 

@@ -43,8 +43,8 @@ def missing_dataset_message(name: str, data_dir: str | None, reason: str = "") -
     dd = data_dir or "~/tensorflow_datasets"
     return (
         f"TFDS dataset {name!r} is not prepared in {where}{reason} (synth_jax reads prepared "
-        f"datasets and never downloads). Import it from local files with: synth-jax data import {name} "
-        f"--from PATH --data_dir {dd}   (PATH: {origin})"
+        f"datasets and never downloads). Import it from local files with: "
+        f"synth-jax data import {name} --from PATH --data_dir {dd}   (PATH: {origin})"
     )
 
 
