@@ -1,0 +1,236 @@
+"""`synth-jax sweep --config configs/sweep/NAME.py --workdir DIR [--shard i/n]`: run a grid.
+
+Each cell pre-trains (or reuses a finished or half-finished pre-training), fine-tunes from it, and
+the fine-tuning appends its row to `DIR/results.csv`. The layout of DIR:
+
+    cells.json                 every cell of the grid: id, axis values, pre-training id
+    pretrain/<pretrain_id>/    one pre-training workdir, shared by all cells that start from it
+    finetune/<cell_id>/        one fine-tuning workdir per cell
+    results.csv                one row per finished cell (written by the fine-tuning)
+    report.md, report.json, figures/*.png
+
+Re-running the same command skips finished cells (a row of results.csv names the cell's workdir)
+and resumes a half-finished one from its checkpoints: both trainers resume from their workdir.
+`--shard i/n` runs the i-th of n disjoint parts of the grid (cells that share a pre-training stay
+together), so n hosts can share one DIR on a shared filesystem. The report is written by the run
+that finds every cell finished, or on demand with `--report-only`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import ml_collections
+
+from synth_jax import files
+from synth_jax.config import config_from_argv, config_to_dict, require_keys
+from synth_jax.errors import UsageError
+from synth_jax.experiments import grid
+
+# Top-level keys of a sweep config; `pretrain` and `finetune` are checked by their own trainers.
+SWEEP_KEYS = {
+    "name": None,
+    "pretrain": None,
+    "finetune": None,
+    "axes": None,
+    "scratch": None,
+    "law": {
+        "name": None,
+        "x": None,
+        "y": None,
+        "group": None,
+        "fix": None,
+        "bootstrap": None,
+        "holdout": None,
+        "target": None,
+        "seed": None,
+    },
+    "report": {"families": None, "samples": None, "image_size": None},
+}
+
+RESULTS = "results.csv"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def validate(config: ml_collections.ConfigDict) -> list[grid.Cell]:
+    """Checks the sweep config's keys and expands it; returns the cells."""
+    require_keys(config, SWEEP_KEYS)
+    for key in ("init_from", "results_csv"):
+        if key not in config.finetune:
+            raise UsageError(
+                f"config key 'finetune.{key}' is missing: the base fine-tuning config must be a "
+                "synth-jax finetune config (see configs/finetune/)"
+            )
+    cells = grid.expand(config)
+    if not cells:
+        raise UsageError("the sweep has no cells: add values to 'axes' (or set scratch=True)")
+    return cells
+
+
+def finished_cells(workdir: str) -> set[str]:
+    """Ids of the cells with a row in DIR/results.csv (the row's workdir is finetune/<cell_id>)."""
+    path = os.path.join(workdir, RESULTS)
+    done: set[str] = set()
+    if not os.path.exists(path):
+        return done
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            run_dir = (row.get("workdir") or "").rstrip("/")
+            if os.path.basename(os.path.dirname(run_dir)) == "finetune":
+                done.add(os.path.basename(run_dir))
+    return done
+
+
+def finetune_config(cell: grid.Cell, workdir: str) -> ml_collections.ConfigDict:
+    """The cell's fine-tuning config with its run paths: where to start from, where to append."""
+    config = copy.deepcopy(cell.finetune)
+    pretrain_dir, _ = grid.cell_dirs(workdir, cell)
+    with config.ignore_type():
+        config.init_from = os.path.abspath(pretrain_dir) if pretrain_dir else None
+        config.results_csv = os.path.abspath(os.path.join(workdir, RESULTS))
+    return config
+
+
+def write_plan(config, cells: list[grid.Cell], workdir: str):
+    """DIR/cells.json and DIR/sweep_config.json: the same content from every shard."""
+    files.write_json(
+        os.path.join(workdir, "cells.json"), {"cells": [cell.to_json() for cell in cells]}
+    )
+    files.write_json(os.path.join(workdir, "sweep_config.json"), config_to_dict(config))
+
+
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    shard: tuple[int, int] = (0, 1),
+    pretrain_fn: Callable | None = None,
+    finetune_fn: Callable | None = None,
+    report: bool = True,
+    out=None,
+) -> dict:
+    """Runs this shard's unfinished cells, then writes the report if every cell is finished.
+
+    pretrain_fn(config, workdir) and finetune_fn(config, workdir) default to
+    synth_jax.train.pretrain.run and synth_jax.transfer.finetune.run (tests inject others).
+    Returns {"cells": all, "ran": ids run now, "skipped": ids already finished, "report": path}.
+    """
+    out = out or sys.stdout
+    cells = validate(config)
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    write_plan(config, cells, workdir)
+    if pretrain_fn is None:
+        from synth_jax.train.pretrain import run as pretrain_fn
+    if finetune_fn is None:
+        from synth_jax.transfer.finetune import run as finetune_fn
+
+    mine = grid.shard_cells(cells, shard)
+    done = finished_cells(workdir)
+    todo = [cell for cell in mine if cell.cell_id not in done]
+    i, n = shard
+    print(
+        f"sweep {config.get('name', '')}: {len(cells)} cells"
+        + (f", shard {i}/{n} has {len(mine)}" if n > 1 else "")
+        + f"; {len(mine) - len(todo)} finished, {len(todo)} to run; workdir {workdir}",
+        file=out,
+        flush=True,
+    )
+    ran, t_sweep = [], time.perf_counter()
+    for k, cell in enumerate(todo):
+        pretrain_dir, finetune_dir = grid.cell_dirs(workdir, cell)
+        label = f"[{k + 1}/{len(todo)}] {cell.cell_id}"
+        t0 = time.perf_counter()
+        if pretrain_dir is not None:
+            if os.path.exists(os.path.join(pretrain_dir, "summary.json")):
+                print(f"{label}: reusing pre-training {cell.pretrain_id}", file=out, flush=True)
+            else:
+                verb = "resuming" if os.path.isdir(pretrain_dir) else "starting"
+                print(f"{label}: {verb} pre-training {cell.pretrain_id}", file=out, flush=True)
+                pretrain_fn(copy.deepcopy(cell.pretrain), pretrain_dir)
+        verb = "resuming" if os.path.isdir(finetune_dir) else "starting"
+        source = "from scratch" if cell.scratch else f"from {cell.pretrain_id}"
+        print(f"{label}: {verb} fine-tuning {source}", file=out, flush=True)
+        row = finetune_fn(finetune_config(cell, workdir), finetune_dir)
+        if cell.cell_id not in finished_cells(workdir):
+            raise RuntimeError(
+                f"fine-tuning of cell {cell.cell_id} returned without appending its row to "
+                f"{os.path.join(workdir, RESULTS)}"
+            )
+        summary = ""
+        if isinstance(row, dict) and row.get("top1") not in (None, ""):
+            summary = f" top-1 {float(row['top1']):.4f}"
+        print(f"{label}: done in {time.perf_counter() - t0:.0f}s{summary}", file=out, flush=True)
+        ran.append(cell.cell_id)
+
+    result = {
+        "cells": [cell.cell_id for cell in cells],
+        "ran": ran,
+        "skipped": [cell.cell_id for cell in mine if cell.cell_id in done],
+        "seconds": time.perf_counter() - t_sweep,
+        "report": None,
+    }
+    missing = [cell.cell_id for cell in cells if cell.cell_id not in finished_cells(workdir)]
+    if missing:
+        print(
+            f"sweep: {len(missing)} cells of other shards are not finished; the last shard to "
+            "finish writes the report (or run again with --report-only)",
+            file=out,
+            flush=True,
+        )
+    elif report:
+        result["report"] = write_report(config, cells, workdir, out)
+    return result
+
+
+def write_report(config, cells, workdir, out=None) -> str:
+    from synth_jax.experiments import report
+
+    path = report.write(config, cells, workdir, out=out or sys.stdout)
+    return path
+
+
+def main(argv: list[str]) -> int:
+    config, rest = config_from_argv(argv)
+    parser = ArgumentParser(
+        prog="synth-jax sweep",
+        description="Run a grid of pre-training and fine-tuning cells, then fit and report.",
+    )
+    parser.add_argument("--workdir", required=True, help="the sweep's directory (resumable)")
+    parser.add_argument("--shard", default=None, help="i/n: run the i-th of n disjoint parts")
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the report from the finished cells"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the cells and whether they are finished"
+    )
+    args = parser.parse_args(rest)
+    shard = grid.parse_shard(args.shard)
+    if args.list:
+        cells = validate(config)
+        done = finished_cells(args.workdir)
+        mine = {c.cell_id for c in grid.shard_cells(cells, shard)}
+        for cell in cells:
+            if cell.cell_id in mine:
+                state = "finished" if cell.cell_id in done else "to run"
+                print(f"{cell.cell_id}\t{state}\t{cell.values}")
+        return 0
+    if args.report_only:
+        cells = validate(config)
+        if not os.path.isdir(args.workdir):
+            raise UsageError(f"--workdir {args.workdir}: no such directory; run the sweep first")
+        print(write_report(config, cells, os.path.abspath(args.workdir)))
+        return 0
+    result = run(config, args.workdir, shard=shard)
+    if result["report"]:
+        print(f"sweep: report written to {result['report']}")
+    return 0
