@@ -1,0 +1,86 @@
+"""FractalDB (Kataoka et al., ACCV 2020): category search and the instance weight rows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from synth_jax.fractals import ifs, render
+
+# Factors for the 24 non-trivial weight rows: each row scales ONE of a..f of every map.
+WEIGHT_FACTORS = {"0.4": (0.2, 0.6, 1.4, 1.8), "0.1": (0.8, 0.9, 1.1, 1.2)}
+
+
+def weight_rows(variant: str) -> np.ndarray:
+    """The 25 instance weight rows float[25, 6]: row 0 all ones, then for each parameter a..f
+    the four factors of `variant` ("0.4" or "0.1"). The p_i are not recomputed."""
+    if variant not in WEIGHT_FACTORS:
+        raise ValueError(f"weights={variant!r}: expected one of {sorted(WEIGHT_FACTORS)}")
+    rows = [np.ones(6)]
+    for param in range(6):
+        for factor in WEIGHT_FACTORS[variant]:
+            row = np.ones(6)
+            row[param] = factor
+            rows.append(row)
+    return np.stack(rows)
+
+
+def sample_candidates(rng: np.random.Generator, count: int, min_maps: int, max_maps: int):
+    """Candidate systems float[count, 7, 7]: N ~ U{min..max}, a..f ~ U(-1, 1), p from |det|,
+    padded with p = 0 rows."""
+    out = np.zeros((count, ifs.MAX_MAPS, 7))
+    for k in range(count):
+        n = int(rng.integers(min_maps, max_maps + 1))
+        out[k] = ifs.pad_maps(ifs.with_probabilities(rng.uniform(-1, 1, (n, 6))))
+    return out
+
+
+def search_categories(
+    rng: np.random.Generator,
+    num_classes: int,
+    min_maps: int,
+    max_maps: int,
+    fill_threshold: float,
+    search_spec: render.RenderSpec,
+    check_spec: render.RenderSpec,
+    variants: np.ndarray,
+    seed: int,
+    batch: int = 64,
+    max_candidates: int = 10_000_000,
+    progress=None,
+):
+    """Draws candidates in batches and keeps those whose per-point-patch render fills at least
+    `fill_threshold` of the image (FractalDB: 0.2 of 512x512 with 100k points) and none of whose
+    weight-row variants is degenerate (divergent or a single pixel, checked with `check_spec`).
+
+    Returns (params float[num_classes, 7, 7], stats dict with candidate and rejection counts)."""
+    kept: list[np.ndarray] = []
+    stats = {"candidates": 0, "rejected_fill": 0, "rejected_degenerate": 0}
+    while len(kept) < num_classes:
+        if stats["candidates"] >= max_candidates:
+            raise RuntimeError(
+                f"FractalDB search: only {len(kept)} of {num_classes} categories after "
+                f"{stats['candidates']} candidates; lower fill_threshold"
+            )
+        cands = sample_candidates(rng, batch, min_maps, max_maps)
+        fill, degenerate = render.batch_statistics(
+            cands, seed + stats["candidates"], search_spec, batch
+        )
+        stats["candidates"] += batch
+        good = (fill >= fill_threshold) & ~degenerate
+        stats["rejected_fill"] += int(np.sum(~good))
+        if good.any():
+            chosen = cands[good]
+            # Every weight row of a kept category must render: scale a..f, keep p.
+            scaled = (
+                chosen[:, None]
+                * np.concatenate([variants, np.ones((len(variants), 1))], 1)[None, :, None, :]
+            )
+            _, bad = render.batch_statistics(
+                scaled.reshape(-1, ifs.MAX_MAPS, 7), seed, check_spec, batch
+            )
+            bad = bad.reshape(len(chosen), len(variants)).any(1)
+            stats["rejected_degenerate"] += int(bad.sum())
+            kept.extend(chosen[~bad])
+        if progress is not None:
+            progress.update(min(len(kept), num_classes), f"candidates {stats['candidates']}")
+    return np.stack(kept[:num_classes]), stats

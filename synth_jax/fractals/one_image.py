@@ -1,0 +1,55 @@
+"""One real image: C categories of random affine perturbations of a single grayscale photograph,
+warped on the device (the "Scaling Backwards" ablation that pre-trains on one real image)."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+SAMPLE_PHOTOS = ("china", "flower")  # shipped with scikit-learn
+
+
+def load_photo(photo: str, size: int) -> np.ndarray:
+    """A square grayscale photo float32[size, size] in [0, 1]: a scikit-learn sample ("china",
+    "flower") or an image file path; centre-cropped to a square, then resized."""
+    if photo in SAMPLE_PHOTOS:
+        from sklearn.datasets import load_sample_image
+
+        img = Image.fromarray(load_sample_image(f"{photo}.jpg"))
+    elif os.path.isfile(photo):
+        img = Image.open(photo)
+    else:
+        raise FileNotFoundError(f"photo {photo!r}: not one of {SAMPLE_PHOTOS} nor an image file")
+    img = img.convert("L")
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+    return np.asarray(img, np.float32) / 255.0
+
+
+def sample_affines(rng: np.random.Generator, count: int, delta: float) -> np.ndarray:
+    """Category affines float[count, 1, 7] rows (a, b, c, d, e, f, 1): the identity with each of
+    the six parameters perturbed by U(-delta, delta) (translations in units of the half-width)."""
+    params = np.zeros((count, 1, 7))
+    params[:, 0, :6] = np.array([1, 0, 0, 1, 0, 0]) + rng.uniform(-delta, delta, (count, 6))
+    params[:, 0, 6] = 1.0
+    return params
+
+
+def warp(photo: jax.Array, params: jax.Array) -> jax.Array:
+    """Samples photo float[S, S] at the affine image of each output pixel, in coordinates centred
+    on the image with unit half-width (bilinear, mirrored at the border). params: float[1, 7]
+    -> float[S, S] in [0, 1]."""
+    size = photo.shape[0]
+    a, b, c, d, e, f = (params[0, k] for k in range(6))
+    grid = (jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2) / ((size - 1) / 2)
+    y, x = jnp.meshgrid(grid, grid, indexing="ij")
+    sx, sy = a * x + b * y + e, c * x + d * y + f
+    to_pixel = lambda u: u * ((size - 1) / 2) + (size - 1) / 2
+    return jax.scipy.ndimage.map_coordinates(
+        photo, [to_pixel(sy), to_pixel(sx)], order=1, mode="mirror"
+    )

@@ -1,0 +1,102 @@
+"""The sigma-factor sampler of Anderson & Farrell (WACV 2022): well-shaped contractive systems.
+
+A_i = R(theta_i) diag(s1_i, s2_i) R(phi_i) D_i, with R a rotation, D_i a random reflection
+diag(+-1, +-1), 0 <= s2_i <= s1_i <= 1 and sum_i (s1_i + 2 s2_i) = sigma; b_i ~ U(-1, 1)^2;
+p_i proportional to |det A_i| = s1_i s2_i.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from synth_jax.fractals import ifs
+
+
+def default_sigma(rng: np.random.Generator, num_maps: int) -> float:
+    """sigma ~ U((5 + N) / 2, (6 + N) / 2), the paper's default range."""
+    return float(rng.uniform((5 + num_maps) / 2, (6 + num_maps) / 2))
+
+
+def singular_values_sequential(rng: np.random.Generator, num_maps: int, sigma: float) -> np.ndarray:
+    """The paper's sequential sampler. Returns float[N, 2] rows (s1, s2) with the constraints."""
+    n = num_maps
+    if not (0 < sigma <= 3 * n):
+        raise ValueError(f"sigma={sigma} is outside (0, 3N] = (0, {3 * n}] for N={n} maps")
+    p, q = float(sigma), float(sigma - 3 * n + 3)
+    out = np.zeros((n, 2))
+    for i in range(n - 1):
+        s1 = rng.uniform(max(0.0, q / 3), min(1.0, p))
+        q -= s1
+        p -= s1
+        s2 = rng.uniform(max(0.0, q / 2), min(s1, p / 2))
+        q = q - 2 * s2 + 3
+        p -= 2 * s2
+        out[i] = s1, s2
+    s2 = rng.uniform(max(0.0, (p - 1) / 2), p / 3)
+    out[n - 1] = p - 2 * s2, s2
+    return out
+
+
+def _fiber_length(r: np.ndarray) -> np.ndarray:
+    """Length of {s2 : s1 = r - 2 s2, 0 <= s2 <= s1 <= 1}, the last map's freedom given r."""
+    return np.clip(r / 3 - np.maximum(0.0, (r - 1) / 2), 0.0, None)
+
+
+def singular_values_rejection(
+    rng: np.random.Generator, num_maps: int, sigma: float, max_tries: int = 100_000
+) -> np.ndarray:
+    """Uniform on the constraint surface: the first N-1 pairs uniform on the triangle
+    0 <= s2 <= s1 <= 1, the last pair on its fiber, accepted with probability proportional to the
+    fiber's length (at most 1/3), which makes the joint density uniform on the hyperplane."""
+    n = num_maps
+    if not (0 < sigma <= 3 * n):
+        raise ValueError(f"sigma={sigma} is outside (0, 3N] = (0, {3 * n}] for N={n} maps")
+    batch = 4096
+    for _ in range(max(1, max_tries // batch)):
+        u = rng.uniform(size=(batch, n - 1, 2))
+        s1, s2 = u.max(-1), u.min(-1)  # uniform on the triangle s2 <= s1
+        r = sigma - (s1 + 2 * s2).sum(-1)
+        length = _fiber_length(r)
+        accept = rng.uniform(size=batch) * (1 / 3) < length
+        if accept.any():
+            k = int(np.argmax(accept))
+            lo = max(0.0, (r[k] - 1) / 2)
+            last_s2 = rng.uniform(lo, lo + length[k])
+            out = np.zeros((n, 2))
+            out[:-1, 0], out[:-1, 1] = s1[k], s2[k]
+            out[-1] = r[k] - 2 * last_s2, last_s2
+            return out
+    raise RuntimeError(f"rejection sampler found no sample for N={n}, sigma={sigma}")
+
+
+def _rotation(theta: np.ndarray) -> np.ndarray:
+    c, s = np.cos(theta), np.sin(theta)
+    return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+
+
+def sample_sigma_system(
+    rng: np.random.Generator,
+    num_maps: int,
+    sigma: float | None = None,
+    sampler: str = "sequential",
+) -> np.ndarray:
+    """One system: float[N, 7] rows (a, b, c, d, e, f, p)."""
+    sigma = default_sigma(rng, num_maps) if sigma is None else sigma
+    if sampler == "sequential":
+        sv = singular_values_sequential(rng, num_maps, sigma)
+    elif sampler == "rejection":
+        sv = singular_values_rejection(rng, num_maps, sigma)
+    else:
+        raise ValueError(f"sampler={sampler!r}: expected 'sequential' or 'rejection'")
+    theta = rng.uniform(-np.pi, np.pi, num_maps)
+    phi = rng.uniform(-np.pi, np.pi, num_maps)
+    reflect = rng.choice([-1.0, 1.0], size=(num_maps, 2))
+    a = (
+        _rotation(theta)
+        @ (sv[:, :, None] * np.eye(2))
+        @ _rotation(phi)
+        @ (reflect[:, :, None] * np.eye(2))
+    )
+    b = rng.uniform(-1, 1, (num_maps, 2))
+    maps = np.stack([a[:, 0, 0], a[:, 0, 1], a[:, 1, 0], a[:, 1, 1], b[:, 0], b[:, 1]], -1)
+    return ifs.with_probabilities(maps)
