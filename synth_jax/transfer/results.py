@@ -1,0 +1,129 @@
+"""The results table: one CSV row per finished fine-tuning run, read by the scaling-law fits.
+
+Columns (in this order; empty cells for what does not apply, `scratch` for no pre-training):
+    run_id, pretrain_family, pretrain_classes, pretrain_images, pretrain_images_seen, model,
+    dataset, mode, fraction, shots, seed, top1, top1_error, top5_error, init_from, workdir,
+    timestamp
+`pretrain_images` counts unique pre-training images; `pretrain_images_seen` the samples drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+
+from synth_jax import files
+from synth_jax.errors import UsageError
+
+COLUMNS = (
+    "run_id",
+    "pretrain_family",
+    "pretrain_classes",
+    "pretrain_images",
+    "pretrain_images_seen",
+    "model",
+    "dataset",
+    "mode",
+    "fraction",
+    "shots",
+    "seed",
+    "top1",
+    "top1_error",
+    "top5_error",
+    "init_from",
+    "workdir",
+    "timestamp",
+)
+
+
+def _csv_line(values) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(["" if v is None else v for v in values])
+    return buffer.getvalue()
+
+
+def append_row(path: str, row: dict) -> None:
+    """Appends `row` (keys: COLUMNS; missing keys -> empty cells) to the CSV at `path`.
+
+    A new file gets the header first. An existing file with another header is refused (a
+    table whose columns shift would be misread by every fit).
+    """
+    unknown = sorted(set(row) - set(COLUMNS))
+    if unknown:
+        raise ValueError(f"results row has unknown columns {unknown}")
+    line = _csv_line(row.get(c) for c in COLUMNS)
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        files.write_text(path, _csv_line(COLUMNS) + line)
+        return
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if tuple(header) != COLUMNS:
+        raise UsageError(
+            f"results_csv {path}: its header is {header}, not the results columns; "
+            f"name another file in config.results_csv"
+        )
+    files.append_line(path, line)
+
+
+def read_rows(path: str) -> list[dict]:
+    """The rows of a results CSV as dicts of strings."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _load_json(path: str):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def pretrain_info(workdir: str | None) -> dict:
+    """The pretrain_* cells for a fine-tune initialised from `workdir` (None -> `scratch`).
+
+    Reads the pre-training run's `config.json` (data family, classes, unique images) and
+    `summary.json` (images seen); a checkpoint path inside a workdir is accepted too.
+    """
+    if not workdir:
+        return {
+            "pretrain_family": "scratch",
+            "pretrain_classes": None,
+            "pretrain_images": None,
+            "pretrain_images_seen": None,
+        }
+    root = _workdir_of(workdir)
+    config = _load_json(os.path.join(root, "config.json")) or {}
+    summary = _load_json(os.path.join(root, "summary.json")) or {}
+    data = config.get("data", {}) if isinstance(config, dict) else {}
+    family = data.get("family") or (data.get("name") if data.get("source") == "tfds" else None)
+
+    def first(*values):
+        return next((v for v in values if v not in (None, "")), None)
+
+    return {
+        "pretrain_family": first(summary.get("family"), family, "unknown"),
+        "pretrain_classes": first(summary.get("num_classes"), data.get("num_classes")),
+        "pretrain_images": first(
+            summary.get("num_images"), summary.get("unique_images"), data.get("num_images")
+        ),
+        "pretrain_images_seen": first(
+            summary.get("images_seen"), summary.get("examples_seen"), summary.get("samples_seen")
+        ),
+    }
+
+
+def _workdir_of(path: str) -> str:
+    """The run folder holding config.json: `path` itself or an ancestor (checkpoint paths)."""
+    probe = os.path.abspath(path)
+    for _ in range(4):
+        if os.path.exists(os.path.join(probe, "config.json")):
+            return probe
+        probe = os.path.dirname(probe)
+    return os.path.abspath(path)
+
+
+def timestamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
