@@ -293,7 +293,7 @@ def _sigma_table(rng, config):
 
 
 def save_table(path: str, table: FamilyTable) -> None:
-    """Writes `path` (.npz: params, variants) and `path`.json (family, stats, config), atomically."""
+    """Writes `path` (.npz: params, variants) and `path`.json (family, stats, config) atomically."""
     if not path.endswith(".npz"):
         raise UsageError(f"config key 'table_path'={path!r}: expected a .npz path")
     with atomic_path(path) as tmp:

@@ -55,7 +55,7 @@ def chaos_game(params: jax.Array, key: jax.Array, spec: RenderSpec):
     cdf = jnp.cumsum(probs) / jnp.sum(probs)
     total_steps = spec.burn_in + spec.steps
     u = jax.random.uniform(key, (total_steps, spec.chains))
-    # Map index = number of cdf boundaries below u; padded maps (p = 0) sit at cdf = 1: never picked.
+    # Map index = number of cdf boundaries below u; padded maps (p = 0) sit at cdf = 1: never used.
     choice = jnp.sum(u[..., None] >= cdf[:-1], axis=-1)
 
     def step(xy, i):

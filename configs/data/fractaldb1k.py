@@ -1,0 +1,19 @@
+"""FractalDB-1k (Kataoka et al., ACCV 2020): 1,000 searched categories x 1,000 images.
+
+    synth-jax render --config configs/data/fractaldb1k.py --num 64 --out fractaldb.png
+
+CPU (2 cores): the category search renders ~5k candidates of 100k points at 512 px, several
+minutes; set table_path to keep the table. Images: 362 px, 200k points, gray 127 per-point
+patches, 25 weight rows ("0.4") x 10 instances x 4 flips per category. A quick look:
+`--config configs/data/fractaldb1k.py:small` (16 categories, 64 px, seconds).
+"""
+
+from synth_jax.fractals import data_config
+
+
+def get_config(arg=None):
+    config = data_config("fractaldb")
+    if arg == "small":
+        config.update(dict(num_classes=16, image_size=64, points=20_000, search_points=20_000,
+                           search_size=128, fill_threshold=0.1))  # fmt: skip
+    return config
