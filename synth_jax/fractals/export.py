@@ -1,0 +1,229 @@
+"""`synth-jax export --config ... --out DIR --format png|tfds [--num N]`: a fractal dataset on
+disk for other frameworks.
+
+png:  DIR/<class>/<index>.png (class and global image index zero-padded), like FractalDB's tree.
+tfds: a TFDS ArrayRecord dataset DIR/<name>/1.0.0 (features image, label, index; split train),
+      readable without TensorFlow: `tfds.data_source(name, data_dir=DIR)`.
+
+The first N global indices are exported (categories in order, each complete before the next).
+Every file is written atomically and an interrupted export resumes where it stopped: PNGs that
+exist are complete and skipped; for tfds, rendered chunks are kept in DIR/.<name>-chunks/ until
+the dataset is assembled into a temporary folder and renamed into place. DIR/export.json records
+the config; resuming with a different config is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+from synth_jax.config import config_from_argv, config_to_dict
+from synth_jax.errors import UsageError
+from synth_jax.files import atomic_path, write_json
+from synth_jax.fractals.dataset import FractalDataset
+from synth_jax.fractals.preview import render_images
+from synth_jax.progress import Progress
+
+TFDS_VERSION = "1.0.0"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def png_path(out: str, label: int, index: int) -> str:
+    return os.path.join(out, f"{label:05d}", f"{index:08d}.png")
+
+
+def _check_manifest(out: str, manifest: dict) -> None:
+    """Writes DIR/export.json, or refuses to mix two configs in one DIR."""
+    path = os.path.join(out, "export.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old != json.loads(json.dumps(manifest)):
+            raise UsageError(
+                f"--out {out}: holds an export of another config or format (see {path}); "
+                f"use a new directory or delete that one"
+            )
+    else:
+        write_json(path, manifest)
+
+
+def export_png(dataset: FractalDataset, out: str, num: int, seed: int, batch: int) -> int:
+    """Writes the missing PNGs of indices [0, num); returns how many were written."""
+    labels = np.asarray(dataset.decompose(np.arange(num))[0])
+    missing = [i for i in range(num) if not os.path.exists(png_path(out, labels[i], i))]
+    meter = Progress(num, "export png", "images", start=num - len(missing))
+    for start in range(0, len(missing), batch):
+        chunk = missing[start : start + batch]
+        images, labs, _ = render_images(dataset, chunk, seed, batch)
+        for index, image, label in zip(chunk, images, labs):
+            path = png_path(out, int(label), index)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with atomic_path(path) as tmp:
+                Image.fromarray(image).save(tmp, format="PNG")
+        meter.update(num - len(missing) + start + len(chunk))
+    meter.close()
+    return len(missing)
+
+
+def _tfds_builder(name: str, num_classes: int, image_size: int, chunks: list, data_dir: str):
+    """A TFDS builder whose one split, train, yields the examples stored in `chunks` (npz files of
+    concatenated PNG bytes with offsets, labels and indices). TFDS writes the files itself, and
+    needs no TensorFlow for PNG-encoded images."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import utils
+
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(image_size, image_size, 3)),
+            "label": tfds.features.ClassLabel(num_classes=num_classes),
+            "index": tfds.features.Scalar(dtype=np.int64),
+        }
+    )
+
+    def examples():
+        for path in chunks:
+            with np.load(path) as data:
+                png, offsets = data["png"], data["offsets"]
+                for k, (label, index) in enumerate(zip(data["label"], data["index"])):
+                    yield (
+                        int(index),
+                        {
+                            "image": io.BytesIO(png[offsets[k] : offsets[k + 1]].tobytes()),
+                            "label": int(label),
+                            "index": int(index),
+                        },
+                    )
+
+    class FractalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        VERSION = utils.Version(TFDS_VERSION)
+
+        @utils.classproperty
+        @classmethod
+        def code_path(cls):  # no checksums file to look up
+            return None
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                description="Formula-driven fractal images exported by synth-jax export.",
+                features=features,
+                disable_shuffling=True,  # keep index order: an exact read-back is the check
+            )
+
+        def _split_generators(self, dl_manager):
+            del dl_manager
+            return {"train": examples()}
+
+        def _generate_examples(self):
+            raise NotImplementedError("examples come from _split_generators")
+
+    FractalBuilder.name = name
+    return FractalBuilder(data_dir=data_dir, file_format="array_record")
+
+
+def export_tfds(dataset: FractalDataset, out: str, num: int, seed: int, batch: int, name: str):
+    """Renders [0, num) into resumable chunks, then assembles the TFDS dataset; returns its path."""
+    import tensorflow_datasets as tfds
+
+    final = os.path.join(out, name, TFDS_VERSION)
+    if os.path.exists(final):
+        return final
+    staging = os.path.join(out, f".{name}-chunks")
+    os.makedirs(staging, exist_ok=True)
+    starts = list(range(0, num, batch))
+    chunk_paths = [os.path.join(staging, f"{s:010d}.npz") for s in starts]
+    done = sum(os.path.exists(p) for p in chunk_paths)
+    meter = Progress(num, "export tfds", "images", start=min(num, done * batch))
+    for start, path in zip(starts, chunk_paths):
+        if os.path.exists(path):
+            continue
+        indices = list(range(start, min(start + batch, num)))
+        images, labels, _ = render_images(dataset, indices, seed, batch)
+        pngs = []
+        for image in images:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG")
+            pngs.append(np.frombuffer(buffer.getvalue(), np.uint8))
+        offsets = np.cumsum([0] + [len(p) for p in pngs])
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, png=np.concatenate(pngs), offsets=offsets, label=labels,
+                     index=np.asarray(indices, np.int64))  # fmt: skip
+        meter.update(min(start + batch, num))
+    meter.close()
+    tmp_dir = tempfile.mkdtemp(dir=out, prefix=f".{name}-assemble-")
+    try:
+        builder = _tfds_builder(name, dataset.num_classes, dataset.image_size, chunk_paths, tmp_dir)
+        builder.download_and_prepare(
+            download_dir=os.path.join(tmp_dir, "downloads"),
+            download_config=tfds.download.DownloadConfig(num_shards=None),
+        )
+        written = builder.info.splits["train"].num_examples
+        if written != num:
+            raise RuntimeError(f"TFDS wrote {written} examples, expected {num}")
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.rename(os.path.join(tmp_dir, name, TFDS_VERSION), final)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def main(argv: list[str]) -> int:
+    parser = ArgumentParser(
+        prog="synth-jax export",
+        description="Write a fractal dataset to disk: --config configs/data/<family>.py",
+    )
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--format", choices=("png", "tfds"), default="png")
+    parser.add_argument("--num", type=int, default=None, help="first N images (default: all)")
+    parser.add_argument("--batch", type=int, default=64, help="images rendered per device call")
+    parser.add_argument("--name", default=None, help="TFDS name (default fractals_<family>)")
+    parser.add_argument("--seed", type=int, default=None, help="image seed (default config.seed)")
+    if any(a in ("-h", "--help") for a in argv):
+        parser.print_help()
+        return 0
+    config, rest = config_from_argv(argv)
+    args = parser.parse_args(rest)
+    name = args.name or f"fractals_{config.family}"
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise UsageError(f"--name {name!r}: use lower_case letters, digits and underscores")
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch}: expected a positive integer")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
+    dataset = FractalDataset(config, progress=True)
+    num = dataset.num_images if args.num is None else args.num
+    if not 1 <= num <= dataset.num_images:
+        raise UsageError(f"--num {num}: expected 1..{dataset.num_images} (the dataset's images)")
+    seed = config.seed if args.seed is None else args.seed
+    os.makedirs(args.out, exist_ok=True)
+    manifest = {
+        "format": args.format,
+        "seed": seed,
+        "num": num,
+        "name": name if args.format == "tfds" else None,
+        "config": config_to_dict(config),
+        "table": dataset.table.stats,
+    }
+    _check_manifest(args.out, manifest)
+    if args.format == "png":
+        written = export_png(dataset, args.out, num, seed, args.batch)
+        result = {"out": args.out, "format": "png", "images": num, "written_now": written}
+    else:
+        path = export_tfds(dataset, args.out, num, seed, args.batch, name)
+        result = {"out": path, "format": "tfds", "name": name, "images": num,
+                  "read_with": f"tfds.data_source({name!r}, data_dir={args.out!r})"}  # fmt: skip
+    print(json.dumps(result))
+    return 0
