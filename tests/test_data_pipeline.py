@@ -26,7 +26,8 @@ def npz_dataset(tmp_path_factory):
     )
     data_dir = str(root / "tfds")
     importer.import_dataset("indexed", str(root / "a.npz"), data_dir)
-    return pipeline.data_config(name="indexed", data_dir=data_dir, num_threads=2), images, labels
+    config = pipeline.data_config(name="indexed", data_dir=data_dir, num_threads=2, rgb=False)
+    return config, images, labels
 
 
 def _ids(batch):

@@ -9,9 +9,11 @@ Training: each host reads its own slice of the examples (`process_index::process
 shuffled with a seed, repeated forever (a new order each epoch), batched to
 `batch_size // process_count`. Evaluation: one ordered pass, no shuffle.
 Decoding runs in Grain threads (`num_threads`) and optionally worker processes (`num_workers`).
-Images stay uint8 at their stored size: resizing, cropping and normalisation happen on the
-device (`synth_jax.data.preprocess`), except that images of differing sizes (image folders,
-Flowers-102) are resized on the host to `decode_size` so that they stack into a batch.
+Images stay uint8 at their stored size (grayscale repeated to RGB unless `rgb=False`, since
+the models take RGB): resizing, cropping and normalisation happen on the device (the trainer's
+`synth_jax.train.augment`, `synth_jax.data.preprocess.eval_images`), except that images of
+differing sizes (image folders, Flowers-102) are resized on the host to `decode_size` so that
+they stack into a batch.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
             "eval_split": "test",
             "image_size": 32,  # on-device resize target (pixels, square)
             "decode_size": 0,  # host resize for datasets whose images differ in size; 0 = off
+            "rgb": True,  # grayscale -> 3 channels on the host (the trainer's models take RGB)
             "num_threads": 4,  # Grain read/decode threads per host
             "num_workers": 0,  # Grain worker processes (0 = decode in this process)
             "prefetch": 4,  # batches buffered ahead
@@ -70,8 +73,9 @@ class Subset(Sequence):
 class _Decode(grain.transforms.Map):
     """A TFDS record -> {"image": uint8[H, W, C], "label": int32}; host resize when asked."""
 
-    def __init__(self, decode_size: int):
+    def __init__(self, decode_size: int, rgb: bool):
         self.decode_size = decode_size
+        self.rgb = rgb
 
     def map(self, record):
         image = np.asarray(record["image"], np.uint8)
@@ -83,14 +87,17 @@ class _Decode(grain.transforms.Map):
             pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
             pil = pil.resize((self.decode_size, self.decode_size), Image.BILINEAR)
             image = np.asarray(pil, np.uint8).reshape(self.decode_size, self.decode_size, -1)
+        if self.rgb and image.shape[-1] == 1:
+            image = np.repeat(image, 3, axis=-1)
         return {"image": image, "label": np.int32(record["label"])}
 
 
 class HostSource:
     """An iterator of numpy batches with `get_state()` / `set_state()`.
 
-    Attributes: `num_classes`, `num_examples` (unique examples in this source, all hosts),
-    `image_shape` (H, W, C of the batches), `batch_size` (global), `class_names`, `train`.
+    Attributes: `num_classes`, `num_examples` = `num_images` (unique examples in this source,
+    all hosts), `image_shape` (H, W, C of the batches), `image_size` (H when square),
+    `batch_size` (global), `class_names`, `train`.
     """
 
     def __init__(self, opened, indices, batch_size, seed, train, config):
@@ -116,11 +123,17 @@ class HostSource:
                 f"images of {opened.name} differ in size; set data.decode_size (e.g. 256) so "
                 f"that they are resized on the host before batching"
             )
+        if config.rgb:
+            channels = 3
         self.image_shape = (height, width, channels)
+        self.num_images = self.num_examples  # the trainer's name: unique images of an epoch
+        self.image_size = height if height == width else None
         ds = grain.MapDataset.source(base)[jax.process_index() :: count]
         if train:
             ds = ds.seed(seed).shuffle().repeat()
-        ds = ds.map(_Decode(config.decode_size)).batch(self.host_batch_size, drop_remainder=train)
+        ds = ds.map(_Decode(config.decode_size, config.rgb)).batch(
+            self.host_batch_size, drop_remainder=train
+        )
         self.num_batches = None if train else len(ds)
         ids = ds.to_iter_dataset(
             grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
