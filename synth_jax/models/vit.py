@@ -1,0 +1,218 @@
+"""Vision Transformer (Dosovitskiy et al. 2021) in Flax NNX, big_vision flavour.
+
+Variants by name: "Ti/16", "S/16", "B/16", "L/16" and any patch size ("Ti/4" suits 32 px images).
+Every parameter carries logical axis names (`embed`, `mlp`, `heads`, `vocab`, `classes`) through
+`nnx.with_partitioning`; `synth_jax.train.mesh` maps them onto a mesh, so the same module runs
+replicated, FSDP or tensor-parallel.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# width, depth, mlp width, heads (Dosovitskiy et al. 2021; Touvron et al. 2021 for Ti and S)
+VARIANTS = {
+    "Ti": (192, 12, 768, 3),
+    "S": (384, 12, 1536, 6),
+    "M": (512, 12, 2048, 8),
+    "B": (768, 12, 3072, 12),
+    "L": (1024, 24, 4096, 16),
+    # test-sized: compiles in seconds on a CPU
+    "mu": (32, 2, 64, 2),
+}
+
+
+def parse_name(name: str) -> tuple[str, int]:
+    """'Ti/16' -> ('Ti', 16); raises ValueError for an unknown name."""
+    variant, _, patch = name.partition("/")
+    if variant not in VARIANTS or not patch.isdigit() or int(patch) < 1:
+        raise ValueError(
+            f"unknown ViT name {name!r}: expected VARIANT/PATCH with VARIANT in "
+            f"{', '.join(VARIANTS)} (e.g. 'Ti/16', 'Ti/4' for 32 px images)"
+        )
+    return variant, int(patch)
+
+
+def _dense(din, dout, axes, dtype, rngs):
+    init = nnx.initializers.xavier_uniform()
+    return nnx.Linear(
+        din,
+        dout,
+        dtype=dtype,
+        kernel_init=nnx.with_partitioning(init, axes),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
+        rngs=rngs,
+    )
+
+
+def _layer_norm(dim, dtype, rngs):
+    return nnx.LayerNorm(
+        dim,
+        epsilon=1e-6,
+        dtype=dtype,
+        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+        rngs=rngs,
+    )
+
+
+def sincos_posemb_2d(h: int, w: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
+    """Fixed 2-D sine-cosine position embedding (MoCo v3 / big_vision): float32[1, h*w, width]."""
+    assert width % 4 == 0, "width must be a multiple of 4 for the 2-D sincos embedding"
+    y, x = np.mgrid[:h, :w]
+    omega = 1.0 / temperature ** (np.arange(width // 4) / (width // 4 - 1))
+    y = np.einsum("m,d->md", y.flatten(), omega)
+    x = np.einsum("m,d->md", x.flatten(), omega)
+    pe = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
+    return pe[None].astype(np.float32)
+
+
+class DropPath(nnx.Module):
+    """Stochastic depth: drops a residual branch for whole samples (Huang et al. 2016)."""
+
+    def __init__(self, rate: float):
+        self.dropout = nnx.Dropout(rate, broadcast_dims=(1, 2))
+
+    def __call__(self, x, train: bool, rng):
+        return self.dropout(x, deterministic=not train, rngs=rng)
+
+
+class Attention(nnx.Module):
+    def __init__(self, width: int, heads: int, dtype, rngs):
+        self.heads = heads
+        self.dtype = dtype
+        self.query = _dense(width, width, ("embed", "heads"), dtype, rngs)
+        self.key = _dense(width, width, ("embed", "heads"), dtype, rngs)
+        self.value = _dense(width, width, ("embed", "heads"), dtype, rngs)
+        self.out = _dense(width, width, ("heads", "embed"), dtype, rngs)
+
+    def __call__(self, x):
+        b, t, d = x.shape
+        split = lambda y: y.reshape(b, t, self.heads, d // self.heads)
+        q, k, v = (split(f(x)) for f in (self.query, self.key, self.value))
+        # The fused kernel (cuDNN flash attention on GPU) when the backend has one.
+        y = jax.nn.dot_product_attention(q, k, v)
+        return self.out(y.reshape(b, t, d))
+
+
+class EncoderBlock(nnx.Module):
+    def __init__(self, width, mlp_dim, heads, dropout, drop_path, dtype, rngs):
+        self.norm1 = _layer_norm(width, dtype, rngs)
+        self.attn = Attention(width, heads, dtype, rngs)
+        self.norm2 = _layer_norm(width, dtype, rngs)
+        self.mlp1 = _dense(width, mlp_dim, ("embed", "mlp"), dtype, rngs)
+        self.mlp2 = _dense(mlp_dim, width, ("mlp", "embed"), dtype, rngs)
+        self.dropout = nnx.Dropout(dropout)
+        self.drop_path = DropPath(drop_path)
+
+    def __call__(self, x, train: bool, rng):
+        keys = jax.random.split(rng, 4) if rng is not None else [None] * 4
+        det = not train
+        y = self.attn(self.norm1(x))
+        y = self.dropout(y, deterministic=det, rngs=keys[0])
+        x = x + self.drop_path(y, train, keys[1])
+        y = self.mlp2(nnx.gelu(self.mlp1(self.norm2(x)), approximate=False))
+        y = self.dropout(y, deterministic=det, rngs=keys[2])
+        return x + self.drop_path(y, train, keys[3])
+
+
+class ViT(nnx.Module):
+    """`model(images float[B,H,W,3], train, rng=None) -> logits float32[B, num_classes]`.
+
+    `rng` (a PRNG key) drives dropout and drop-path; it is required when training with either
+    rate above zero. The trainer derives it from (seed, step), so a resumed run draws the same
+    masks. Compute runs in `dtype` (bfloat16 for speed); parameters stay float32.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        image_size: int,
+        *,
+        rngs: nnx.Rngs,
+        pool: str = "gap",
+        posemb: str = "learn",
+        dropout: float = 0.0,
+        drop_path: float = 0.0,
+        dtype=jnp.float32,
+        head_zero_init: bool = True,
+    ):
+        variant, patch = parse_name(name)
+        width, depth, mlp_dim, heads = VARIANTS[variant]
+        if image_size % patch:
+            raise ValueError(f"image_size {image_size} is not a multiple of the patch size {patch}")
+        if pool not in ("gap", "cls"):
+            raise ValueError(f"pool {pool!r}: expected 'gap' or 'cls'")
+        if posemb not in ("learn", "sincos2d"):
+            raise ValueError(f"posemb {posemb!r}: expected 'learn' or 'sincos2d'")
+        self.pool, self.dtype, self.width = pool, dtype, width
+        self.rates = (dropout, drop_path)
+        grid = image_size // patch
+        self.embedding = nnx.Conv(
+            3,
+            width,
+            kernel_size=(patch, patch),
+            strides=(patch, patch),
+            padding="VALID",
+            dtype=dtype,
+            kernel_init=nnx.with_partitioning(
+                nnx.initializers.lecun_normal(), (None, None, None, "embed")
+            ),
+            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+            rngs=rngs,
+        )
+        if posemb == "learn":
+            init = nnx.with_partitioning(nnx.initializers.normal(0.02), (None, None, "embed"))
+            self.posemb = nnx.Param(init(rngs.params(), (1, grid * grid, width)))
+        else:  # fixed: not a parameter, so the optimiser never touches it
+            self.posemb = nnx.Variable(jnp.asarray(sincos_posemb_2d(grid, grid, width)))
+        if pool == "cls":
+            init = nnx.with_partitioning(nnx.initializers.zeros_init(), (None, None, "embed"))
+            self.cls = nnx.Param(init(rngs.params(), (1, 1, width)))
+        self.dropout = nnx.Dropout(dropout)
+        # Drop-path grows linearly with depth (DeiT).
+        self.blocks = nnx.List(
+            [
+                EncoderBlock(
+                    width, mlp_dim, heads, dropout, drop_path * i / max(depth - 1, 1), dtype, rngs
+                )
+                for i in range(depth)
+            ]
+        )
+        self.norm = _layer_norm(width, dtype, rngs)
+        head_init = nnx.initializers.zeros_init() if head_zero_init else None
+        self.head = nnx.Linear(
+            width,
+            num_classes,
+            kernel_init=nnx.with_partitioning(
+                head_init or nnx.initializers.xavier_uniform(), ("embed", "classes")
+            ),
+            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("classes",)),
+            rngs=rngs,
+        )
+
+    def features(self, images, train: bool = False, rng=None):
+        """images float[B,H,W,3] -> pre-head representation float32[B, width]."""
+        if train and rng is None and max(self.rates) > 0:
+            raise ValueError("ViT: training with dropout/drop-path needs rng=a PRNG key")
+        keys = jax.random.split(rng, len(self.blocks) + 1) if rng is not None else None
+        x = self.embedding(images.astype(self.dtype)).astype(self.dtype)
+        b, h, w, d = x.shape
+        x = x.reshape(b, h * w, d) + self.posemb[...].astype(self.dtype)
+        if self.pool == "cls":
+            x = jnp.concatenate(
+                [jnp.broadcast_to(self.cls[...].astype(self.dtype), (b, 1, d)), x], 1
+            )
+        x = self.dropout(x, deterministic=not train, rngs=None if keys is None else keys[-1])
+        for i, block in enumerate(self.blocks):
+            x = block(x, train, None if keys is None else keys[i])
+        x = self.norm(x)
+        x = x[:, 0] if self.pool == "cls" else x.mean(axis=1)
+        return x.astype(jnp.float32)
+
+    def __call__(self, images, train: bool = False, rng=None):
+        return self.head(self.features(images, train, rng)).astype(jnp.float32)

@@ -1,0 +1,138 @@
+"""The device mesh and where every array lives on it.
+
+Mesh axes (config key `mesh`, sizes; -1 takes the devices left over):
+    data   pure data parallelism: parameters replicated, batch split
+    fsdp   fully-sharded data parallelism: batch split AND parameters/optimiser state split
+    model  tensor parallelism over the `mlp` and `heads` dimensions
+
+Parameters carry logical axis names (see synth_jax.models); `LOGICAL_RULES` maps them onto mesh
+axes. A dimension whose size the mesh axis does not divide stays replicated, so every model runs
+on every mesh.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "model")
+BATCH_AXES = ("data", "fsdp")  # the batch is split over both data-parallel axes
+
+# logical axis name -> mesh axis (None: replicated)
+LOGICAL_RULES = {
+    "embed": "fsdp",
+    "mlp": "model",
+    "heads": "model",
+    "classes": None,
+}
+
+
+def initialize_distributed(
+    coordinator: str | None, num_processes: int | None, process_id: int | None
+):
+    """Joins a multi-process run, from flags or the environment, before any JAX computation.
+
+    Flags win over SYNTH_JAX_COORDINATOR / SYNTH_JAX_NUM_PROCESSES / SYNTH_JAX_PROCESS_ID. With
+    neither, a single-process run needs nothing; on a cluster whose launcher JAX recognises
+    (SLURM, TPU pods) set SYNTH_JAX_DISTRIBUTED=auto.
+    """
+    coordinator = coordinator or os.environ.get("SYNTH_JAX_COORDINATOR")
+    if num_processes is None and os.environ.get("SYNTH_JAX_NUM_PROCESSES"):
+        num_processes = int(os.environ["SYNTH_JAX_NUM_PROCESSES"])
+    if process_id is None and os.environ.get("SYNTH_JAX_PROCESS_ID"):
+        process_id = int(os.environ["SYNTH_JAX_PROCESS_ID"])
+    if coordinator:
+        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
+            # CPU collectives across processes go over TCP (gloo); works over 127.0.0.1.
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+        )
+    elif os.environ.get("SYNTH_JAX_DISTRIBUTED") == "auto":
+        jax.distributed.initialize()
+
+
+def mesh_shape(mesh_config: dict, num_devices: int) -> dict[str, int]:
+    """Resolves -1 and checks that the axis sizes multiply to the device count.
+
+    Raises ValueError naming the `mesh.<axis>` key when they do not.
+    """
+    sizes = {axis: int(mesh_config.get(axis, 1)) for axis in MESH_AXES}
+    free = [a for a, s in sizes.items() if s == -1]
+    if len(free) > 1:
+        raise ValueError(f"mesh.{free[1]}: at most one axis may be -1 (the devices left over)")
+    fixed = math.prod(s for s in sizes.values() if s != -1)
+    for axis, size in sizes.items():
+        if size == 0 or size < -1:
+            raise ValueError(f"mesh.{axis}={size}: a positive size, or -1")
+    if free:
+        if num_devices % fixed:
+            raise ValueError(
+                f"mesh.{free[0]}=-1: {num_devices} devices are not divisible by the other "
+                f"axes' product {fixed}"
+            )
+        sizes[free[0]] = num_devices // fixed
+    if math.prod(sizes.values()) != num_devices:
+        raise ValueError(
+            f"mesh {sizes} has {math.prod(sizes.values())} devices but {num_devices} are "
+            "available; set one axis to -1"
+        )
+    return sizes
+
+
+def make_mesh(mesh_config: dict) -> jax.sharding.Mesh:
+    sizes = mesh_shape(mesh_config, jax.device_count())
+    # Auto axes: jit's partitioner places intermediates; we only pin inputs, outputs and batches.
+    auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+    return jax.make_mesh(tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=auto)
+
+
+def data_parallel_size(mesh: jax.sharding.Mesh) -> int:
+    return math.prod(mesh.shape[a] for a in BATCH_AXES)
+
+
+def batch_sharding(mesh: jax.sharding.Mesh, ndim: int = 1) -> NamedSharding:
+    """Leading (batch) dimension split over the data-parallel axes, the rest replicated."""
+    return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def _mesh_spec(logical: P, shape: tuple[int, ...], mesh: jax.sharding.Mesh) -> P:
+    axes = []
+    for dim, name in zip(shape, tuple(logical) + (None,) * (len(shape) - len(logical))):
+        axis = LOGICAL_RULES.get(name) if isinstance(name, str) else None
+        if axis is not None and (mesh.shape[axis] == 1 or dim % mesh.shape[axis]):
+            axis = None  # a size-1 axis changes nothing; an uneven split is not allowed
+        axes.append(axis)
+    return P(*axes)
+
+
+def state_shardings(abstract_state, mesh: jax.sharding.Mesh):
+    """NamedShardings for an (abstract) nnx.State, from its variables' logical axis names."""
+    logical = nnx.get_partition_spec(abstract_state)
+    return jax.tree.map(
+        lambda spec, leaf: NamedSharding(mesh, _mesh_spec(spec, leaf.shape, mesh)),
+        logical,
+        abstract_state,
+        is_leaf=lambda x: isinstance(x, P),
+    )
+
+
+def tree_shardings_like(tree, param_shardings, mesh):
+    """Shardings for an optimiser state: leaves shaped like a parameter follow that parameter's
+    sharding (Adam moments), everything else (counts, scalars) is replicated."""
+    by_shape: dict[tuple, NamedSharding] = {}
+    for leaf, sharding in zip(
+        jax.tree.leaves(param_shardings[0]), jax.tree.leaves(param_shardings[1])
+    ):
+        by_shape.setdefault(tuple(leaf.shape), sharding)
+    return jax.tree.map(lambda x: by_shape.get(tuple(np.shape(x)), replicated(mesh)), tree)
