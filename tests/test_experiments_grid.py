@@ -197,7 +197,7 @@ def test_interrupted_sweep_resumes_the_half_finished_cell_without_redoing_finish
     fakes = FakeRuns(crash_at=(victim.cell_id, 2))
     with pytest.raises(KeyboardInterrupt):
         run(sweep_config(), tmp_path, fakes)
-    finished_before = sweep.finished_cells(str(tmp_path))
+    finished_before = sweep.finished_cells(str(tmp_path), cells)
     assert finished_before == {c.cell_id for c in cells[:3]}
 
     resumed = FakeRuns()
@@ -237,7 +237,7 @@ def test_finetune_config_points_at_the_pretraining_and_the_results_table(tmp_pat
     config = sweep.finetune_config(pretrained, str(tmp_path))
     assert config.init_from == os.path.join(str(tmp_path), "pretrain", pretrained.pretrain_id)
     assert config.results_csv == os.path.join(str(tmp_path), "results.csv")
-    assert sweep.finetune_config(scratch, str(tmp_path)).init_from is None
+    assert sweep.finetune_config(scratch, str(tmp_path)).init_from == ""
 
 
 def test_sweep_config_with_unknown_keys_is_rejected(tmp_path):
@@ -245,3 +245,33 @@ def test_sweep_config_with_unknown_keys_is_rejected(tmp_path):
     config.lawz = {}
     with pytest.raises(UsageError, match="lawz"):
         sweep.validate(config)
+
+
+def test_rows_of_seed_folders_belong_to_their_cell_and_a_cell_needs_all_its_seeds(tmp_path):
+    assert grid.cell_id_of_run("/r/sweep/finetune/abc-1234") == "abc-1234"
+    assert grid.cell_id_of_run("/r/sweep/finetune/abc-1234/seed_2") == "abc-1234"
+    assert grid.cell_id_of_run("/r/elsewhere/run") is None
+    config = sweep_config(sizes=(4,), seeds=(0,), scratch=False)
+    config.finetune.seeds = (0, 1)
+    (cell,) = grid.expand(config)
+    _, run_dir = grid.cell_dirs(str(tmp_path), cell)
+    table = tmp_path / "results.csv"
+    table.write_text(f"workdir\n{run_dir}/seed_0\n")
+    assert sweep.finished_cells(str(tmp_path), [cell]) == set()
+    with open(table, "a") as f:
+        f.write(f"{run_dir}/seed_1\n")
+    assert sweep.finished_cells(str(tmp_path), [cell]) == {cell.cell_id}
+
+
+def test_a_preempted_finetuning_stops_the_sweep_for_a_later_resume(tmp_path):
+    fakes = FakeRuns()
+    result = sweep.run(
+        sweep_config(),
+        str(tmp_path),
+        pretrain_fn=fakes.pretrain,
+        finetune_fn=lambda config, workdir: {"status": "preempted"},
+        report=False,
+        out=io.StringIO(),
+    )
+    assert result["preempted"] and result["ran"] == []
+    assert [stage for stage, _, _ in fakes.calls] == ["pretrain"]

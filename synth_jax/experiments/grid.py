@@ -213,3 +213,19 @@ def cell_dirs(workdir: str, cell: Cell) -> tuple[str | None, str]:
     if cell.pretrain_id is not None:
         pretrain_dir = os.path.join(workdir, "pretrain", cell.pretrain_id)
     return pretrain_dir, os.path.join(workdir, "finetune", cell.cell_id)
+
+
+def cell_id_of_run(run_workdir: str) -> str | None:
+    """The cell id of a fine-tuning run folder: the name after the last `finetune/` in its path
+    (`.../finetune/<cell_id>` or `.../finetune/<cell_id>/seed_<s>`), or None."""
+    parts = os.path.normpath(run_workdir or ".").split(os.sep)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "finetune":
+            return parts[i + 1]
+    return None
+
+
+def runs_per_cell(cell: Cell) -> int:
+    """Results rows a finished cell has: one per fine-tuning seed (`finetune.seeds`), else one."""
+    seeds = cell.finetune.get("seeds", ()) or ()
+    return max(1, len(seeds))

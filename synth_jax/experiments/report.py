@@ -46,8 +46,8 @@ DEFAULT_LAW = {
 
 
 def load_rows(workdir: str, cells: list[grid.Cell]) -> list[dict]:
-    """The results rows of this sweep's cells (the latest row per cell), each with the cell's
-    axis values as extra columns and `scratch` True/False."""
+    """The results rows of this sweep's cells (the latest row per run folder), each with the
+    cell's axis values as extra columns, `cell_id` and `scratch` True/False."""
     path = os.path.join(workdir, RESULTS)
     if not os.path.exists(path):
         return []
@@ -55,11 +55,18 @@ def load_rows(workdir: str, cells: list[grid.Cell]) -> list[dict]:
     rows: dict[str, dict] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            cell_id = os.path.basename((row.get("workdir") or "").rstrip("/"))
+            cell_id = grid.cell_id_of_run(row.get("workdir") or "")
             if cell_id in by_id:
                 cell = by_id[cell_id]
-                rows[cell_id] = {**row, **cell.values, "cell_id": cell_id, "scratch": cell.scratch}
-    return [rows[c.cell_id] for c in cells if c.cell_id in rows]
+                # the latest row per run folder (one per fine-tuning seed)
+                rows[row["workdir"].rstrip("/")] = {
+                    **row,
+                    **cell.values,
+                    "cell_id": cell_id,
+                    "scratch": cell.scratch,
+                }
+    order = {c.cell_id: i for i, c in enumerate(cells)}
+    return sorted(rows.values(), key=lambda r: (order[r["cell_id"]], r["workdir"]))
 
 
 def _number(value) -> float:

@@ -77,18 +77,24 @@ def validate(config: ml_collections.ConfigDict) -> list[grid.Cell]:
     return cells
 
 
-def finished_cells(workdir: str) -> set[str]:
-    """Ids of the cells with a row in DIR/results.csv (the row's workdir is finetune/<cell_id>)."""
+def finished_cells(workdir: str, cells: list[grid.Cell]) -> set[str]:
+    """Ids of the cells with all their rows in DIR/results.csv (one per fine-tuning seed).
+
+    A row belongs to the cell named in its workdir (`finetune/<cell_id>[/seed_<s>]`)."""
     path = os.path.join(workdir, RESULTS)
-    done: set[str] = set()
     if not os.path.exists(path):
-        return done
+        return set()
+    rows: dict[str, set[str]] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            run_dir = (row.get("workdir") or "").rstrip("/")
-            if os.path.basename(os.path.dirname(run_dir)) == "finetune":
-                done.add(os.path.basename(run_dir))
-    return done
+            cell_id = grid.cell_id_of_run(row.get("workdir") or "")
+            if cell_id:
+                rows.setdefault(cell_id, set()).add(row.get("workdir", "").rstrip("/"))
+    return {
+        cell.cell_id
+        for cell in cells
+        if len(rows.get(cell.cell_id, ())) >= grid.runs_per_cell(cell)
+    }
 
 
 def finetune_config(cell: grid.Cell, workdir: str) -> ml_collections.ConfigDict:
@@ -96,7 +102,7 @@ def finetune_config(cell: grid.Cell, workdir: str) -> ml_collections.ConfigDict:
     config = copy.deepcopy(cell.finetune)
     pretrain_dir, _ = grid.cell_dirs(workdir, cell)
     with config.ignore_type():
-        config.init_from = os.path.abspath(pretrain_dir) if pretrain_dir else None
+        config.init_from = os.path.abspath(pretrain_dir) if pretrain_dir else ""
         config.results_csv = os.path.abspath(os.path.join(workdir, RESULTS))
     return config
 
@@ -135,7 +141,7 @@ def run(
         from synth_jax.transfer.finetune import run as finetune_fn
 
     mine = grid.shard_cells(cells, shard)
-    done = finished_cells(workdir)
+    done = finished_cells(workdir, cells)
     todo = [cell for cell in mine if cell.cell_id not in done]
     i, n = shard
     print(
@@ -145,7 +151,7 @@ def run(
         file=out,
         flush=True,
     )
-    ran, t_sweep = [], time.perf_counter()
+    ran, preempted, t_sweep = [], False, time.perf_counter()
     for k, cell in enumerate(todo):
         pretrain_dir, finetune_dir = grid.cell_dirs(workdir, cell)
         label = f"[{k + 1}/{len(todo)}] {cell.cell_id}"
@@ -160,16 +166,18 @@ def run(
         verb = "resuming" if os.path.isdir(finetune_dir) else "starting"
         source = "from scratch" if cell.scratch else f"from {cell.pretrain_id}"
         print(f"{label}: {verb} fine-tuning {source}", file=out, flush=True)
-        row = finetune_fn(finetune_config(cell, workdir), finetune_dir)
-        if cell.cell_id not in finished_cells(workdir):
+        summary = finetune_fn(finetune_config(cell, workdir), finetune_dir)
+        if isinstance(summary, dict) and summary.get("status") == "preempted":
+            print(f"{label}: preempted; run the same command again to resume", file=out)
+            preempted = True
+            break
+        if cell.cell_id not in finished_cells(workdir, [cell]):
             raise RuntimeError(
                 f"fine-tuning of cell {cell.cell_id} returned without appending its row to "
                 f"{os.path.join(workdir, RESULTS)}"
             )
-        summary = ""
-        if isinstance(row, dict) and row.get("top1") not in (None, ""):
-            summary = f" top-1 {float(row['top1']):.4f}"
-        print(f"{label}: done in {time.perf_counter() - t0:.0f}s{summary}", file=out, flush=True)
+        seconds = time.perf_counter() - t0
+        print(f"{label}: done in {seconds:.0f}s{_top1(summary)}", file=out, flush=True)
         ran.append(cell.cell_id)
 
     result = {
@@ -178,9 +186,13 @@ def run(
         "skipped": [cell.cell_id for cell in mine if cell.cell_id in done],
         "seconds": time.perf_counter() - t_sweep,
         "report": None,
+        "preempted": preempted,
     }
-    missing = [cell.cell_id for cell in cells if cell.cell_id not in finished_cells(workdir)]
-    if missing:
+    finished = finished_cells(workdir, cells)
+    missing = [cell.cell_id for cell in cells if cell.cell_id not in finished]
+    if preempted:
+        pass
+    elif missing:
         print(
             f"sweep: {len(missing)} cells of other shards are not finished; the last shard to "
             "finish writes the report (or run again with --report-only)",
@@ -190,6 +202,21 @@ def run(
     elif report:
         result["report"] = write_report(config, cells, workdir, out)
     return result
+
+
+def _top1(summary) -> str:
+    """' top-1 0.9123' from a fine-tuning summary (its mean over seeds, or its row), or ''."""
+    if not isinstance(summary, dict):
+        return ""
+    value = summary.get("top1_mean")
+    if value is None and isinstance(summary.get("row"), dict):
+        value = summary["row"].get("top1")
+    if value is None:
+        value = summary.get("top1")
+    try:
+        return f" top-1 {float(value):.4f}"
+    except (TypeError, ValueError):
+        return ""
 
 
 def write_report(config, cells, workdir, out=None) -> str:
@@ -217,7 +244,7 @@ def main(argv: list[str]) -> int:
     shard = grid.parse_shard(args.shard)
     if args.list:
         cells = validate(config)
-        done = finished_cells(args.workdir)
+        done = finished_cells(args.workdir, cells)
         mine = {c.cell_id for c in grid.shard_cells(cells, shard)}
         for cell in cells:
             if cell.cell_id in mine:
