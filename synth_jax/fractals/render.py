@@ -41,6 +41,7 @@ class RenderSpec:
     gray_value: int = 255  # foreground level of gray images (FractalDB: 127)
     dtype: str = "uint8"  # uint8 | bfloat16 (same 0..255 scale)
     min_pixels: int = 2  # fewer occupied pixels than this marks the image degenerate
+    max_pixel_share: float = 0.5  # more of the points in one pixel marks it degenerate
 
     @property
     def steps(self) -> int:
@@ -50,8 +51,9 @@ class RenderSpec:
 def chaos_game(params: jax.Array, key: jax.Array, spec: RenderSpec):
     """Parallel chaos game. params: float[N, 7] rows (a..f, p) -> (x, y): float[steps * chains]
     in step-major order, spec.burn_in steps per chain already dropped."""
-    coeffs = params[:, :6].astype(jnp.float32).T  # [6, N]
-    probs = params[:, 6].astype(jnp.float32)
+    params = jnp.asarray(params, jnp.float32)
+    coeffs = params[:, :6].T  # [6, N]
+    probs = params[:, 6]
     cdf = jnp.cumsum(probs) / jnp.sum(probs)
     total_steps = spec.burn_in + spec.steps
     u = jax.random.uniform(key, (total_steps, spec.chains))
@@ -139,18 +141,25 @@ def compose(level: jax.Array, key: jax.Array, spec: RenderSpec) -> jax.Array:
     raise ValueError(f"dtype={spec.dtype!r}: expected uint8 or bfloat16")
 
 
+def is_degenerate(counts: jax.Array, finite: jax.Array, spec: RenderSpec) -> jax.Array:
+    """Mostly non-finite points, too few occupied pixels, or most points in one pixel (what a
+    divergent system looks like once its escaping points set the box). bool scalar."""
+    share = jnp.max(counts) / jnp.maximum(jnp.sum(counts), 1.0)
+    few = jnp.sum(counts > 0) < spec.min_pixels
+    return (finite < 0.5) | few | (share > spec.max_pixel_share)
+
+
 def render_system(params: jax.Array, key: jax.Array, flip: jax.Array, spec: RenderSpec):
     """One image of one system. params: float[N, 7]; flip: int in 0..3 (random if
     spec.random_flip). Returns (image [H, W, 3] spec.dtype, info dict of scalars: `degenerate`
-    (bool: mostly divergent points, or fewer than spec.min_pixels occupied pixels), `fill`)."""
+    (bool, see is_degenerate), `fill` (fraction of foreground pixels), `finite`)."""
     k_game, k_window, k_flip, k_patch, k_compose = jax.random.split(key, 5)
     x, y = chaos_game(params, k_game, spec)
     if spec.random_flip:
         flip = jax.random.randint(k_flip, (), 0, 4)
     counts, finite = occupancy(x, y, k_window, flip, spec)
     level = intensity(counts, k_patch, spec)
-    occupied = jnp.sum(counts > 0)
-    degenerate = (finite < 0.5) | (occupied < spec.min_pixels)
+    degenerate = is_degenerate(counts, finite, spec)
     info = {"degenerate": degenerate, "fill": jnp.mean(level > 0), "finite": finite}
     return compose(level, k_compose, spec), info
 
@@ -160,7 +169,7 @@ def system_statistics(params: jax.Array, key: jax.Array, spec: RenderSpec):
     degenerate). Window and flips are ignored. params: float[N, 7]."""
     x, y = chaos_game(params, key, spec)
     counts, finite = occupancy(x, y, key, jnp.int32(0), dataclasses.replace(spec, window=False))
-    degenerate = (finite < 0.5) | (jnp.sum(counts > 0) < spec.min_pixels)
+    degenerate = is_degenerate(counts, finite, spec)
     if spec.patch == "point":
         fill = augment.expected_patch_fill(counts)
     else:
