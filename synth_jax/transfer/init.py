@@ -1,103 +1,92 @@
-"""Start a fine-tune from a pre-training run: load the backbone into a freshly built model.
+"""Start a fine-tune from a pre-training run: which pre-trained arrays go into the new model.
 
 big_vision's recipe: build the model for the new task (new classes, new resolution), then copy
 every pre-trained array into it except the classifier (`head/...`, re-initialised for the new
 classes). A learned position embedding whose grid differs (pre-train at 32 px, fine-tune at 64 or
-224) is resampled bilinearly. Anything else that does not fit is an error listing every offending
-array, so that a wrong `model.name` is caught before training starts.
+224) is resampled bilinearly. `check_fits` runs before anything compiles and lists EVERY array
+that does not fit, so that a wrong `model.name` is one clear error. The merge itself is the
+trainer's (`synth_jax.train.trainer.select_init_params`), so fine-tuning and the linear probe load
+weights the same way.
 """
 
 from __future__ import annotations
 
+import re
+
+import jax
 import numpy as np
-import scipy.ndimage
 from flax import nnx, traverse_util
 
 from synth_jax.errors import UsageError
+from synth_jax.models import create_model
+from synth_jax.train import checkpoint
+from synth_jax.train.optim import param_path
+from synth_jax.train.trainer import select_init_params
 
 
-def resample_posemb(posemb: np.ndarray, new_tokens: int) -> np.ndarray:
-    """Bilinear resampling of a square grid of position embeddings.
-
-    posemb: float[1, g*g, D] (patch tokens only; the class token has its own parameter);
-    returns float[1, n*n, D] with n*n = new_tokens. Same grid: returned unchanged.
-    """
-    _, tokens, width = posemb.shape
-    old, new = int(round(tokens**0.5)), int(round(new_tokens**0.5))
-    if old * old != tokens or new * new != new_tokens:
-        raise ValueError(f"position embeddings must form square grids: {tokens} -> {new_tokens}")
-    if old == new:
-        return posemb
-    grid = np.asarray(posemb, np.float32).reshape(old, old, width)
-    zoom = (new / old, new / old, 1)
-    grid = scipy.ndimage.zoom(grid, zoom, order=1)  # bilinear, as big_vision's resample_posemb
-    return grid.reshape(1, new * new, width).astype(posemb.dtype)
+def load_pretrained(init_from: str) -> tuple[dict, dict, dict | None]:
+    """(params, extra (batch statistics; {} for ViTs), pre-training config dict or None)."""
+    state = checkpoint.load_train_state(init_from)
+    _, config = checkpoint.load_params(init_from)
+    return state["params"], state.get("extra") or {}, config
 
 
 def _flat(tree) -> dict:
-    return traverse_util.flatten_dict(tree) if tree else {}
+    flat = traverse_util.flatten_dict(tree) if tree else {}
+    return {"/".join(str(k) for k in key): v for key, v in flat.items()}
 
 
-def _name(key) -> str:
-    return "/".join(str(k) for k in key)
+def check_fits(target: dict, loaded: dict, dont_load=("head/.*",)) -> list[str]:
+    """Compares pre-trained arrays with a model's (nested dicts of arrays or shape structs).
 
-
-def merge_pretrained(target: dict, loaded: dict, dont_load=("head",)) -> tuple[dict, dict]:
-    """Copies `loaded` into `target` (nested dicts of arrays, nnx pure-dict layout).
-
-    Keys whose first part is in `dont_load` keep the target's fresh values. Returns
-    (merged nested dict, report {"loaded": [...], "kept": [...], "resampled": [...]}).
-    Raises UsageError listing every array that is missing or has another shape.
+    Returns the names of the arrays that will be loaded. Raises UsageError listing every array
+    of the model that is missing from `loaded` or has another shape (a `posemb` of another grid
+    with the same width is fine: it is resampled).
     """
+    patterns = [re.compile(p) for p in dont_load]
     flat_target, flat_loaded = _flat(target), _flat(loaded)
-    merged, report, problems = {}, {"loaded": [], "kept": [], "resampled": []}, []
-    for key, fresh in flat_target.items():
-        name = _name(key)
-        if key[0] in dont_load:
-            merged[key] = fresh
-            report["kept"].append(name)
+    problems, names = [], []
+    for name, leaf in flat_target.items():
+        if any(p.fullmatch(name) for p in patterns):
             continue
-        if key not in flat_loaded:
+        if name not in flat_loaded:
             problems.append(f"{name} (not in the checkpoint)")
             continue
-        value = np.asarray(flat_loaded[key])
-        if value.shape == tuple(fresh.shape):
-            merged[key] = value.astype(fresh.dtype)
-            report["loaded"].append(name)
-        elif key[-1] == "posemb" and value.ndim == 3 and value.shape[-1] == fresh.shape[-1]:
-            merged[key] = resample_posemb(value, fresh.shape[1]).astype(fresh.dtype)
-            report["resampled"].append(f"{name} {value.shape} -> {tuple(fresh.shape)}")
-        else:
-            problems.append(f"{name} (checkpoint {value.shape}, model {tuple(fresh.shape)})")
+        have, want = tuple(np.shape(flat_loaded[name])), tuple(leaf.shape)
+        resample = name.endswith("posemb") and len(have) == 3 and have[2] == want[2]
+        if have != want and not resample:
+            problems.append(f"{name} (checkpoint {have}, model {want})")
+        names.append(name)
     if problems:
         raise UsageError(
             f"the pre-trained parameters do not fit this model: {'; '.join(problems)}. "
-            f"Use the pre-training's model.name (and pool/posemb settings)"
+            f"Use the pre-training's model.name (and its pool/posemb settings)"
         )
-    return traverse_util.unflatten_dict(merged), report
+    return names
 
 
-def load_into(model: nnx.Module, init_from: str, dont_load=("head",)) -> dict:
-    """Loads the newest checkpoint of `init_from` (a workdir or checkpoint path) into `model`
-    in place: parameters and, for batch-norm models, running statistics; the head stays fresh.
+def abstract_params(model_config, num_classes: int, image_size: int) -> dict:
+    """The model's parameters as shape structs (nothing is allocated)."""
+    model = nnx.eval_shape(
+        lambda: create_model(model_config, num_classes, image_size, nnx.Rngs(params=0))
+    )
+    return nnx.state(model, nnx.Param).to_pure_dict()
 
-    Returns the report of `merge_pretrained` plus the pre-training config (`config`, a dict or
-    None).
-    """
-    from synth_jax.train import checkpoint
 
-    saved = checkpoint.load_train_state(init_from)
-    _, config = checkpoint.load_params(init_from)
-    params = nnx.state(model, nnx.Param)
-    merged, report = merge_pretrained(params.to_pure_dict(), saved["params"], dont_load)
-    params.replace_by_pure_dict(merged)
-    nnx.update(model, params)
-    stats = nnx.state(model, nnx.BatchStat)
-    if _flat(stats.to_pure_dict()):
-        loaded_stats = saved.get("extra") or {}
-        merged, stats_report = merge_pretrained(stats.to_pure_dict(), loaded_stats, dont_load)
-        stats.replace_by_pure_dict(merged)
-        nnx.update(model, stats)
-        report["loaded"] += stats_report["loaded"]
-    report["config"] = config
-    return report
+def load_into(model: nnx.Module, init_from: str, dont_load=("head/.*",)) -> dict:
+    """Loads `init_from`'s newest checkpoint into `model` in place (parameters and batch-norm
+    statistics; `dont_load` regexes keep their fresh values). Returns the pre-training config."""
+    params, extra, config = load_pretrained(init_from)
+    for kind, loaded in ((nnx.Param, params), (nnx.BatchStat, extra)):
+        state = nnx.state(model, kind)
+        pure = state.to_pure_dict()
+        if not _flat(pure):
+            continue
+        check_fits(pure, loaded, dont_load)
+        chosen = select_init_params(pure, loaded, dont_load)
+        pure = jax.tree_util.tree_map_with_path(
+            lambda path, x: chosen.get(param_path(path), x), pure
+        )
+        state.replace_by_pure_dict(pure)
+        nnx.update(model, state)
+    return config

@@ -58,14 +58,20 @@ def append_row(path: str, row: dict) -> None:
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         files.write_text(path, _csv_line(COLUMNS) + line)
         return
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), [])
-    if tuple(header) != COLUMNS:
-        raise UsageError(
-            f"results_csv {path}: its header is {header}, not the results columns; "
-            f"name another file in config.results_csv"
-        )
+    check_table(path)
     files.append_line(path, line)
+
+
+def check_table(path: str) -> None:
+    """Refuses, before any training, a results_csv whose header is not the results columns."""
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if tuple(header) != COLUMNS:
+            raise UsageError(
+                f"results_csv {path}: its header is {header}, not the results columns; "
+                f"name another file in config.results_csv"
+            )
 
 
 def read_rows(path: str) -> list[dict]:
