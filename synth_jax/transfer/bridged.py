@@ -21,7 +21,7 @@ import ml_collections
 
 from synth_jax import files
 from synth_jax.config import config_to_dict
-from synth_jax.data import importer, pipeline, tfds_source
+from synth_jax.data import importer, tfds_source
 from synth_jax.errors import UsageError
 from synth_jax.transfer import finetune, results
 

@@ -85,7 +85,7 @@ def load_into(model: nnx.Module, init_from: str, dont_load=("head/.*",)) -> dict
         check_fits(pure, loaded, dont_load)
         chosen = select_init_params(pure, loaded, dont_load)
         pure = jax.tree_util.tree_map_with_path(
-            lambda path, x: chosen.get(param_path(path), x), pure
+            lambda path, x, chosen=chosen: chosen.get(param_path(path), x), pure
         )
         state.replace_by_pure_dict(pure)
         nnx.update(model, state)
