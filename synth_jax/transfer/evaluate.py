@@ -1,8 +1,9 @@
 """Test-split evaluation: top-1, top-5 and per-class accuracy.
 
 `top5_predictions` runs on the device (one int32[B, 5] per batch comes back, not the logits);
-`classification_metrics` is the plain numpy definition the numbers come from; `evaluate` runs a
-jitted predict function over a finite host source (padded batches carry a `mask`).
+`class_counts` / `metrics_from_counts` are the plain numpy definitions the numbers come from
+(counts, so that batches and hosts add up exactly); `evaluate` runs a jitted predict function
+over a finite host source (padded batches carry a `mask`).
 """
 
 from __future__ import annotations
@@ -18,41 +19,59 @@ def top5_predictions(logits: jax.Array) -> jax.Array:
     return jax.lax.top_k(logits, k)[1].astype(jnp.int32)
 
 
-def classification_metrics(top_predictions: np.ndarray, labels: np.ndarray, num_classes: int):
-    """Accuracy metrics from ranked predictions.
+def class_counts(top_predictions: np.ndarray, labels: np.ndarray, num_classes: int):
+    """float64[3, C]: per class, the number of examples, top-1 hits and top-5 hits.
 
-    top_predictions: int[N, k] classes by decreasing score (k >= 1); labels: int[N].
-    Returns top1, top5 (fractions in [0, 1]; top5 uses the first min(5, k) columns),
-    top1_error, top5_error, per_class (float[num_classes] top-1 accuracy; NaN for a class with no
-    test examples) and num_examples.
+    top_predictions: int[N, k] classes by decreasing score (k >= 1; top-5 uses the first
+    min(5, k) columns); labels: int[N]. Counts add up across batches and hosts.
     """
-    preds = np.asarray(top_predictions)
-    labels = np.asarray(labels)
+    preds, labels = np.asarray(top_predictions), np.asarray(labels)
     hit1 = preds[:, 0] == labels
     hit5 = (preds[:, :5] == labels[:, None]).any(axis=1)
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    correct = np.bincount(labels, weights=hit1, minlength=num_classes)
+    return np.stack(
+        [
+            np.bincount(labels, minlength=num_classes).astype(np.float64),
+            np.bincount(labels, weights=hit1, minlength=num_classes),
+            np.bincount(labels, weights=hit5, minlength=num_classes),
+        ]
+    )
+
+
+def metrics_from_counts(counts: np.ndarray) -> dict:
+    """top1, top5 (fractions), top1_error, top5_error, per_class (float[C] top-1 accuracy; NaN
+    for a class without test examples) and num_examples, from `class_counts`."""
+    total, hit1, hit5 = counts
+    n = total.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = np.where(counts > 0, correct / counts, np.nan)
-    top1, top5 = float(hit1.mean()), float(hit5.mean())
+        per_class = np.where(total > 0, hit1 / total, np.nan)
+    top1, top5 = float(hit1.sum() / n), float(hit5.sum() / n)
     return {
         "top1": top1,
         "top5": top5,
         "top1_error": 1.0 - top1,
         "top5_error": 1.0 - top5,
         "per_class": per_class,
-        "num_examples": int(len(labels)),
+        "num_examples": int(n),
     }
 
 
+def classification_metrics(top_predictions: np.ndarray, labels: np.ndarray, num_classes: int):
+    """Accuracy metrics of ranked predictions int[N, k] against labels int[N] (see above)."""
+    return metrics_from_counts(class_counts(top_predictions, labels, num_classes))
+
+
 def evaluate(predict_fn, source, num_classes: int) -> dict:
-    """Runs `predict_fn(images uint8[B, H, W, C]) -> int32[B, k]` over one pass of `source`
-    (a finite HostSource whose batches carry `mask`) and returns `classification_metrics`."""
+    """Runs `predict_fn(images uint8[B, H, W, C]) -> int32[B, k]` (this host's rows) over one
+    pass of `source` (a finite HostSource whose batches carry `mask`); every host gets the
+    metrics of the whole split (counts are summed across hosts)."""
     source.reset()
-    preds, labels = [], []
+    counts = np.zeros((3, num_classes))
     for batch in source:
         mask = batch["mask"]
         out = np.asarray(predict_fn(batch["image"]))
-        preds.append(out[mask])
-        labels.append(batch["label"][mask])
-    return classification_metrics(np.concatenate(preds), np.concatenate(labels), num_classes)
+        counts += class_counts(out[mask], batch["label"][mask], num_classes)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        counts = np.asarray(multihost_utils.process_allgather(counts)).sum(axis=0)
+    return metrics_from_counts(counts)

@@ -107,8 +107,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise UsageError("set shots or fraction, not both")
     if config.mode == "linear_probe" and config.linear_probe.l2 <= 0:
         raise UsageError(f"linear_probe.l2={config.linear_probe.l2}: must be > 0")
-    if config.eval_batch_size % jax.process_count():
-        raise UsageError("eval_batch_size must be a multiple of the number of processes")
+    from synth_jax.train import mesh as mesh_lib
+
+    try:
+        shape = mesh_lib.mesh_shape(config.mesh, jax.device_count())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if config.eval_batch_size % (shape["data"] * shape["fsdp"] * jax.process_count()):
+        raise UsageError(
+            f"eval_batch_size={config.eval_batch_size}: must be a multiple of the data-parallel "
+            f"size ({shape['data'] * shape['fsdp']}) and of the number of processes"
+        )
     if config.init_from and not os.path.exists(config.init_from):
         raise UsageError(f"init_from={config.init_from}: no such workdir or checkpoint")
     if not config.image_size:
@@ -134,32 +143,52 @@ def select_examples(config, labels: np.ndarray, seed: int) -> np.ndarray | None:
     return None
 
 
-def _predict_fn(model, image_size: int, mean, std, head=None):
-    """A jitted images uint8[B, H, W, C] -> top-5 classes int32[B, 5] of the model (or of the
-    backbone's features through `head` = (W, b) for a linear probe)."""
+def _on_mesh(config, fn):
+    """Wraps a jitted `fn(images)`: this host's uint8 rows go in batch-sharded over the mesh,
+    and this host's rows of the output come back as numpy."""
+    from jax.sharding import PartitionSpec as P
+
+    from synth_jax.train import mesh as mesh_lib
+
+    mesh = mesh_lib.make_mesh(config.mesh)
+    sharding = mesh_lib.batch_sharding(mesh, 4)
+
+    def run(images):
+        out = fn(jax.make_array_from_process_local_data(sharding, np.asarray(images)))
+        if jax.process_count() == 1:
+            return np.asarray(out)
+        from jax.experimental import multihost_utils
+
+        spec = P(mesh_lib.BATCH_AXES, *([None] * (out.ndim - 1)))
+        return np.asarray(multihost_utils.global_array_to_host_local_array(out, mesh, spec))
+
+    return run
+
+
+def _predict_fn(config, model):
+    """images uint8[B, H, W, C] -> top-5 classes int32[B, 5], deterministic eval transform."""
     graphdef, state = nnx.split(model)
+    size, mean, std = config.image_size, config.augment.mean, config.augment.std
 
     @jax.jit
     def predict(state, images):
-        m = nnx.merge(graphdef, state)
-        x = preprocess.eval_images(images, image_size, mean, std)
-        logits = (
-            m(x, train=False) if head is None else m.features(x, train=False) @ head[0] + head[1]
-        )
-        return evaluate.top5_predictions(logits)
+        x = preprocess.eval_images(images, size, mean, std)
+        return evaluate.top5_predictions(nnx.merge(graphdef, state)(x, train=False))
 
-    return lambda images: predict(state, images)
+    return _on_mesh(config, lambda images: predict(state, images))
 
 
-def _features_fn(model, image_size: int, mean, std):
+def _features_fn(config, model):
+    """images uint8[B, H, W, C] -> the frozen backbone's features float32[B, D]."""
     graphdef, state = nnx.split(model)
+    size, mean, std = config.image_size, config.augment.mean, config.augment.std
 
     @jax.jit
     def features(state, images):
-        m = nnx.merge(graphdef, state)
-        return m.features(preprocess.eval_images(images, image_size, mean, std), train=False)
+        x = preprocess.eval_images(images, size, mean, std)
+        return nnx.merge(graphdef, state).features(x, train=False).astype(jax.numpy.float32)
 
-    return lambda images: features(state, images)
+    return _on_mesh(config, lambda images: features(state, images))
 
 
 def _row(config, workdir, run_workdir, seed, metrics, mode, pretrain) -> dict:
@@ -236,12 +265,12 @@ def train_and_evaluate(
     )
     if summary["status"] != "done":
         return None
-    metrics = _evaluate_model(config, model, None, source.num_classes)
+    metrics = _evaluate_model(config, model, source.num_classes)
     extra = dict(train_examples=source.num_examples, steps=summary["steps"])
     return _finish(config, workdir, run_workdir, seed, metrics, mode, pretrain, extra)
 
 
-def _evaluate_model(config, model, head, num_classes):
+def _evaluate_model(config, model, num_classes):
     eval_source = pipeline.make_source(
         config.data, config.data.eval_split, config.eval_batch_size, 0, False
     )
@@ -250,9 +279,7 @@ def _evaluate_model(config, model, head, num_classes):
             f"data.eval_split has {eval_source.num_classes} classes, the training split "
             f"{num_classes}"
         )
-    aug = config.augment
-    predict = _predict_fn(model, config.image_size, aug.mean, aug.std, head)
-    return evaluate.evaluate(predict, eval_source, num_classes)
+    return evaluate.evaluate(_predict_fn(config, model), eval_source, num_classes)
 
 
 def _probe_digest(config, indices) -> str:
@@ -291,8 +318,7 @@ def run_linear_probe(config, workdir, run_workdir, seed, pretrain, indices=None)
     model = create_model(config.model, num_classes, config.image_size, nnx.Rngs(params=seed))
     if config.init_from:
         init.load_into(model, config.init_from, tuple(config.dont_load))
-    aug = config.augment
-    features_fn = _features_fn(model, config.image_size, aug.mean, aug.std)
+    features_fn = _features_fn(config, model)
     digest = _probe_digest(config, indices)
     train_x, train_y = linear_probe.extract_features(
         features_fn, train_source, os.path.join(run_workdir, f"features_train_{digest}.npz")
@@ -376,7 +402,14 @@ def main(argv: list[str]) -> int:
     config, rest = config_from_argv(argv)
     parser = ArgumentParser(prog="synth-jax finetune", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, help="run folder (re-run to resume)")
+    parser.add_argument("--coordinator", help="HOST:PORT of process 0, for multi-process runs")
+    parser.add_argument("--num-processes", type=int, help="number of processes in the run")
+    parser.add_argument("--process-id", type=int, help="this process's index, 0..N-1")
     args = parser.parse_args(rest)
+    from synth_jax.train import mesh
+
+    # Before anything touches a device: every process must agree on the device list.
+    mesh.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     summary = run(config, args.workdir)
     if summary["status"] != "done":
         print("stopped early; run the same command again to resume", file=sys.stderr)

@@ -90,8 +90,9 @@ def _load_json(path: str):
 def pretrain_info(workdir: str | None) -> dict:
     """The pretrain_* cells for a fine-tune initialised from `workdir` (None -> `scratch`).
 
-    Reads the pre-training run's `config.json` (data family, classes, unique images) and
-    `summary.json` (images seen); a checkpoint path inside a workdir is accepted too.
+    Reads the pre-training run's `summary.json` (pretrain_family, pretrain_classes,
+    pretrain_images, images_seen; the trainer's num_classes / num_images otherwise) and, for the
+    family, `config.json`'s data section; a checkpoint path inside a workdir is accepted too.
     """
     if not workdir:
         return {
@@ -110,14 +111,10 @@ def pretrain_info(workdir: str | None) -> dict:
         return next((v for v in values if v not in (None, "")), None)
 
     return {
-        "pretrain_family": first(summary.get("family"), family, "unknown"),
-        "pretrain_classes": first(summary.get("num_classes"), data.get("num_classes")),
-        "pretrain_images": first(
-            summary.get("num_images"), summary.get("unique_images"), data.get("num_images")
-        ),
-        "pretrain_images_seen": first(
-            summary.get("images_seen"), summary.get("examples_seen"), summary.get("samples_seen")
-        ),
+        "pretrain_family": first(summary.get("pretrain_family"), family, "unknown"),
+        "pretrain_classes": first(summary.get("pretrain_classes"), summary.get("num_classes")),
+        "pretrain_images": first(summary.get("pretrain_images"), summary.get("num_images")),
+        "pretrain_images_seen": summary.get("images_seen"),
     }
 
 
