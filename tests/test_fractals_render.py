@@ -51,7 +51,7 @@ def test_parallel_chains_match_the_sequential_chaos_game(seed):
 def test_rasteriser_matches_the_reference_on_the_same_points():
     params = _system(3)
     x, y = render.chaos_game(jnp.asarray(params), jax.random.key(0), SPEC)
-    counts, finite = render.occupancy(x, y, jax.random.key(1), jnp.int32(0), SPEC)
+    counts, finite = render.occupancy(x, y, jax.random.key(1), SPEC)
     points = np.stack([np.asarray(x), np.asarray(y)], -1).astype(np.float64)
     ref = reference.occupancy(points, SPEC.image_size, SPEC.pad)
     # float32 vs float64 normalisation may round a point at a pixel boundary the other way.
@@ -61,13 +61,12 @@ def test_rasteriser_matches_the_reference_on_the_same_points():
 
 
 def test_flips_mirror_the_image():
-    params = jnp.asarray(_system(4))
-    key = jax.random.key(0)
-    x, y = render.chaos_game(params, key, SPEC)
-    base, _ = render.occupancy(x, y, key, jnp.int32(0), SPEC)
+    spec = render.RenderSpec(image_size=32, points=4096, chains=256, burn_in=16, colour="hsv")
+    params, key = jnp.asarray(_system(4)), jax.random.key(0)
+    fn = jax.jit(lambda f: render.render_system(params, key, key, f, spec)[0])
+    base = np.asarray(fn(0))
     for code, flipped in [(1, base[::-1]), (2, base[:, ::-1]), (3, base[::-1, ::-1])]:
-        counts, _ = render.occupancy(x, y, key, jnp.int32(code), SPEC)
-        np.testing.assert_array_equal(counts, flipped)
+        np.testing.assert_array_equal(fn(code), flipped)
 
 
 def test_per_point_patch_fast_path_matches_drawing_every_patch():
@@ -77,7 +76,7 @@ def test_per_point_patch_fast_path_matches_drawing_every_patch():
     spec = render.RenderSpec(image_size=64, points=3000, chains=100, burn_in=32, pad=2)
     params = jnp.asarray(_system(5, n=2))
     x, y = render.chaos_game(params, jax.random.key(0), spec)
-    counts, _ = render.occupancy(x, y, jax.random.key(0), jnp.int32(0), spec)
+    counts, _ = render.occupancy(x, y, jax.random.key(0), spec)
     counts_np = np.asarray(counts).astype(np.int64)
     ref_fill = reference.fill_rate(reference.patch_render(counts_np, np.random.default_rng(0)))
     fast = [float(jnp.mean(augment.per_point_patches(counts, jax.random.key(k)))) for k in range(4)]
@@ -98,12 +97,14 @@ BAD_SYSTEMS = {
 
 @pytest.mark.parametrize("dtype", ["uint8", "bfloat16"])
 def test_degenerate_systems_are_flagged_never_nan(dtype):
-    spec = render.RenderSpec(image_size=32, points=4096, chains=256, burn_in=16, pad=2,
-                             colour="hsv", background="noise", graded=True, dtype=dtype)  # fmt: skip
+    spec = render.RenderSpec(
+        image_size=32, points=4096, chains=256, burn_in=16, pad=2,
+        colour="hsv", background="noise", graded=True, dtype=dtype,
+    )  # fmt: skip
     params = jnp.asarray(np.stack([ifs.pad_maps(p) for p in BAD_SYSTEMS.values()]), jnp.float32)
     params = jnp.concatenate([params, jnp.asarray(_system(7))[None]])  # and one good system
     keys = jax.random.split(jax.random.key(0), len(params))
-    render_batch = jax.vmap(lambda p, k: render.render_system(p, k, jnp.int32(0), spec))
+    render_batch = jax.vmap(lambda p, k: render.render_system(p, k, k, 0, spec))
     images, info = jax.jit(render_batch)(params, keys)
     assert np.asarray(info["degenerate"]).tolist() == [True, True, True, False]
     assert not np.any(np.isnan(np.asarray(images.astype(jnp.float32))))
@@ -113,7 +114,8 @@ def test_degenerate_systems_are_flagged_never_nan(dtype):
 
 def test_a_good_system_renders_a_filled_uint8_image():
     spec = render.RenderSpec(image_size=32, points=4096, chains=256, burn_in=16, pad=2)
-    image, info = render.render_system(jnp.asarray(_system(6)), jax.random.key(0), 0, spec)
+    key = jax.random.key(0)
+    image, info = render.render_system(jnp.asarray(_system(6)), key, key, 0, spec)
     assert image.dtype == jnp.uint8 and image.shape == (32, 32, 3)
     assert not bool(info["degenerate"]) and 0.05 < float(info["fill"]) < 1.0
     assert set(np.unique(np.asarray(image))) <= {0, 255}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from synth_jax.fractals import family, one_image, render
 
@@ -64,18 +65,38 @@ class FractalDataset:
     def render_with_info(self, seed, indices):
         """Pure and jittable. seed: int or uint32 scalar; indices: int32[B] in [0, num_images).
         Returns (images [B, H, W, 3] uint8 (or bfloat16, same 0..255 scale), labels int32[B],
-        info {degenerate bool[B], fill float[B], finite float[B]})."""
+        info {degenerate bool[B], fill float[B], finite float[B]}).
+
+        When `indices` carry an explicit batch sharding (a mesh made by `jax.make_mesh`, whose
+        axes are Explicit by default), each device renders its own slice inside a `shard_map`;
+        under Auto axes the partitioner does the same from the indices' sharding."""
         indices = jnp.asarray(indices, jnp.int32)
+        batch_axes = _explicit_batch_axes(indices)
+        if batch_axes is None:
+            return self._render_local(seed, indices)
+        mesh = jax.typeof(indices).sharding.mesh
+        return jax.shard_map(
+            self._render_local,
+            mesh=mesh,
+            in_specs=(P(), P(batch_axes)),
+            out_specs=P(batch_axes),
+            check_vma=False,  # the scan's carries start replicated and become per-device
+        )(jnp.asarray(seed, jnp.uint32), indices)
+
+    def _render_local(self, seed, indices):
         base = jax.random.key(jnp.asarray(seed, jnp.uint32))
-        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(indices)
         category, variant, _, flip = self.decompose(indices)
+        # Instances of a weight row share the chaos game's points; flips share everything.
+        game_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(
+            -1 - (category * self.num_variants + variant)
+        )
+        image_keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(indices - flip)
         params = self._params[category] * self._variants[variant][:, None, :]
         if self.family == "one_image":
-            images, info = jax.vmap(self._render_photo)(params, keys, flip)
+            images, info = jax.vmap(self._render_photo)(params, image_keys, flip)
         else:
-            images, info = jax.vmap(lambda p, k, f: render.render_system(p, k, f, self.spec))(
-                params, keys, flip
-            )
+            render_one = lambda p, g, k, f: render.render_system(p, g, k, f, self.spec)
+            images, info = jax.vmap(render_one)(params, game_keys, image_keys, flip)
         return images, category, info
 
     def render(self, seed, indices):
@@ -88,8 +109,7 @@ class FractalDataset:
         level = one_image.warp(self._photo, params)
         if self.spec.random_flip:
             flip = jax.random.randint(k_flip, (), 0, 4)
-        level = jnp.where(flip & 1, level[::-1], level)
-        level = jnp.where(flip & 2, level[:, ::-1], level)
+        level = render.flip_image(level, flip)
         # A photo has no zero-valued background: render it as its own foreground.
         spec = self.spec
         image = render.compose(jnp.maximum(level, 1e-6), k_compose, spec)
@@ -110,6 +130,18 @@ class FractalDataset:
         epoch, position = k // n, k % n
         round_keys = _mix(_mix(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x9E3779B9)) ^ epoch)
         return shuffle_position(position, round_keys, self.num_images).astype(jnp.int32)
+
+
+def _explicit_batch_axes(indices):
+    """The mesh axes that shard `indices`' batch dimension explicitly, or None."""
+    sharding = getattr(jax.typeof(indices), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if not spec or spec[0] is None:
+        return None
+    explicit = getattr(jax.sharding.AxisType, "Explicit", None)
+    axes = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+    types = dict(zip(sharding.mesh.axis_names, sharding.mesh.axis_types))
+    return spec[0] if all(types.get(a) == explicit for a in axes) else None
 
 
 def _mix(x):

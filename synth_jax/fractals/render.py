@@ -72,11 +72,9 @@ def chaos_game(params: jax.Array, key: jax.Array, spec: RenderSpec):
     return xs.reshape(-1), ys.reshape(-1)
 
 
-def occupancy(x: jax.Array, y: jax.Array, key: jax.Array, flip: jax.Array, spec: RenderSpec):
-    """Hit counts of the finite points in their (optionally randomly windowed) min/max box.
-
-    x, y: float[P]; flip: int (bit 0 vertical, bit 1 horizontal).
-    Returns (counts float[H, W], finite_fraction float)."""
+def occupancy(x: jax.Array, y: jax.Array, key: jax.Array, spec: RenderSpec):
+    """Hit counts of the finite points in their (optionally randomly windowed) min/max box,
+    row = y, column = x. x, y: float[P] -> (counts float[H, W], finite_fraction float)."""
     size = spec.image_size
     ok = jnp.isfinite(x) & jnp.isfinite(y) & (jnp.abs(x) < DIVERGENCE_BOUND)
     ok &= jnp.abs(y) < DIVERGENCE_BOUND
@@ -89,8 +87,6 @@ def occupancy(x: jax.Array, y: jax.Array, key: jax.Array, flip: jax.Array, spec:
     scale = (size - 1 - 2 * spec.pad) / jnp.maximum(hi - lo, 1e-12)
     px = jnp.round(spec.pad + (jnp.where(ok, x, lo[0]) - lo[0]) * scale[0]).astype(jnp.int32)
     py = jnp.round(spec.pad + (jnp.where(ok, y, lo[1]) - lo[1]) * scale[1]).astype(jnp.int32)
-    py = jnp.where(flip & 1, size - 1 - py, py)
-    px = jnp.where(flip & 2, size - 1 - px, px)
     inside = ok & (px >= 0) & (px < size) & (py >= 0) & (py < size)
     # Points outside the window (or divergent) go to one extra bin that is dropped.
     pixel = jnp.where(inside, py * size + px, size * size)
@@ -149,26 +145,36 @@ def is_degenerate(counts: jax.Array, finite: jax.Array, spec: RenderSpec) -> jax
     return (finite < 0.5) | few | (share > spec.max_pixel_share)
 
 
-def render_system(params: jax.Array, key: jax.Array, flip: jax.Array, spec: RenderSpec):
-    """One image of one system. params: float[N, 7]; flip: int in 0..3 (random if
-    spec.random_flip). Returns (image [H, W, 3] spec.dtype, info dict of scalars: `degenerate`
-    (bool, see is_degenerate), `fill` (fraction of foreground pixels), `finite`)."""
-    k_game, k_window, k_flip, k_patch, k_compose = jax.random.split(key, 5)
-    x, y = chaos_game(params, k_game, spec)
+def flip_image(image: jax.Array, flip: jax.Array) -> jax.Array:
+    """flip: int, bit 0 = vertical, bit 1 = horizontal. image: [H, W, ...]."""
+    image = jnp.where(flip & 1, image[::-1], image)
+    return jnp.where(flip & 2, image[:, ::-1], image)
+
+
+def render_system(
+    params: jax.Array, game_key: jax.Array, image_key: jax.Array, flip, spec: RenderSpec
+):
+    """One image of one system. params: float[N, 7]; game_key drives the chaos game, image_key
+    the window, patches, colours and background (FractalDB's instances share the points and
+    differ by patches; its flips share both); flip: int in 0..3, bit 0 vertical, bit 1
+    horizontal (random if spec.random_flip). Returns (image [H, W, 3] spec.dtype, info dict of
+    scalars: `degenerate` (bool, see is_degenerate), `fill` (foreground fraction), `finite`)."""
+    k_window, k_flip, k_patch, k_compose = jax.random.split(image_key, 4)
+    x, y = chaos_game(params, game_key, spec)
     if spec.random_flip:
         flip = jax.random.randint(k_flip, (), 0, 4)
-    counts, finite = occupancy(x, y, k_window, flip, spec)
+    counts, finite = occupancy(x, y, k_window, spec)
     level = intensity(counts, k_patch, spec)
     degenerate = is_degenerate(counts, finite, spec)
     info = {"degenerate": degenerate, "fill": jnp.mean(level > 0), "finite": finite}
-    return compose(level, k_compose, spec), info
+    return flip_image(compose(level, k_compose, spec), flip), info
 
 
 def system_statistics(params: jax.Array, key: jax.Array, spec: RenderSpec):
     """What a category filter needs, without the image: (expected per-point-patch fill rate,
     degenerate). Window and flips are ignored. params: float[N, 7]."""
     x, y = chaos_game(params, key, spec)
-    counts, finite = occupancy(x, y, key, jnp.int32(0), dataclasses.replace(spec, window=False))
+    counts, finite = occupancy(x, y, key, dataclasses.replace(spec, window=False))
     degenerate = is_degenerate(counts, finite, spec)
     if spec.patch == "point":
         fill = augment.expected_patch_fill(counts)
