@@ -20,7 +20,8 @@ VARIANTS = {
     "M": (512, 12, 2048, 8),
     "B": (768, 12, 3072, 12),
     "L": (1024, 24, 4096, 16),
-    # test-sized: compiles in seconds on a CPU
+    # CPU-sized: "Nano" for few-minute laptop runs, "mu" for tests that compile in seconds
+    "Nano": (96, 6, 384, 3),
     "mu": (32, 2, 64, 2),
 }
 
