@@ -1,0 +1,114 @@
+"""Plots of fitted laws: data with error bars, fitted curve, bootstrap band, held-out points.
+
+Log-log axes; one colour per curve (group). Matplotlib's Agg backend, so it runs headless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from synth_jax.files import atomic_path
+from synth_jax.scaling.fitter import FitResult
+
+
+@dataclasses.dataclass
+class Curve:
+    """One fitted curve to draw: its fit, a legend label, optionally the extrapolation check
+    (its held-out points are drawn hollow, with the curve fitted without them dashed) and the
+    from-scratch error (a dotted horizontal line)."""
+
+    result: FitResult
+    label: str
+    extrapolation: dict | None = None
+    scratch_error: float | None = None
+
+
+def _band(result: FitResult, grid: np.ndarray, level: float, at: np.ndarray | None):
+    """Percentile band of the bootstrap refits' predictions on grid float[G] (or None)."""
+    boot = result.bootstrap_params
+    boot = boot[np.all(np.isfinite(boot), axis=1)]
+    if len(boot) < 2:
+        return None
+    names = result.law.param_names
+    x = grid[:, None] if at is None else np.column_stack([grid, np.full_like(grid, at)])
+    curves = np.stack(
+        [result.problem.predict(dict(zip(names, row)), x) for row in boot[:400]], axis=0
+    )
+    tail = 100 * (1 - level) / 2
+    return np.nanpercentile(curves, tail, axis=0), np.nanpercentile(curves, 100 - tail, axis=0)
+
+
+def plot_fits(path: str, curves: list[Curve], *, x_name: str = "n", y_name: str = "error"):
+    """Writes one log-log figure with every curve to path (.png, .pdf or .svg), atomically.
+
+    For a two-input law the fitted curve is drawn at each value of the second input (up to 4).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, curve in enumerate(curves):
+        color = colors[i % len(colors)]
+        result, problem = curve.result, curve.result.problem
+        x, y = problem.x, problem.y
+        held = np.zeros(len(y), bool)
+        if curve.extrapolation:
+            held = x[:, 0] >= min(curve.extrapolation["heldout_sizes"])
+        # data: mean and standard deviation over repeats (seeds) at each input
+        keys, inverse = np.unique(x, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        means = np.array([y[inverse == k].mean() for k in range(len(keys))])
+        stds = np.array([y[inverse == k].std() for k in range(len(keys))])
+        held_key = np.array([held[inverse == k].any() for k in range(len(keys))])
+        for mask, face in ((~held_key, color), (held_key, "none")):
+            if mask.any():
+                ax.errorbar(
+                    keys[mask, 0],
+                    means[mask],
+                    yerr=stds[mask],
+                    fmt="o",
+                    color=color,
+                    markerfacecolor=face,
+                    capsize=3,
+                    label=None if face == "none" else f"{curve.label}",
+                )
+        grid = np.geomspace(x[:, 0].min() / 1.5, x[:, 0].max() * 4, 200)
+        levels = [None] if problem.x.shape[1] == 1 else list(np.unique(x[:, 1]))[:4]
+        for at in levels:
+            xg = grid[:, None] if at is None else np.column_stack([grid, np.full_like(grid, at)])
+            ax.plot(grid, result.predict(xg), color=color, lw=1.5)
+            band = _band(result, grid, result.ci_level, at)
+            if band is not None:
+                ax.fill_between(grid, band[0], band[1], color=color, alpha=0.2, lw=0)
+        if curve.extrapolation and problem.x.shape[1] == 1:
+            params = curve.extrapolation["params"]
+            ax.plot(
+                grid,
+                problem.predict(params, grid[:, None]),
+                color=color,
+                ls="--",
+                lw=1,
+                label=f"{curve.label}: fit without held-out sizes",
+            )
+        if curve.scratch_error is not None:
+            ax.axhline(
+                curve.scratch_error, color=color, ls=":", lw=1, label=f"{curve.label}: from scratch"
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(y_name)
+    if curves:
+        law = curves[0].result.law
+        ax.set_title(f"{law.name}: {law.formula}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.rsplit(".", 1)[-1].lower(), dpi=120)
+    plt.close(fig)

@@ -1,0 +1,94 @@
+"""Goodness of fit and uncertainty: pure NumPy functions of residuals, Jacobians and refits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def r_squared(y: np.ndarray, predicted: np.ndarray) -> float:
+    """Coefficient of determination in linear space (1 = perfect, 0 = no better than the mean)."""
+    total = float(np.sum((y - np.mean(y)) ** 2))
+    residual = float(np.sum((y - predicted) ** 2))
+    return 1.0 - residual / total if total > 0 else float("nan")
+
+
+def rmse(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((y - predicted) ** 2)))
+
+
+def log_rmse(y: np.ndarray, predicted: np.ndarray) -> float:
+    """RMSE of log residuals: the scale-free error used to score extrapolation."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.sqrt(np.mean((np.log(predicted) - np.log(y)) ** 2)))
+
+
+def information_criteria(sum_squares: float, n_points: int, n_free: int) -> tuple[float, float]:
+    """(AIC, BIC) of a least-squares fit under Gaussian residuals, up to a shared constant.
+
+    AIC = n ln(SS/n) + 2k, BIC = n ln(SS/n) + k ln n with k free parameters. Only differences
+    between laws fitted to the same points (and in the same residual space) mean anything.
+    """
+    if n_points <= 0 or sum_squares <= 0:
+        return float("nan"), float("nan")
+    base = n_points * math.log(sum_squares / n_points)
+    return base + 2 * n_free, base + n_free * math.log(n_points)
+
+
+def jacobian_stderr(jacobian: np.ndarray, sum_squares: float, n_points: int) -> np.ndarray:
+    """Asymptotic standard errors sqrt(diag(s^2 (J^T J)^-1)), s^2 = SS / (n - k).
+
+    jacobian: float[N, k] of the residuals wrt the free parameters at the optimum. NaN when the
+    fit has no residual degrees of freedom or J^T J is singular (parameters not identifiable).
+    """
+    k = jacobian.shape[1]
+    dof = n_points - k
+    if dof <= 0 or not np.all(np.isfinite(jacobian)):
+        return np.full(k, np.nan)
+    jtj = jacobian.T @ jacobian
+    try:
+        cov = np.linalg.inv(jtj) * (sum_squares / dof)
+    except np.linalg.LinAlgError:
+        return np.full(k, np.nan)
+    diag = np.diag(cov)
+    # a (numerically) singular J^T J gives huge or negative variances: not identifiable
+    if np.linalg.cond(jtj) > 1e14:
+        return np.full(k, np.nan)
+    return np.where(diag >= 0, np.sqrt(np.abs(diag)), np.nan)
+
+
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap percentile interval of each column of samples float[B, k] (non-finite rows of a
+    column are ignored). Returns (lower[k], upper[k])."""
+    tail = 100.0 * (1.0 - level) / 2.0
+    lower, upper = [], []
+    for column in np.asarray(samples, dtype=np.float64).reshape(len(samples), -1).T:
+        finite = column[np.isfinite(column)]
+        if finite.size == 0:
+            lower.append(np.nan)
+            upper.append(np.nan)
+        else:
+            lower.append(np.percentile(finite, tail))
+            upper.append(np.percentile(finite, 100.0 - tail))
+    return np.array(lower), np.array(upper)
+
+
+def bootstrap_weights(
+    n_points: int, replicates: int, seed: int, strata: np.ndarray | None = None
+) -> np.ndarray:
+    """Resampling counts float64[replicates, N]: how often each point is drawn in each replicate.
+
+    Without strata, N points are drawn with replacement from all points. With strata (int[N],
+    e.g. one label per pre-training size or per group), each stratum is resampled on its own,
+    keeping its size: a curve never loses a size, and groups keep their share of the points.
+    Counts (not gathered copies) let every replicate keep the same shape for the batched fitter.
+    """
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((replicates, n_points), dtype=np.float64)
+    labels = np.zeros(n_points, dtype=np.int64) if strata is None else np.asarray(strata)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        pvals = np.full(len(members), 1.0 / len(members))
+        counts[:, members] = rng.multinomial(len(members), pvals, size=replicates)
+    return counts
