@@ -58,9 +58,10 @@ def scipy_best_losses(problem, weights: np.ndarray, tol: float = 1e-12) -> np.nd
         sqrt_w = np.sqrt(w)
         for start in problem.starts:
             out = least_squares(
-                lambda p: sqrt_w * (model(p) - problem.y),
+                lambda p, sw: sw * (model(p) - problem.y),
                 start,
-                jac=lambda p: jacobian(p, sqrt_w),
+                jac=jacobian,
+                args=(sqrt_w,),
                 bounds=(lower, upper),
                 method="trf",
                 ftol=tol,

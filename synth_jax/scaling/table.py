@@ -42,7 +42,9 @@ def _number(text: str, path: str, line: int, column: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise UsageError(f"{path}: line {line}: column {column!r} is {text!r}, not a number")
+        raise UsageError(
+            f"{path}: line {line}: column {column!r} is {text!r}, not a number"
+        ) from None
     return value
 
 
