@@ -134,7 +134,11 @@ class HostSource:
         ds = ds.map(_Decode(config.decode_size, config.rgb)).batch(
             self.host_batch_size, drop_remainder=train
         )
-        self.num_batches = None if train else len(ds)
+        # Every host runs the same number of evaluation batches (the jitted step is collective):
+        # a host whose slice is one example shorter sends a fully masked batch at the end.
+        per_host = -(-self.num_examples // count)
+        self.num_batches = None if train else -(-per_host // self.host_batch_size)
+        self._emitted = 0
         ids = ds.to_iter_dataset(
             grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
         )
@@ -147,9 +151,16 @@ class HostSource:
         return self
 
     def __next__(self) -> dict:
-        batch = next(self._iterator)
         if self.train:
-            return batch
+            return next(self._iterator)
+        if self._emitted == self.num_batches:
+            raise StopIteration
+        self._emitted += 1
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            shape = (0, *self.image_shape)
+            batch = {"image": np.zeros(shape, np.uint8), "label": np.zeros((0,), np.int32)}
         # Pad the last evaluation batch to the fixed batch size (one compiled shape); the mask
         # says which rows are real.
         n = len(batch["label"])
@@ -171,6 +182,7 @@ class HostSource:
     def reset(self) -> None:
         """Starts over from the first batch (evaluation passes)."""
         self._iterator = iter(self._dataset)
+        self._emitted = 0
 
 
 def make_source(

@@ -310,7 +310,8 @@ def run_linear_probe(config, workdir, run_workdir, seed, pretrain, indices=None)
     done = _done(run_workdir)
     if done is not None:
         return done
-    os.makedirs(run_workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        files.write_json(os.path.join(run_workdir, "config.json"), config_to_dict(config))
     train_source = pipeline.make_source(
         config.data, config.data.train_split, config.eval_batch_size, seed, False, indices
     )
