@@ -102,3 +102,18 @@ def test_check_fits_lists_every_mismatch_and_allows_posemb_resampling():
     loaded["embedding"]["kernel"] = np.zeros((4, 4, 3, 8))
     loaded["norm"] = {"scale": np.ones(8)}
     assert sorted(init.check_fits(model, loaded)) == ["embedding/kernel", "norm/scale", "posemb"]
+
+
+@pytest.mark.parametrize(
+    "name", ["fashion_mnist", "cifar10", "cifar100", "fewshot", "linear_probe", "bridged"]
+)
+@pytest.mark.parametrize("arg", ["", ":cpu"])
+def test_finetune_configs_pass_their_checks(name, arg):
+    from synth_jax.config import load_config
+    from synth_jax.transfer import finetune
+
+    config = load_config(f"configs/finetune/{name}.py{arg}")
+    finetune.check_config(config)
+    assert config.results_csv and config.image_size > 0
+    with pytest.raises(UsageError, match="mode"):
+        finetune.check_config(load_config(f"configs/finetune/{name}.py{arg}", {"mode": "x"}))

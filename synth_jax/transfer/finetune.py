@@ -122,6 +122,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise UsageError(f"init_from={config.init_from}: no such workdir or checkpoint")
     if not config.image_size:
         raise UsageError("image_size: set the model's input size in pixels")
+    if config.mode == "linear_probe":
+        from synth_jax.models import check_model_config
+
+        error = check_model_config(config.model, config.image_size)
+        if error:
+            raise UsageError(error)
+    else:  # the trainer's own checks (model, optimiser, durations), before any data is read
+        from synth_jax.train import trainer
+
+        trainer.validate(config, num_images=1, data_image_size=config.image_size)
 
 
 def pretrain_columns(init_from: str) -> dict:
