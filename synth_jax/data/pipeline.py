@@ -38,7 +38,6 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
             "data_dir": "",  # '' = TFDS's default (~/tensorflow_datasets or $TFDS_DATA_DIR)
             "train_split": "train",
             "eval_split": "test",
-            "image_size": 32,  # on-device resize target (pixels, square)
             "decode_size": 0,  # host resize for datasets whose images differ in size; 0 = off
             "rgb": True,  # grayscale -> 3 channels on the host (the trainer's models take RGB)
             "num_threads": 4,  # Grain read/decode threads per host
