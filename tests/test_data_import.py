@@ -178,3 +178,34 @@ def test_missing_dataset_error_says_how_to_import(tmp_path, capsys):
     message = str(info.value)
     assert f"synth-jax data import cifar10 --from PATH --data_dir {tmp_path}" in message
     assert "cifar-10-batches-py" in message
+
+
+def test_cifar100_pickles_keep_fine_and_coarse_labels(tmp_path):
+    import tensorflow_datasets as tfds
+
+    root = tmp_path / "cifar-100-python"
+    root.mkdir()
+    rng = np.random.default_rng(4)
+    with open(root / "meta", "wb") as f:
+        pickle.dump(
+            {
+                b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+                b"coarse_label_names": [f"c{i}".encode() for i in range(20)],
+            },
+            f,
+        )
+    expected = {}
+    for split, n in (("train", 6), ("test", 3)):
+        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        fine, coarse = rng.integers(0, 100, n).tolist(), rng.integers(0, 20, n).tolist()
+        with open(root / split, "wb") as f:
+            pickle.dump({b"data": x, b"fine_labels": fine, b"coarse_labels": coarse}, f)
+        expected[split] = (x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), fine, coarse)
+    data_dir = str(tmp_path / "tfds")
+    importer.import_dataset("tiny_cifar100", str(root), data_dir)
+    source = tfds.data_source("tiny_cifar100", data_dir=data_dir)
+    for split, (images, fine, coarse) in expected.items():
+        records = source[split].__getitems__(list(range(len(fine))))
+        np.testing.assert_array_equal(np.stack([r["image"] for r in records]), images)
+        assert [r["label"] for r in records] == fine
+        assert [r["coarse_label"] for r in records] == coarse
