@@ -6,9 +6,37 @@ get_state/set_state), like the real-data pipeline. Both are learnable in a few s
 a bright square at a class-specific place, plus noise.
 """
 
+import argparse
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+def tiny_config(total_steps=8, data=4, fsdp=1, **overrides):
+    """A seconds-long run with the random parts whose sharding matters (dropout, drop-path,
+    per-image crops and flips, batch-level mixup), clipping and warmup. The other augmentations
+    have their own tests (test_train_augment.py); leaving them out keeps compilation short."""
+    from synth_jax.models import model_config
+    from synth_jax.train import trainer
+
+    config = trainer.train_config(batch_size=16, total_steps=total_steps, log_every_steps=1)
+    config.image_size = 16
+    config.model = model_config("mu/4", dropout=0.1, drop_path=0.1)
+    # SGD: its update is linear in the gradient, so runs on different meshes agree to rounding;
+    # Adam's normalised first steps turn rounding of near-zero gradients into lr-sized changes.
+    config.optim.update(dict(name="sgd", lr=0.1, weight_decay=1e-4, warmup_steps=2))
+    config.optim.grad_clip_norm = 1.0
+    config.augment.update(
+        dict(crop="rrc", crop_scale=(0.5, 1.0), hflip=True, mixup=0.8, label_smoothing=0.1)
+    )  # fmt: skip
+    config.mesh.data, config.mesh.fsdp = data, fsdp
+    config.checkpoint.every_steps = 2
+    config.checkpoint.keep = 3
+    config.update(overrides)
+    return config
 
 
 class BlobImages:
@@ -92,3 +120,36 @@ def test_numpy_batches_resume_from_state():
     it2 = NumpyBatches(8)
     it2.set_state(state)
     np.testing.assert_array_equal(next(it2)["image"], want["image"])
+
+
+def child_main(argv):
+    """`python tests/test_train_sources.py WORKDIR STEPS [options]`: one training run in a fresh
+    process (its own device count, or one process of a multi-process run)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workdir")
+    parser.add_argument("steps", type=int)
+    parser.add_argument("--data", type=int, default=-1)
+    parser.add_argument("--fsdp", type=int, default=1)
+    parser.add_argument("--host", action="store_true", help="host-fed NumpyBatches")
+    parser.add_argument("--constant-lr", action="store_true")
+    parser.add_argument("--coordinator")
+    parser.add_argument("--num-processes", type=int)
+    parser.add_argument("--process-id", type=int)
+    args = parser.parse_args(argv)
+    from synth_jax.train import mesh, trainer
+
+    mesh.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    config = tiny_config(args.steps, data=args.data, fsdp=args.fsdp)
+    if args.constant_lr:
+        config.optim.schedule = "constant"
+    if args.host:
+        source = NumpyBatches(config.batch_size // jax.process_count(), seed=jax.process_index())
+    else:
+        source = BlobImages()
+    summary, _ = trainer.train(config, args.workdir, source, num_classes=4)
+    return 143 if summary["status"] == "preempted" else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.exit(child_main(sys.argv[1:]))

@@ -180,8 +180,12 @@ def mixup_cutmix(key, images, targets, mixup_alpha: float, cutmix_alpha: float):
     k_choice, k_mix, k_cut, k_box = jax.random.split(key, 4)
     partner_images = images[::-1]
     partner_targets = targets[::-1]
-    lam_mix = jax.random.beta(k_mix, mixup_alpha) if mixup_alpha > 0 else jnp.float32(1.0)
-    lam_cut = jax.random.beta(k_cut, cutmix_alpha) if cutmix_alpha > 0 else jnp.float32(1.0)
+    lam_mix = (
+        jax.random.beta(k_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0 else jnp.float32(1.0)
+    )
+    lam_cut = (
+        jax.random.beta(k_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0 else jnp.float32(1.0)
+    )
     # the cutmix box: side sqrt(1 - lam) of each side, centred uniformly, clipped to the image
     cut = jnp.sqrt(1.0 - lam_cut)
     cy, cx = jax.random.uniform(k_box, (2,))

@@ -125,7 +125,7 @@ def load_params(workdir_or_checkpoint_path: str):
 
     `workdir_or_checkpoint_path`: a run's workdir, its checkpoints/ dir, or one step's dir.
     Returns (params, config): params is a nested dict of numpy arrays in the layout of
-    `nnx.state(model, nnx.Param).to_pure_dict()` (list entries under int keys; the classifier
+    `nnx.to_pure_dict(nnx.state(model, nnx.Param))` (list entries under int keys; the classifier
     under "head"); config is the run's config.json as a dict, or None when it is absent.
     Batch statistics and the optimiser state are in `load_train_state`.
     """

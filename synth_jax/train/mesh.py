@@ -48,9 +48,9 @@ def initialize_distributed(
     if process_id is None and os.environ.get("SYNTH_JAX_PROCESS_ID"):
         process_id = int(os.environ["SYNTH_JAX_PROCESS_ID"])
     if coordinator:
-        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-            # CPU collectives across processes go over TCP (gloo); works over 127.0.0.1.
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # CPU collectives across processes go over TCP (gloo; works over 127.0.0.1). It only
+        # concerns the CPU client, and asking which backend this is would initialise it.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(
             coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
         )
@@ -116,23 +116,40 @@ def _mesh_spec(logical: P, shape: tuple[int, ...], mesh: jax.sharding.Mesh) -> P
     return P(*axes)
 
 
-def state_shardings(abstract_state, mesh: jax.sharding.Mesh):
-    """NamedShardings for an (abstract) nnx.State, from its variables' logical axis names."""
-    logical = nnx.get_partition_spec(abstract_state)
+def param_shardings(abstract_params, mesh: jax.sharding.Mesh) -> dict:
+    """NamedShardings for an abstract nnx.State of parameters, as a pure dict (the layout of
+    `nnx.to_pure_dict(state)`), from the variables' logical axis names and LOGICAL_RULES."""
+    logical = nnx.to_pure_dict(nnx.get_partition_spec(abstract_params))
     return jax.tree.map(
         lambda spec, leaf: NamedSharding(mesh, _mesh_spec(spec, leaf.shape, mesh)),
         logical,
-        abstract_state,
+        nnx.to_pure_dict(abstract_params),
         is_leaf=lambda x: isinstance(x, P),
     )
 
 
-def tree_shardings_like(tree, param_shardings, mesh):
-    """Shardings for an optimiser state: leaves shaped like a parameter follow that parameter's
-    sharding (Adam moments), everything else (counts, scalars) is replicated."""
-    by_shape: dict[tuple, NamedSharding] = {}
-    for leaf, sharding in zip(
-        jax.tree.leaves(param_shardings[0]), jax.tree.leaves(param_shardings[1])
-    ):
-        by_shape.setdefault(tuple(leaf.shape), sharding)
-    return jax.tree.map(lambda x: by_shape.get(tuple(np.shape(x)), replicated(mesh)), tree)
+def optimizer_shardings(tx, abstract_opt_state, params_shardings, mesh: jax.sharding.Mesh):
+    """Optimiser-state leaves that mirror a parameter (Adam moments, momentum) take that
+    parameter's sharding, so FSDP splits them too; counters and scalars are replicated."""
+    import optax
+
+    return optax.tree_map_params(
+        tx,
+        lambda _, sharding: sharding,
+        abstract_opt_state,
+        params_shardings,
+        transform_non_params=lambda _: replicated(mesh),
+        is_leaf=lambda x: isinstance(x, NamedSharding),
+    )
+
+
+def bytes_per_device(abstract_tree, shardings) -> int:
+    """The largest per-device footprint of a sharded tree, in bytes (the shards one device
+    holds: what FSDP shrinks)."""
+    per_device: dict = {}
+    for leaf, sharding in zip(jax.tree.leaves(abstract_tree), jax.tree.leaves(shardings)):
+        shard = sharding.shard_shape(tuple(leaf.shape))
+        nbytes = math.prod(shard) * np.dtype(leaf.dtype).itemsize
+        for device in sharding.device_set:
+            per_device[device] = per_device.get(device, 0) + nbytes
+    return max(per_device.values()) if per_device else 0

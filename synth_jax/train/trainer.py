@@ -290,7 +290,7 @@ def train(
 
     abstract_model = nnx.eval_shape(fresh_model)
     graphdef, abstract_params, abstract_extra = nnx.split(abstract_model, nnx.Param, ...)
-    params_template = abstract_params.to_pure_dict()
+    params_template = nnx.to_pure_dict(abstract_params)
     tx, schedule = optim_lib.make_optimizer(
         config.optim, params_template, total_steps, resolved["steps_per_epoch"]
     )
@@ -305,26 +305,13 @@ def train(
         nnx.replace_by_pure_dict(e, extra)
         model = nnx.merge(graphdef, p, e)
         logits = model(images, train=train_mode, rng=rng)
-        return logits, nnx.state(model, nnx.Not(nnx.Param)).to_pure_dict()
+        return logits, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
 
     # ------------------------------------------------------------------ shard and create the state
-    logical = nnx.get_partition_spec(abstract_params).to_pure_dict()
-    param_shardings = jax.tree.map(
-        lambda spec, leaf: NamedSharding(mesh, mesh_lib._mesh_spec(spec, leaf.shape, mesh)),
-        logical,
-        params_template,
-        is_leaf=lambda x: isinstance(x, P),
-    )
-    extra_template = abstract_extra.to_pure_dict()
+    param_shardings = mesh_lib.param_shardings(abstract_params, mesh)
+    extra_template = nnx.to_pure_dict(abstract_extra)
     abstract_opt = jax.eval_shape(tx.init, params_template)
-    opt_shardings = optax.tree_map_params(
-        tx,
-        lambda _, s: s,
-        abstract_opt,
-        param_shardings,
-        transform_non_params=lambda _: repl,
-        is_leaf=lambda x: isinstance(x, NamedSharding),
-    )
+    opt_shardings = mesh_lib.optimizer_shardings(tx, abstract_opt, param_shardings, mesh)
     state_shardings = dict(
         params=param_shardings,
         extra=jax.tree.map(lambda _: repl, extra_template),
@@ -342,14 +329,14 @@ def train(
 
     def init_state(loaded):
         _, params, extra = nnx.split(fresh_model(), nnx.Param, ...)
-        params = params.to_pure_dict()
+        params = nnx.to_pure_dict(params)
         if loaded:
             params = jax.tree_util.tree_map_with_path(
                 lambda path, x: loaded.get(optim_lib.param_path(path), x), params
             )
         return dict(
             params=params,
-            extra=extra.to_pure_dict(),
+            extra=nnx.to_pure_dict(extra),
             opt_state=tx.init(params),
             step=jnp.zeros((), jnp.int32),
         )
@@ -359,6 +346,11 @@ def train(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state,
         state_shardings,
+    )
+    state_bytes = mesh_lib.bytes_per_device(abstract_state, state_shardings)
+    _log(
+        f"{len(jax.tree.leaves(params_template))} parameter arrays; parameters + optimiser "
+        f"state: {state_bytes / 2**20:.1f} MiB per device"
     )
 
     # ------------------------------------------------------------------ update step
@@ -420,7 +412,7 @@ def train(
         metrics = dict(
             loss=loss,
             accuracy=correct / global_batch,
-            grad_norm=optax.global_norm(grads),
+            grad_norm=optax.tree.norm(grads),
             lr=jnp.asarray(schedule(step), jnp.float32),
         )
         return new_state, metrics
@@ -465,27 +457,17 @@ def train(
             ),
         )
 
-    # Compile now (not inside the loop) and read the step's FLOPs for MFU.
-    if on_device:
-        compiled = step_fn.lower(abstract_state).compile()
-    else:
-        abstract_batch = dict(
-            image=jax.ShapeDtypeStruct(
-                (global_batch, image_size, image_size, 3), jnp.float32, sharding=image_sharding
-            ),
-            label=jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=label_sharding),
-        )
-        compiled = None  # host batches may be uint8 or float, of the data's size
-        del abstract_batch
+    # On-device data: compile now (not inside the loop) and read the step's FLOPs for MFU.
+    # Host-fed batches may be uint8 or float of any size: that step compiles on its first call.
     flops = None
-    if compiled is not None:
+    if on_device:
+        step_fn = step_fn.lower(abstract_state).compile()
         try:
-            cost = compiled.cost_analysis()
+            cost = step_fn.cost_analysis()
             cost = cost[0] if isinstance(cost, (list, tuple)) else cost
             flops = float(cost.get("flops", 0.0)) or None
         except Exception:  # cost analysis is optional on some backends
             flops = None
-        step_fn = compiled
     _log(f"compiled the train step in {time.perf_counter() - t_start:.1f}s")
 
     # ------------------------------------------------------------------ preemption
@@ -577,6 +559,8 @@ def train(
         train_loop_s=time.perf_counter() - t_loop,
         wall_s=wall,
         devices=jax.device_count(),
+        mesh=dict(mesh.shape),
+        state_bytes_per_device=state_bytes,
         device_kind=jax.devices()[0].device_kind,
         num_classes=num_classes,
         num_images=num_images,
