@@ -98,13 +98,24 @@ def test_fill_rate_filter_keeps_only_filled_categories(fractaldb_table):
     stats = fractaldb_table.stats
     assert stats["candidates"] >= 6 + stats["rejected_fill"] + stats["rejected_degenerate"] - 64
     assert stats["rejected_fill"] > 0  # random U(-1, 1) systems: many fail the filter
-    # Rejected candidates really were thin: re-draw the first batch and look at them.
+    # The kept categories are the first candidates that pass, in order.
     rng = np.random.default_rng(config.seed)
     cands = fractaldb.sample_candidates(rng, 64, 2, 7)
     fill, degenerate = render.batch_statistics(cands, config.seed, search_spec(config))
-    kept = [c for c, f, d in zip(cands, fill, degenerate) if f >= 0.15 and not d]
-    np.testing.assert_allclose(fractaldb_table.params[: min(6, len(kept))],
-                               np.stack(kept)[:6].astype(np.float32))  # fmt: skip
+    kept = cands[(fill >= 0.15) & ~degenerate][:6].astype(np.float32)
+    np.testing.assert_allclose(fractaldb_table.params[: len(kept)], kept)
+    # Weight rows that diverge are rendered as row 0, and counted.
+    ok = fractaldb_table.variant_ok
+    assert ok.shape == (6, 25) and ok[:, 0].all()
+    assert stats["replaced_variants"] == int((~ok).sum())
+
+
+def test_reject_policy_drops_categories_with_degenerate_rows(fractaldb_table):
+    table = build_table(data_config("fractaldb", fill_threshold=0.15, degenerate="reject", **SMALL))
+    assert table.variant_ok.all()
+    assert table.stats["rejected_degenerate"] > 0
+    with pytest.raises(UsageError, match="degenerate"):
+        build_table(data_config("fractaldb", fill_threshold=0.15, degenerate="error", **SMALL))
 
 
 def test_table_is_reproducible_and_round_trips(tmp_path, fractaldb_table):
@@ -115,6 +126,7 @@ def test_table_is_reproducible_and_round_trips(tmp_path, fractaldb_table):
     loaded = load_table(path)
     np.testing.assert_array_equal(loaded.params, fractaldb_table.params)
     np.testing.assert_array_equal(loaded.variants, fractaldb_table.variants)
+    np.testing.assert_array_equal(loaded.variant_ok, fractaldb_table.variant_ok)
     assert loaded.stats == fractaldb_table.stats
     # table_path: built once, then loaded; a different config is refused by name.
     cfg = data_config("sigma", num_classes=3, image_size=32, points=2048, chains=128,

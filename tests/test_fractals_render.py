@@ -33,7 +33,7 @@ def test_parallel_chains_match_the_sequential_chaos_game(seed):
     params = _system(seed)
     n = SPEC.points
     ref = reference.chaos_game(params, n, np.random.default_rng(seed), burn_in=100)
-    x, y = jax.jit(lambda p, k: render.chaos_game(p, k, SPEC))(params, jax.random.key(seed))
+    x, y, _ = jax.jit(lambda p, k: render.chaos_game(p, k, SPEC))(params, jax.random.key(seed))
     fast = np.stack([np.asarray(x), np.asarray(y)], -1)[:n]
     lo, hi = ref.min(0) - 1e-6, ref.max(0) + 1e-6
     p_ref, p_fast = _histogram(ref, lo, hi), _histogram(fast, lo, hi)
@@ -50,8 +50,8 @@ def test_parallel_chains_match_the_sequential_chaos_game(seed):
 
 def test_rasteriser_matches_the_reference_on_the_same_points():
     params = _system(3)
-    x, y = render.chaos_game(jnp.asarray(params), jax.random.key(0), SPEC)
-    counts, finite = render.occupancy(x, y, jax.random.key(1), SPEC)
+    x, y, box = render.chaos_game(jnp.asarray(params), jax.random.key(0), SPEC)
+    counts, finite = render.occupancy(x, y, box, jax.random.key(1), SPEC)
     points = np.stack([np.asarray(x), np.asarray(y)], -1).astype(np.float64)
     ref = reference.occupancy(points, SPEC.image_size, SPEC.pad)
     # float32 vs float64 normalisation may round a point at a pixel boundary the other way.
@@ -75,8 +75,8 @@ def test_per_point_patch_fast_path_matches_drawing_every_patch():
     64x64; we allow 0.03 (about 4 sd)."""
     spec = render.RenderSpec(image_size=64, points=3000, chains=100, burn_in=32, pad=2)
     params = jnp.asarray(_system(5, n=2))
-    x, y = render.chaos_game(params, jax.random.key(0), spec)
-    counts, _ = render.occupancy(x, y, jax.random.key(0), spec)
+    x, y, box = render.chaos_game(params, jax.random.key(0), spec)
+    counts, _ = render.occupancy(x, y, box, jax.random.key(0), spec)
     counts_np = np.asarray(counts).astype(np.int64)
     ref_fill = reference.fill_rate(reference.patch_render(counts_np, np.random.default_rng(0)))
     fast = [float(jnp.mean(augment.per_point_patches(counts, jax.random.key(k)))) for k in range(4)]

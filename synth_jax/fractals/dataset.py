@@ -44,6 +44,7 @@ class FractalDataset:
         if self.num_images >= 2**31:
             raise ValueError(f"{self.num_images} images do not fit int32 indices")
         self._params = jnp.asarray(self.table.params)
+        self._variant_ok = jnp.asarray(self.table.variant_ok)
         # Factors on (a..f, p): p is never rescaled.
         self._variants = jnp.asarray(
             np.concatenate([self.table.variants, np.ones((self.num_variants, 1), np.float32)], 1)
@@ -86,6 +87,8 @@ class FractalDataset:
     def _render_local(self, seed, indices):
         base = jax.random.key(jnp.asarray(seed, jnp.uint32))
         category, variant, _, flip = self.decompose(indices)
+        # A degenerate (category, weight row) is rendered as row 0 (the table says which).
+        variant = jnp.where(self._variant_ok[category, variant], variant, 0)
         # Instances of a weight row share the chaos game's points; flips share everything.
         game_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(
             -1 - (category * self.num_variants + variant)
@@ -95,8 +98,7 @@ class FractalDataset:
         if self.family == "one_image":
             images, info = jax.vmap(self._render_photo)(params, image_keys, flip)
         else:
-            render_one = lambda p, g, k, f: render.render_system(p, g, k, f, self.spec)
-            images, info = jax.vmap(render_one)(params, game_keys, image_keys, flip)
+            images, info = render.render_batch(params, game_keys, image_keys, flip, self.spec)
         return images, category, info
 
     def render(self, seed, indices):
@@ -128,7 +130,9 @@ class FractalDataset:
         )
         n = jnp.uint32(self.num_images)
         epoch, position = k // n, k % n
-        round_keys = _mix(_mix(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x9E3779B9)) ^ epoch)
+        round_keys = render.mix32(
+            render.mix32(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x9E3779B9)) ^ epoch
+        )
         return shuffle_position(position, round_keys, self.num_images).astype(jnp.int32)
 
 
@@ -144,17 +148,6 @@ def _explicit_batch_axes(indices):
     return spec[0] if all(types.get(a) == explicit for a in axes) else None
 
 
-def _mix(x):
-    """A 32-bit integer hash (the lowbias32 finaliser): uint32 -> uint32, same on every backend."""
-    x = jnp.asarray(x, jnp.uint32)
-    x ^= x >> 16
-    x *= jnp.uint32(0x7FEB352D)
-    x ^= x >> 15
-    x *= jnp.uint32(0x846CA68B)
-    x ^= x >> 16
-    return x
-
-
 def shuffle_position(position, key, n: int, rounds: int = 4):
     """A keyed bijection of [0, n): a balanced Feistel network on the smallest even number of bits
     covering n, cycle-walked back into range (fewer than 4 walks expected, since 2^bits < 4n).
@@ -166,7 +159,10 @@ def shuffle_position(position, key, n: int, rounds: int = 4):
     def feistel(x):
         left, right = x >> half_bits, x & mask
         for r in range(rounds):
-            left, right = right, left ^ (_mix(right ^ _mix(key + jnp.uint32(r))) & mask)
+            left, right = (
+                right,
+                left ^ (render.mix32(right ^ render.mix32(key + jnp.uint32(r))) & mask),
+            )
         return (left << half_bits) | right
 
     def walk(state):

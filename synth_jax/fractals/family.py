@@ -41,7 +41,9 @@ _COMMON = dict(
     background="black",  # black | noise (smooth value noise, plasma-like)
     gray_value=255,  # foreground level of gray images
     dtype="uint8",  # uint8 | bfloat16 (same 0..255 scale)
-    degenerate="resample",  # resample: redraw degenerate systems | error: stop, naming them
+    # Degenerate systems (divergent, NaN, one pixel): resample (redraw a system; FractalDB: render
+    # a degenerate weight row as row 0) | reject (FractalDB: drop the category) | error (stop).
+    degenerate="resample",
     table_path="",  # if set: load the table from this .npz, or build and save it there
 )
 
@@ -97,7 +99,7 @@ _CHOICES = {
     "colour": ("gray", "hsv"),
     "background": ("black", "noise"),
     "dtype": ("uint8", "bfloat16"),
-    "degenerate": ("resample", "error"),
+    "degenerate": ("resample", "reject", "error"),
     "weights": tuple(fractaldb.WEIGHT_FACTORS),
     "sigma_sampler": ("sequential", "rejection"),
     "perturbation": ("multiplicative", "additive"),
@@ -197,11 +199,14 @@ def search_spec(config) -> render.RenderSpec:
 @dataclasses.dataclass
 class FamilyTable:
     """params: float32[C, N, 7] rows (a..f, p); variants: float32[V, 6] factors on a..f (the
-    FractalDB weight rows; one row of ones elsewhere); stats: what the build drew and rejected."""
+    FractalDB weight rows; one row of ones elsewhere); variant_ok: bool[C, V], False where a
+    (category, row) is degenerate and is rendered as row 0; stats: what the build drew and
+    rejected."""
 
     family: str
     params: np.ndarray
     variants: np.ndarray
+    variant_ok: np.ndarray
     stats: dict
     config: dict
 
@@ -239,15 +244,22 @@ def _build(config, progress: bool) -> FamilyTable:
     rng = np.random.default_rng(config.seed)
     family = config.family
     variants = np.ones((1, 6))
+    variant_ok = None
     stats: dict = {}
     if family == "fractaldb":
         variants = fractaldb.weight_rows(config.weights)
         meter = Progress(config.num_classes, "FractalDB search", "categories") if progress else None
         check = dataclasses.replace(search_spec(config), image_size=64, points=4096, chains=256)
-        params, stats = fractaldb.search_categories(
-            rng, config.num_classes, config.min_maps, config.max_maps, config.fill_threshold,
-            search_spec(config), check, variants, config.seed, progress=meter,
-        )  # fmt: skip
+        try:
+            params, variant_ok, stats = fractaldb.search_categories(
+                rng, config.num_classes, config.min_maps, config.max_maps, config.fill_threshold,
+                search_spec(config), check, variants, config.seed, config.degenerate,
+                progress=meter,
+            )  # fmt: skip
+        except fractaldb.DegenerateVariants as e:
+            raise UsageError(
+                f"config key 'degenerate'='error': {e}; use resample or reject"
+            ) from None
         if meter:
             meter.close()
     elif family == "sigma":
@@ -260,8 +272,10 @@ def _build(config, progress: bool) -> FamilyTable:
         stats["base_system"] = base.tolist()
     else:
         params = one_image.sample_affines(rng, config.num_classes, config.delta)
-    return FamilyTable(family, params.astype(np.float32), variants.astype(np.float32), stats,
-                       _fingerprint(config))  # fmt: skip
+    if variant_ok is None:
+        variant_ok = np.ones((len(params), len(variants)), bool)
+    return FamilyTable(family, params.astype(np.float32), variants.astype(np.float32),
+                       variant_ok, stats, _fingerprint(config))  # fmt: skip
 
 
 def _sigma_table(rng, config):
@@ -282,7 +296,7 @@ def _sigma_table(rng, config):
         bad = np.flatnonzero(degenerate)
         if len(bad) == 0:
             return params, stats
-        if config.degenerate == "error":
+        if config.degenerate == "error":  # (reject and resample are the same here)
             raise UsageError(
                 f"config key 'degenerate'='error': categories {bad[:10].tolist()} render "
                 f"degenerate images; use degenerate=resample or another seed"
@@ -298,7 +312,7 @@ def save_table(path: str, table: FamilyTable) -> None:
         raise UsageError(f"config key 'table_path'={path!r}: expected a .npz path")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, params=table.params, variants=table.variants)
+            np.savez(f, params=table.params, variants=table.variants, variant_ok=table.variant_ok)
     write_json(path + ".json", {"family": table.family, "stats": table.stats,
                                 "config": table.config})  # fmt: skip
 
@@ -306,9 +320,9 @@ def save_table(path: str, table: FamilyTable) -> None:
 def load_table(path: str) -> FamilyTable:
     try:
         with np.load(path) as data:
-            params, variants = data["params"], data["variants"]
+            params, variants, variant_ok = data["params"], data["variants"], data["variant_ok"]
         with open(path + ".json") as f:
             meta = json.load(f)
     except (OSError, KeyError, ValueError) as e:
         raise UsageError(f"table {path!r}: cannot read it ({e}); delete it to rebuild") from None
-    return FamilyTable(meta["family"], params, variants, meta["stats"], meta["config"])
+    return FamilyTable(meta["family"], params, variants, variant_ok, meta["stats"], meta["config"])

@@ -10,6 +10,10 @@ from synth_jax.fractals import ifs, render
 WEIGHT_FACTORS = {"0.4": (0.2, 0.6, 1.4, 1.8), "0.1": (0.8, 0.9, 1.1, 1.2)}
 
 
+class DegenerateVariants(Exception):
+    """A kept category has weight rows that render degenerate images (policy "error")."""
+
+
 def weight_rows(variant: str) -> np.ndarray:
     """The 25 instance weight rows float[25, 6]: row 0 all ones, then for each parameter a..f
     the four factors of `variant` ("0.4" or "0.1"). The p_i are not recomputed."""
@@ -44,17 +48,24 @@ def search_categories(
     check_spec: render.RenderSpec,
     variants: np.ndarray,
     seed: int,
+    degenerate: str = "resample",
     batch: int = 64,
     max_candidates: int = 10_000_000,
     progress=None,
 ):
     """Draws candidates in batches and keeps those whose per-point-patch render fills at least
-    `fill_threshold` of the image (FractalDB: 0.2 of 512x512 with 100k points) and none of whose
-    weight-row variants is degenerate (divergent or a single pixel, checked with `check_spec`).
+    `fill_threshold` of the image (FractalDB: 0.2 of 512x512 with 100k points). Weight rows can
+    make a kept system diverge (FractalDB checks no contractivity); each (category, row) is
+    checked with `check_spec`, and a degenerate one is, per `degenerate`: "resample": rendered
+    with row 0 (the category's own system) instead; "reject": the category is dropped and the
+    search goes on; "error": raises DegenerateVariants.
 
-    Returns (params float[num_classes, 7, 7], stats dict with candidate and rejection counts)."""
+    Returns (params float[num_classes, 7, 7], variant_ok bool[num_classes, V], stats dict with
+    candidate, rejection and replacement counts)."""
     kept: list[np.ndarray] = []
-    stats = {"candidates": 0, "rejected_fill": 0, "rejected_degenerate": 0}
+    kept_ok: list[np.ndarray] = []
+    stats = {"candidates": 0, "rejected_fill": 0, "rejected_degenerate": 0,
+             "replaced_variants": 0}  # fmt: skip
     while len(kept) < num_classes:
         if stats["candidates"] >= max_candidates:
             raise RuntimeError(
@@ -62,11 +73,11 @@ def search_categories(
                 f"{stats['candidates']} candidates; lower fill_threshold"
             )
         cands = sample_candidates(rng, batch, min_maps, max_maps)
-        fill, degenerate = render.batch_statistics(
+        fill, broken = render.batch_statistics(
             cands, seed + stats["candidates"], search_spec, batch
         )
         stats["candidates"] += batch
-        good = (fill >= fill_threshold) & ~degenerate
+        good = (fill >= fill_threshold) & ~broken
         stats["rejected_fill"] += int(np.sum(~good))
         if good.any():
             chosen = cands[good]
@@ -78,9 +89,16 @@ def search_categories(
             _, bad = render.batch_statistics(
                 scaled.reshape(-1, ifs.MAX_MAPS, 7), seed, check_spec, batch
             )
-            bad = bad.reshape(len(chosen), len(variants)).any(1)
-            stats["rejected_degenerate"] += int(bad.sum())
-            kept.extend(chosen[~bad])
+            ok = ~bad.reshape(len(chosen), len(variants))
+            ok[:, 0] = True  # row 0 passed the fill filter itself
+            if degenerate == "error" and not ok.all():
+                raise DegenerateVariants(f"{int((~ok).sum())} weight-row variants are degenerate")
+            if degenerate == "reject":
+                stats["rejected_degenerate"] += int((~ok.all(1)).sum())
+                chosen, ok = chosen[ok.all(1)], ok[ok.all(1)]
+            stats["replaced_variants"] += int((~ok[: num_classes - len(kept)]).sum())
+            kept.extend(chosen)
+            kept_ok.extend(ok)
         if progress is not None:
             progress.update(min(len(kept), num_classes), f"candidates {stats['candidates']}")
-    return np.stack(kept[:num_classes]), stats
+    return np.stack(kept[:num_classes]), np.stack(kept_ok[:num_classes]), stats

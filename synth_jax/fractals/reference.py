@@ -35,7 +35,7 @@ def occupancy(points: np.ndarray, image_size: int, pad: int) -> np.ndarray:
     lo, hi = pts.min(0), pts.max(0)
     extent = np.maximum(hi - lo, 1e-12)
     span = image_size - 1 - 2 * pad
-    pix = np.round(pad + (pts - lo) / extent * span).astype(np.int64)
+    pix = np.floor(pad + (pts - lo) / extent * span + 0.5).astype(np.int64)  # nearest pixel
     for px, py in pix:
         counts[py, px] += 1
     return counts

@@ -16,6 +16,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from synth_jax.fractals import augment
 
@@ -48,50 +49,112 @@ class RenderSpec:
         return -(-self.points // self.chains)
 
 
+def mix32(x: jax.Array) -> jax.Array:
+    """A 32-bit integer hash (the lowbias32 finaliser): uint32 -> uint32, same on every backend."""
+    x = jnp.asarray(x, jnp.uint32)
+    x ^= x >> 16
+    x *= jnp.uint32(0x7FEB352D)
+    x ^= x >> 15
+    x *= jnp.uint32(0x846CA68B)
+    x ^= x >> 16
+    return x
+
+
+def counter_uniform16(words: jax.Array, counter: jax.Array) -> jax.Array:
+    """Two 16-bit uniform integers (as uint32 in [0, 65536)) per counter value: a keyed hash of
+    the counter, about 10 integer operations instead of threefry's ~100 per 32 bits; the
+    chaos game is by far the largest consumer of random numbers. words: uint32[2] key words;
+    counter: uint32[M] distinct -> uint32[2 M]."""
+    h = mix32(mix32(counter ^ words[0]) ^ words[1])
+    return jnp.concatenate([h & jnp.uint32(0xFFFF), h >> 16])
+
+
 def chaos_game(params: jax.Array, key: jax.Array, spec: RenderSpec):
-    """Parallel chaos game. params: float[N, 7] rows (a..f, p) -> (x, y): float[steps * chains]
-    in step-major order, spec.burn_in steps per chain already dropped."""
+    """Parallel chaos game. params: float[N, 7] rows (a..f, p) -> (x, y, box): x, y:
+    float[steps * chains] in step-major order (spec.burn_in steps per chain dropped); box:
+    float[4] (x_min, y_min, x_max, y_max) of the finite points (not NaN, inf, or beyond
+    DIVERGENCE_BOUND), kept in the loop's carry because a masked reduction over the points
+    afterwards costs more on the CPU than the chaos game itself.
+
+    Map choices are 16-bit uniforms compared with the cumulative probabilities (a resolution of
+    1/65536 in p); padded maps (p = 0) sit at cdf = 1, above every draw: never picked."""
     params = jnp.asarray(params, jnp.float32)
     coeffs = params[:, :6].T  # [6, N]
     probs = params[:, 6]
     cdf = jnp.cumsum(probs) / jnp.sum(probs)
-    total_steps = spec.burn_in + spec.steps
-    u = jax.random.uniform(key, (total_steps, spec.chains))
-    # Map index = number of cdf boundaries below u; padded maps (p = 0) sit at cdf = 1: never used.
-    choice = jnp.sum(u[..., None] >= cdf[:-1], axis=-1)
+    thresholds = jnp.round(cdf[:-1] * 65536.0).astype(jnp.uint32)
+    words = jax.random.bits(key, (2,), jnp.uint32)
+    half = (spec.chains + 1) // 2
+    lanes = jnp.arange(half, dtype=jnp.uint32)
 
-    def step(xy, i):
-        x, y = xy
+    def apply_map(x, y, t):
+        u = counter_uniform16(words, t.astype(jnp.uint32) * jnp.uint32(half) + lanes)
+        i = jnp.sum(u[: spec.chains, None] >= thresholds, axis=-1)
         a, b, c, d, e, f = coeffs[:, i]
-        nxt = (a * x + b * y + e, c * x + d * y + f)
-        return nxt, nxt
+        return a * x + b * y + e, c * x + d * y + f
 
-    start = (jnp.zeros(spec.chains), jnp.zeros(spec.chains))
-    xy, _ = jax.lax.scan(lambda c, i: (step(c, i)[0], None), start, choice[: spec.burn_in])
-    _, (xs, ys) = jax.lax.scan(step, xy, choice[spec.burn_in :])
-    return xs.reshape(-1), ys.reshape(-1)
+    def burn(xy, t):
+        return apply_map(*xy, t), None
+
+    def step(carry, t):
+        x, y, lo_x, lo_y, hi_x, hi_y = carry
+        x, y = apply_map(x, y, t)
+        # NaN compares false, so this also drops NaN and inf.
+        ok = (jnp.abs(x) < DIVERGENCE_BOUND) & (jnp.abs(y) < DIVERGENCE_BOUND)
+        lo_x = jnp.minimum(lo_x, jnp.where(ok, x, jnp.inf))
+        lo_y = jnp.minimum(lo_y, jnp.where(ok, y, jnp.inf))
+        hi_x = jnp.maximum(hi_x, jnp.where(ok, x, -jnp.inf))
+        hi_y = jnp.maximum(hi_y, jnp.where(ok, y, -jnp.inf))
+        return (x, y, lo_x, lo_y, hi_x, hi_y), (x, y)
+
+    zeros = jnp.zeros(spec.chains)
+    xy, _ = jax.lax.scan(burn, (zeros, zeros), jnp.arange(spec.burn_in))
+    inf = jnp.full(spec.chains, jnp.inf)
+    carry, (xs, ys) = jax.lax.scan(
+        step, (*xy, inf, inf, -inf, -inf), spec.burn_in + jnp.arange(spec.steps)
+    )
+    box = jnp.stack([carry[2].min(), carry[3].min(), carry[4].max(), carry[5].max()])
+    return xs.reshape(-1), ys.reshape(-1), box
 
 
-def occupancy(x: jax.Array, y: jax.Array, key: jax.Array, spec: RenderSpec):
-    """Hit counts of the finite points in their (optionally randomly windowed) min/max box,
-    row = y, column = x. x, y: float[P] -> (counts float[H, W], finite_fraction float)."""
+def pixel_indices(x: jax.Array, y: jax.Array, box: jax.Array, key: jax.Array, spec: RenderSpec):
+    """Flat pixel index (row = y, column = x) of each point in the (optionally randomly windowed)
+    box (x_min, y_min, x_max, y_max), fitted to [pad, size - 1 - pad] per axis; points that are
+    non-finite, divergent or outside the window get the index H * W (a bin that is dropped).
+    x, y: float[P] -> (int32[P], finite_fraction float)."""
     size = spec.image_size
-    ok = jnp.isfinite(x) & jnp.isfinite(y) & (jnp.abs(x) < DIVERGENCE_BOUND)
-    ok &= jnp.abs(y) < DIVERGENCE_BOUND
-    any_ok = jnp.any(ok)
-    lo = jnp.stack([jnp.min(jnp.where(ok, x, jnp.inf)), jnp.min(jnp.where(ok, y, jnp.inf))])
-    hi = jnp.stack([jnp.max(jnp.where(ok, x, -jnp.inf)), jnp.max(jnp.where(ok, y, -jnp.inf))])
-    lo, hi = jnp.where(any_ok, lo, 0.0), jnp.where(any_ok, hi, 1.0)
+    ok = (jnp.abs(x) < DIVERGENCE_BOUND) & (jnp.abs(y) < DIVERGENCE_BOUND)
+    any_ok = jnp.all(jnp.isfinite(box))
+    lo, hi = jnp.where(any_ok, box[:2], 0.0), jnp.where(any_ok, box[2:], 1.0)
     if spec.window:
         lo, hi = augment.random_window(key, lo, hi)
     scale = (size - 1 - 2 * spec.pad) / jnp.maximum(hi - lo, 1e-12)
-    px = jnp.round(spec.pad + (jnp.where(ok, x, lo[0]) - lo[0]) * scale[0]).astype(jnp.int32)
-    py = jnp.round(spec.pad + (jnp.where(ok, y, lo[1]) - lo[1]) * scale[1]).astype(jnp.int32)
+    offset = spec.pad + 0.5 - lo * scale  # floor(v + 0.5): round to nearest, cheaper than round
+    px = jnp.floor(x * scale[0] + offset[0])
+    py = jnp.floor(y * scale[1] + offset[1])
     inside = ok & (px >= 0) & (px < size) & (py >= 0) & (py < size)
-    # Points outside the window (or divergent) go to one extra bin that is dropped.
-    pixel = jnp.where(inside, py * size + px, size * size)
-    counts = jnp.zeros(size * size + 1, jnp.float32).at[pixel].add(1.0)
-    return counts[:-1].reshape(size, size), jnp.mean(ok.astype(jnp.float32))
+    px, py = px.astype(jnp.int32), py.astype(jnp.int32)
+    return jnp.where(inside, py * size + px, size * size), jnp.mean(ok.astype(jnp.float32))
+
+
+def histogram(pixels: jax.Array, size: int) -> jax.Array:
+    """Hit counts float[B, size, size] of flat pixel indices int32[B, P] (index size^2: dropped).
+
+    One scatter-add over the flattened batch: on the CPU it runs ~4x faster than the batched
+    scatter that vmap makes (measured: 210 vs 45 Mpoints/s at 224 px), and it is one fused
+    kernel on accelerators."""
+    batch = pixels.shape[0]
+    bins = size * size + 1
+    flat = (pixels + bins * jnp.arange(batch, dtype=jnp.int32)[:, None]).reshape(-1)
+    counts = jnp.zeros(batch * bins, jnp.float32).at[flat].add(1.0)
+    return counts.reshape(batch, bins)[:, :-1].reshape(batch, size, size)
+
+
+def occupancy(x: jax.Array, y: jax.Array, box: jax.Array, key: jax.Array, spec: RenderSpec):
+    """One image's hit counts: x, y float[P], box float[4] -> (counts float[H, W],
+    finite_fraction float)."""
+    pixels, finite = pixel_indices(x, y, box, key, spec)
+    return histogram(pixels[None], spec.image_size)[0], finite
 
 
 def intensity(counts: jax.Array, key: jax.Array, spec: RenderSpec) -> jax.Array:
@@ -151,40 +214,52 @@ def flip_image(image: jax.Array, flip: jax.Array) -> jax.Array:
     return jnp.where(flip & 2, image[:, ::-1], image)
 
 
-def render_system(
-    params: jax.Array, game_key: jax.Array, image_key: jax.Array, flip, spec: RenderSpec
-):
-    """One image of one system. params: float[N, 7]; game_key drives the chaos game, image_key
-    the window, patches, colours and background (FractalDB's instances share the points and
-    differ by patches; its flips share both); flip: int in 0..3, bit 0 vertical, bit 1
-    horizontal (random if spec.random_flip). Returns (image [H, W, 3] spec.dtype, info dict of
-    scalars: `degenerate` (bool, see is_degenerate), `fill` (foreground fraction), `finite`)."""
-    k_window, k_flip, k_patch, k_compose = jax.random.split(image_key, 4)
-    x, y = chaos_game(params, game_key, spec)
+def render_batch(params, game_keys, image_keys, flips, spec: RenderSpec):
+    """A batch of images. params: float[B, N, 7]; game_keys: keys[B] drive the chaos game,
+    image_keys: keys[B] the window, patches, colours and background (FractalDB's instances share
+    the points and differ by patches; its flips share both); flips: int[B] in 0..3, bit 0
+    vertical, bit 1 horizontal (drawn from image_keys if spec.random_flip).
+    Returns (images [B, H, W, 3] spec.dtype on the 0..255 scale, info dict of [B] arrays:
+    `degenerate` (bool, see is_degenerate), `fill` (foreground fraction), `finite`)."""
+    k_window, k_flip, k_patch, k_compose = jnp.moveaxis(
+        jax.vmap(lambda k: jax.random.split(k, 4))(image_keys), 1, 0
+    )
+    x, y, box = jax.vmap(lambda p, k: chaos_game(p, k, spec))(params, game_keys)
+    pixels, finite = jax.vmap(lambda a, b, c, k: pixel_indices(a, b, c, k, spec))(
+        x, y, box, k_window
+    )
+    counts = histogram(pixels, spec.image_size)
+    level = jax.vmap(lambda c, k: intensity(c, k, spec))(counts, k_patch)
     if spec.random_flip:
-        flip = jax.random.randint(k_flip, (), 0, 4)
-    counts, finite = occupancy(x, y, k_window, spec)
-    level = intensity(counts, k_patch, spec)
-    degenerate = is_degenerate(counts, finite, spec)
-    info = {"degenerate": degenerate, "fill": jnp.mean(level > 0), "finite": finite}
-    return flip_image(compose(level, k_compose, spec), flip), info
+        flips = jax.vmap(lambda k: jax.random.randint(k, (), 0, 4))(k_flip)
+    images = jax.vmap(lambda v, k: compose(v, k, spec))(level, k_compose)
+    images = jax.vmap(flip_image)(images, jnp.asarray(flips, jnp.int32))
+    degenerate = jax.vmap(lambda c, f: is_degenerate(c, f, spec))(counts, finite)
+    info = {"degenerate": degenerate, "fill": jnp.mean(level > 0, axis=(1, 2)), "finite": finite}
+    return images, info
 
 
-def system_statistics(params: jax.Array, key: jax.Array, spec: RenderSpec):
-    """What a category filter needs, without the image: (expected per-point-patch fill rate,
-    degenerate). Window and flips are ignored. params: float[N, 7]."""
-    x, y = chaos_game(params, key, spec)
-    counts, finite = occupancy(x, y, key, dataclasses.replace(spec, window=False))
-    degenerate = is_degenerate(counts, finite, spec)
+def render_system(params, game_key, image_key, flip, spec: RenderSpec):
+    """One image: render_batch on a batch of one. params: float[N, 7] -> (image, info)."""
+    images, info = render_batch(
+        jnp.asarray(params)[None], game_key[None], image_key[None], jnp.reshape(flip, (1,)), spec
+    )
+    return images[0], {k: v[0] for k, v in info.items()}
+
+
+def batch_system_statistics(params, keys, spec: RenderSpec):
+    """What a category filter needs, without images: (expected per-point-patch fill rate
+    float[B], degenerate bool[B]) of systems float[B, N, 7]; no window, no flips."""
+    spec = dataclasses.replace(spec, window=False)
+    x, y, box = jax.vmap(lambda p, k: chaos_game(p, k, spec))(params, keys)
+    pixels, finite = jax.vmap(lambda a, b, c: pixel_indices(a, b, c, None, spec))(x, y, box)
+    counts = histogram(pixels, spec.image_size)
+    degenerate = jax.vmap(lambda c, f: is_degenerate(c, f, spec))(counts, finite)
     if spec.patch == "point":
-        fill = augment.expected_patch_fill(counts)
+        fill = jax.vmap(augment.expected_patch_fill)(counts)
     else:
-        fill = jnp.mean(counts > 0)
+        fill = jnp.mean(counts > 0, axis=(1, 2))
     return fill, degenerate
-
-
-def _batched_statistics(spec: RenderSpec):
-    return jax.jit(jax.vmap(lambda p, k: system_statistics(p, k, spec)))
 
 
 _STATISTICS_CACHE: dict = {}
@@ -192,11 +267,12 @@ _STATISTICS_CACHE: dict = {}
 
 def batch_statistics(params, seed: int, spec: RenderSpec, batch: int = 64):
     """(fill float[C], degenerate bool[C]) for a stack of systems float[C, N, 7], rendered on the
-    device in fixed-size batches (one compilation per spec and N)."""
-    import numpy as np
-
+    device in fixed-size batches (one compilation per spec and batch size)."""
     params = np.asarray(params, np.float32)
-    fn = _STATISTICS_CACHE.setdefault(spec, _batched_statistics(spec))
+    batch = max(1, min(batch, len(params)))
+    if spec not in _STATISTICS_CACHE:
+        _STATISTICS_CACHE[spec] = jax.jit(lambda p, k: batch_system_statistics(p, k, spec))
+    fn = _STATISTICS_CACHE[spec]
     fills, degens = [], []
     base = jax.random.key(seed)
     for start in range(0, len(params), batch):
