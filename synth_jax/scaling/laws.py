@@ -205,7 +205,8 @@ LAWS: dict[str, Law] = {
         _m3,
         (
             Param("b", init=(0.3, 1.0, 3.0), **_SCALE),
-            Param("g", 0.0, 10.0, (0.0, 0.01, 0.1, 1.0)),
+            # g ~ 1/(size where the curve bends): log scale; 1e-12 acts as "no floor"
+            Param("g", 1e-12, 1e2, (1e-6, 1e-4, 1e-2), "log"),
             Param("c", 0.0, 3.0, _EXPONENT),
         ),
         floor=lambda p: p["b"] * p["g"] ** p["c"],

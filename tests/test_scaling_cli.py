@@ -1,0 +1,192 @@
+"""`synth-jax fit-law` end to end on a small results table, and its one-line errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from synth_jax import cli
+
+COLUMNS = (
+    "run_id,pretrain_family,pretrain_classes,pretrain_images,pretrain_images_seen,model,dataset,"
+    "mode,fraction,shots,seed,top1,top1_error,top5_error,init_from,workdir,timestamp"
+).split(",")
+TRUTH = {"Ti/16": (2.0, 0.3, 0.3), "S/16": (1.5, 0.35, 0.2)}
+
+
+def write_table(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """Two models, 5 sizes x 2 seeds each (10 points per curve), plus a scratch row each."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, (d, alpha, c) in TRUTH.items():
+        rows.append(
+            dict(
+                run_id=f"scratch-{model}",
+                pretrain_family="scratch",
+                model=model,
+                dataset="cifar10",
+                seed=0,
+                top1_error=0.6,
+            )
+        )
+        for n in np.geomspace(1e3, 1e6, 5):
+            for seed in range(2):
+                err = d * n**-alpha + c + 0.002 * rng.standard_normal()
+                rows.append(
+                    dict(
+                        run_id=f"{model}-{n:.0f}-{seed}",
+                        pretrain_family="fractaldb",
+                        pretrain_images=int(n),
+                        model=model,
+                        dataset="cifar10",
+                        seed=seed,
+                        top1_error=err,
+                    )
+                )
+    path = tmp_path_factory.mktemp("results") / "results.csv"
+    write_table(path, rows)
+    return str(path)
+
+
+def test_fit_law_writes_one_fit_per_group_with_checks_plan_and_plot(table, tmp_path, capsys):
+    out, plot = tmp_path / "fit.json", tmp_path / "fit.png"
+    rc = cli.main(
+        [
+            "fit-law",
+            table,
+            "--law",
+            "mikami",
+            "--x",
+            "pretrain_images",
+            "--y",
+            "top1_error",
+            "--group",
+            "model,dataset",
+            "--bootstrap",
+            "50",
+            "--resample-within",
+            "pretrain_images",
+            "--holdout",
+            "1",
+            "--target",
+            "0.25",
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+        ]
+    )
+    assert rc == 0
+    fits = json.loads(out.read_text())
+    assert [g["group"]["model"] for g in fits["groups"]] == list(TRUTH)
+    for group in fits["groups"]:
+        d, alpha, c = TRUTH[group["group"]["model"]]
+        assert group["n_points"] == 10 and group["converged"]
+        assert group["params"]["alpha"] == pytest.approx(alpha, abs=0.05)
+        assert group["params"]["C"] == pytest.approx(c, abs=0.02)
+        assert group["ci"]["C"][0] < group["params"]["C"] < group["ci"]["C"][1]
+        assert group["scratch_error"] == 0.6
+        assert "set aside" in group["notes"][0]
+        assert group["extrapolation"]["heldout_log_rmse"] < 0.05
+        assert set(group["plan"]) >= {"floor", "doubling", "size_needed", "reachable"}
+    # Ti/16's floor (0.3) is above the target: unreachable; S/16 reaches it
+    ti, s = fits["groups"]
+    assert ti["plan"]["reachable"] is False and s["plan"]["reachable"] is True
+    assert "UNREACHABLE" in capsys.readouterr().out
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fixing_a_parameter_from_the_command_line(table, tmp_path):
+    out = tmp_path / "fit.json"
+    assert (
+        cli.main(
+            [
+                "fit-law",
+                table,
+                "--group",
+                "model",
+                "--fix",
+                "D=0.48",
+                "--bounds",
+                "alpha=0.1:1.5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    for group in json.loads(out.read_text())["groups"]:
+        assert group["params"]["D"] == 0.48 and group["fixed"] == {"D": 0.48}
+        assert 0.1 <= group["params"]["alpha"] <= 1.5
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--x", "pretrain_imgs"], "no column(s) 'pretrain_imgs'"),
+        (["--law", "kaplan"], "unknown law 'kaplan'"),
+        (["--fix", "beta=1"], "no parameter 'beta'"),
+        (["--bounds", "alpha=1"], "expected NAME=LO:HI"),
+        (["--x", "pretrain_images", "fraction"], "takes 1 input column"),
+        (["--plot", "fit.jpg"], ".png, .pdf or .svg"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(table, tmp_path, capsys, extra, message):
+    out = tmp_path / "fit.json"
+    rc = cli.main(["fit-law", table, "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("synth-jax fit-law: error: ") and message in err
+    assert err.count("\n") == 1
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_bad_rows_name_the_line(tmp_path, capsys):
+    rows = [
+        dict(run_id=str(i), pretrain_family="fractaldb", pretrain_images=n, top1_error=0.5)
+        for i, n in enumerate([1000, 2000, -5, 4000])
+    ]
+    path = tmp_path / "bad.csv"
+    write_table(path, rows)
+    out = tmp_path / "fit.json"
+    assert cli.main(["fit-law", str(path), "--out", str(out)]) == 2
+    assert "line 4: column 'pretrain_images' is '-5'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_too_few_points_for_the_free_parameters(tmp_path, capsys):
+    rows = [
+        dict(run_id=str(i), pretrain_family="fractaldb", pretrain_images=n, top1_error=e)
+        for i, (n, e) in enumerate([(1000, 0.5), (2000, 0.45)])
+    ]
+    path = tmp_path / "short.csv"
+    write_table(path, rows)
+    out = tmp_path / "fit.json"
+    assert cli.main(["fit-law", str(path), "--out", str(out)]) == 2
+    assert "cannot determine 3 free parameters" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_installed_command_exits_2_with_one_line(table, tmp_path):
+    out = tmp_path / "fit.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "synth_jax", "fit-law", table, "--y", "top9", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "no column(s) 'top9'" in proc.stderr
+    assert not out.exists()
