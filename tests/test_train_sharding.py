@@ -9,19 +9,13 @@ import sys
 import jax
 import numpy as np
 import pytest
-from test_train_sources import BlobImages, tiny_config
+from test_train_sources import BlobImages, child_env, tiny_config, use_compilation_cache
 
 from synth_jax.train import checkpoint, trainer
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_train_sources.py")
 STEPS = 6
-
-
-def child_env(devices: int) -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
+use_compilation_cache()
 
 
 def assert_params_close(a, b):

@@ -9,10 +9,30 @@ a bright square at a class-specific place, plus noise.
 import argparse
 import os
 import sys
+import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# Runs of one config in several processes compile the same program: share it through JAX's
+# persistent compilation cache (the same executable, so results stay bit-identical).
+XLA_CACHE = os.path.join(tempfile.gettempdir(), "synth_jax_tests_xla_cache")
+
+
+def use_compilation_cache():
+    jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def child_env(devices: int) -> dict:
+    """Environment of a child run on `devices` fake CPU devices."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["JAX_COMPILATION_CACHE_DIR"] = XLA_CACHE
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    return env
 
 
 def tiny_config(total_steps=8, data=4, fsdp=1, **overrides):

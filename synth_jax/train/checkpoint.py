@@ -70,6 +70,7 @@ def restore_latest(manager, workdir: str, abstract_state, log=print):
         except Exception as e:  # any failure to read means this step cannot be trusted
             reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             newer_bad = _quarantine(workdir, step)
+            manager.reload()  # forget the moved step, so that it can be written again
             log(
                 f"checkpoint at step {step} is unreadable ({reason}); moved it to {newer_bad} "
                 f"and trying the previous one"

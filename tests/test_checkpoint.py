@@ -1,0 +1,149 @@
+"""Checkpoints: SIGKILL at any step and SIGTERM both resume bit-exactly; a corrupt latest
+checkpoint falls back to the previous one and says so; a host-fed source resumes its batches."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from test_train_sources import (
+    BlobImages,
+    NumpyBatches,
+    child_env,
+    tiny_config,
+    use_compilation_cache,
+)
+
+from synth_jax.errors import UsageError
+from synth_jax.train import checkpoint, trainer
+
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_train_sources.py")
+STEPS = 24
+use_compilation_cache()
+
+
+def assert_params_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def logged_steps(workdir) -> list[int]:
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line)["step"] for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+    summary, _ = trainer.train(tiny_config(STEPS), workdir, BlobImages(), num_classes=4)
+    return workdir, summary, checkpoint.load_params(workdir)[0]
+
+
+def start_child(workdir):
+    return subprocess.Popen(
+        [sys.executable, CHILD, workdir, str(STEPS)],
+        env=child_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_step(proc, workdir, step, timeout=240):
+    """Returns once the run has logged `step` and is still running."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before step {step}: {proc.stderr.read()[-2000:]}")
+        if any(s >= step for s in logged_steps(workdir)):
+            return
+        time.sleep(0.01)
+    pytest.fail(f"no step {step} within {timeout}s")
+
+
+def test_sigterm_saves_and_sigkill_resumes_bit_exactly(uninterrupted, tmp_path):
+    workdir = str(tmp_path)
+    # 1. SIGTERM (preemption): a checkpoint at the current step, exit code 143, no summary.
+    proc = start_child(workdir)
+    wait_for_step(proc, workdir, 3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "SIGTERM: saving a checkpoint" in err
+    saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+    assert 3 <= saved[-1] < STEPS
+    assert not os.path.exists(os.path.join(workdir, "summary.json"))
+    # 2. The same command resumes; SIGKILL it a few steps later (possibly mid-save).
+    proc = start_child(workdir)
+    wait_for_step(proc, workdir, saved[-1] + 3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    # 3. And once more, to the end.
+    proc = start_child(workdir)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "resumed from the checkpoint at step" in err
+    assert_params_equal(checkpoint.load_params(workdir)[0], uninterrupted[2])
+    # metrics were rewritten from the resumed step: each step once, in order
+    assert logged_steps(workdir) == list(range(1, STEPS + 1))
+    with open(os.path.join(workdir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["steps"] == STEPS and summary["final_loss"] == uninterrupted[1]["final_loss"]
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(uninterrupted, tmp_path, capfd):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(uninterrupted[0], workdir)
+    shutil.rmtree(os.path.join(workdir, "summary.json"), ignore_errors=True)
+    state_dir = os.path.join(workdir, "checkpoints", str(STEPS), "state")
+    for root, _, names in os.walk(state_dir):
+        for name in names:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    summary, _ = trainer.train(tiny_config(STEPS), workdir, BlobImages(), num_classes=4)
+    err = capfd.readouterr().err
+    assert f"checkpoint at step {STEPS} is unreadable" in err
+    assert summary["resumed_from"] == STEPS - 2
+    assert os.listdir(os.path.join(workdir, "checkpoints_corrupt"))
+    assert_params_equal(checkpoint.load_params(workdir)[0], uninterrupted[2])
+
+
+def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(uninterrupted, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(uninterrupted[0], workdir)
+    for step in os.listdir(os.path.join(workdir, "checkpoints")):
+        shutil.rmtree(os.path.join(workdir, "checkpoints", step, "state"))
+    with pytest.raises(UsageError, match="none could be restored"):
+        trainer.train(tiny_config(STEPS), workdir, BlobImages(), num_classes=4)
+
+
+def test_host_fed_source_resumes_its_batches(tmp_path):
+    config = tiny_config(6)
+    config.optim.schedule = "constant"  # so that a 3-step and a 6-step run share the schedule
+    whole, _ = trainer.train(config, str(tmp_path / "a"), NumpyBatches(16), num_classes=4)
+    config.total_steps = 3
+    trainer.train(config, str(tmp_path / "b"), NumpyBatches(16), num_classes=4)
+    config.total_steps = 6
+    source = NumpyBatches(16)
+    resumed, _ = trainer.train(config, str(tmp_path / "b"), source, num_classes=4)
+    assert resumed["resumed_from"] == 3 and source.position == 6
+    assert_params_equal(
+        checkpoint.load_params(str(tmp_path / "b"))[0],
+        checkpoint.load_params(str(tmp_path / "a"))[0],
+    )
+    assert whole["final_loss"] == resumed["final_loss"]
+
+
+def test_a_different_experiment_in_the_same_workdir_is_refused(uninterrupted, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(uninterrupted[0], workdir)
+    config = tiny_config(STEPS)
+    config.optim.lr = 0.5
+    with pytest.raises(UsageError, match="optim.lr"):
+        trainer.train(config, workdir, BlobImages(), num_classes=4)
