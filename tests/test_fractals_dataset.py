@@ -30,7 +30,12 @@ def fractaldb():
 
 @pytest.fixture(scope="module")
 def sigma_ds():
-    return FractalDataset(data_config("sigma", num_classes=5, images_per_category=3, **TINY))
+    # Plain gray images: the sharding tests compile this twice; colour is tested elsewhere.
+    return FractalDataset(
+        data_config(
+            "sigma", num_classes=5, images_per_category=3, colour="gray", background="black", **TINY
+        )  # fmt: skip
+    )
 
 
 def test_fractaldb_index_layout(fractaldb):

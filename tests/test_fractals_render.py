@@ -95,11 +95,10 @@ BAD_SYSTEMS = {
 }
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "bfloat16"])
-def test_degenerate_systems_are_flagged_never_nan(dtype):
+def test_degenerate_systems_are_flagged_never_nan():
     spec = render.RenderSpec(
         image_size=32, points=4096, chains=256, burn_in=16, pad=2,
-        colour="hsv", background="noise", graded=True, dtype=dtype,
+        colour="hsv", background="noise", graded=True, dtype="bfloat16",
     )  # fmt: skip
     params = jnp.asarray(np.stack([ifs.pad_maps(p) for p in BAD_SYSTEMS.values()]), jnp.float32)
     params = jnp.concatenate([params, jnp.asarray(_system(7))[None]])  # and one good system
@@ -115,7 +114,7 @@ def test_degenerate_systems_are_flagged_never_nan(dtype):
 def test_a_good_system_renders_a_filled_uint8_image():
     spec = render.RenderSpec(image_size=32, points=4096, chains=256, burn_in=16, pad=2)
     key = jax.random.key(0)
-    image, info = render.render_system(jnp.asarray(_system(6)), key, key, 0, spec)
+    image, info = jax.jit(lambda p: render.render_system(p, key, key, 0, spec))(_system(6))
     assert image.dtype == jnp.uint8 and image.shape == (32, 32, 3)
     assert not bool(info["degenerate"]) and 0.05 < float(info["fill"]) < 1.0
     assert set(np.unique(np.asarray(image))) <= {0, 255}
