@@ -142,6 +142,12 @@ class HostSource:
             grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
         )
         if config.num_workers:
+            from absl import flags
+
+            # Grain's worker processes read absl flags; a program that is not an absl app
+            # has not parsed them.
+            if not flags.FLAGS.is_parsed():
+                flags.FLAGS.mark_as_parsed()
             ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.num_workers))
         self._dataset = ids
         self._iterator = iter(ids)
@@ -177,6 +183,12 @@ class HostSource:
 
     def set_state(self, state: dict) -> None:
         self._iterator.set_state(state)
+
+    def close(self) -> None:
+        """Stops Grain's worker processes (if any); the source is unusable afterwards."""
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
 
     def reset(self) -> None:
         """Starts over from the first batch (evaluation passes)."""

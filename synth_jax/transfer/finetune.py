@@ -273,6 +273,7 @@ def train_and_evaluate(
         dont_load=tuple(config.dont_load),
         extra_summary=dict(train_examples=source.num_examples),
     )
+    source.close()
     if summary["status"] != "done":
         return None
     metrics = _evaluate_model(config, model, source.num_classes)
@@ -289,7 +290,10 @@ def _evaluate_model(config, model, num_classes):
             f"data.eval_split has {eval_source.num_classes} classes, the training split "
             f"{num_classes}"
         )
-    return evaluate.evaluate(_predict_fn(config, model), eval_source, num_classes)
+    try:
+        return evaluate.evaluate(_predict_fn(config, model), eval_source, num_classes)
+    finally:
+        eval_source.close()
 
 
 def _probe_digest(config, indices) -> str:
