@@ -10,10 +10,12 @@
 32 px); leave it empty for the from-scratch baseline. `--config.fraction=0.1` fine-tunes on a
 class-stratified 10% of the training set (Mikami et al.'s fine-tuning size).
 
-`:cpu` (laptop, 2 cores): ViT-Ti/4, 300 steps of 64 images (a third of an epoch), a few minutes
-plus ~30 s for the test pass; top-1 should land well above chance (10%), roughly 70-80%.
+`:cpu` (laptop, 2 cores): ViT-Ti/4, 300 steps of 64 images (a third of an epoch). Measured on 2
+busy cores with `--config.model.name=mu/4` (the 2-block ViT of configs/pretrain/cpu_tiny.py:mu):
+about 90 s per run, 47.5% top-1 from cpu_tiny:mu, 48.2% from scratch (chance 10%); Ti/4 is slower
+and not measured here.
 Default (one GPU): 10 epochs of batch 128 with the Entezari et al. protocol (AdamW, wd 0.1, cosine,
-500 warmup steps); under an hour on one GPU; expect roughly 90% top-1 (not measured here).
+500 warmup steps); well under an hour on one GPU (not measured here).
 """
 
 from synth_jax.models import model_config
