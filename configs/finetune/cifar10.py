@@ -11,7 +11,7 @@ Default (one GPU): ViT-Ti/16 at 224 px with the 1p-frac fine-tuning recipe (SGD 
 published fine-tuning of 1p-frac-pre-trained ViT-Tiny reaches about 84% on CIFAR-100 (scratch 64%);
 CIFAR-10 is higher. Not measured here.
 `:cpu` (laptop, 2 cores): ViT-Ti/4 at 32 px (the size of configs/pretrain/cpu_tiny.py), 300 steps
-of 64 images; several minutes; top-1 well above chance (10%), roughly 40-50%.
+of 64 images; several minutes (not measured here: CIFAR is not on this machine).
 """
 
 from synth_jax.models import model_config
