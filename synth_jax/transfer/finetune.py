@@ -414,8 +414,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def main(argv: list[str]) -> int:
-    config, rest = config_from_argv(argv)
-    parser = ArgumentParser(prog="synth-jax finetune", description=__doc__.splitlines()[0])
+    """Exit codes: 0 done, 2 bad input, 143 stopped by SIGTERM after a checkpoint (rerun it)."""
+    from synth_jax.train.pretrain import EXIT_PREEMPTED
+
+    config, rest = config_from_argv(argv, required=not ({"-h", "--help"} & set(argv)))
+    parser = ArgumentParser(
+        prog="synth-jax finetune",
+        description="Fine-tune, linear-probe or few-shot a model on real data: --config "
+        "configs/finetune/NAME.py[:cpu] --workdir DIR [--config.KEY=VALUE ...]",
+    )
     parser.add_argument("--workdir", required=True, help="run folder (re-run to resume)")
     parser.add_argument("--coordinator", help="HOST:PORT of process 0, for multi-process runs")
     parser.add_argument("--num-processes", type=int, help="number of processes in the run")
@@ -428,7 +435,7 @@ def main(argv: list[str]) -> int:
     summary = run(config, args.workdir)
     if summary["status"] != "done":
         print("stopped early; run the same command again to resume", file=sys.stderr)
-        return 0
+        return EXIT_PREEMPTED
     for row in summary["rows"]:
         print(
             f"{row['run_id']}: {row['dataset']} {row['mode']} top-1 {100 * row['top1']:.2f}% "
