@@ -6,6 +6,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from synth_jax.fractals import counter_random
+
 # P(a given bit is off in a uniform non-empty 9-bit mask): 255 of the 511 non-empty masks.
 PATCH_BIT_OFF = 255.0 / 511.0
 
@@ -32,7 +34,11 @@ def per_point_patches(counts: jax.Array, key: jax.Array) -> jax.Array:
     independently reproduces the per-point render's fill rate (tested against the reference).
     counts: float[H, W] hits -> bool[H, W]."""
     s = shifted_sum(counts, jnp.ones(9, counts.dtype))
-    return jax.random.uniform(key, counts.shape) < 1.0 - PATCH_BIT_OFF**s
+    h, w = counts.shape
+    words = jax.random.bits(key, (2,), jnp.uint32)
+    u = counter_random.uniform16(words, jnp.arange((h * w + 1) // 2, dtype=jnp.uint32))
+    u = (u[: h * w].astype(jnp.float32) + 0.5) / 65536.0
+    return u.reshape(h, w) < 1.0 - PATCH_BIT_OFF**s
 
 
 def expected_patch_fill(counts: jax.Array) -> jax.Array:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from synth_jax.fractals import family, one_image, render
+from synth_jax.fractals import counter_random, family, one_image, render
 
 
 class FractalDataset:
@@ -130,8 +130,8 @@ class FractalDataset:
         )
         n = jnp.uint32(self.num_images)
         epoch, position = k // n, k % n
-        round_keys = render.mix32(
-            render.mix32(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x9E3779B9)) ^ epoch
+        round_keys = counter_random.mix32(
+            counter_random.mix32(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x9E3779B9)) ^ epoch
         )
         return shuffle_position(position, round_keys, self.num_images).astype(jnp.int32)
 
@@ -161,7 +161,8 @@ def shuffle_position(position, key, n: int, rounds: int = 4):
         for r in range(rounds):
             left, right = (
                 right,
-                left ^ (render.mix32(right ^ render.mix32(key + jnp.uint32(r))) & mask),
+                left
+                ^ (counter_random.mix32(right ^ counter_random.mix32(key + jnp.uint32(r))) & mask),
             )
         return (left << half_bits) | right
 

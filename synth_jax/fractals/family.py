@@ -5,6 +5,11 @@ renderer draws from.
 `data_config(family)` holds the one set of defaults that `configs/data/*.py` and the pre-training
 configs share. `build_table(config)` validates the config (errors name the key) and returns a
 `FamilyTable`.
+
+Reproducibility: every candidate system comes from `np.random.default_rng(seed)`, so it is the
+same on any machine. The search filters (fill rate, degeneracy) render candidates with the device
+renderer in float32; a candidate whose fill rate sits within float noise of the threshold could
+be judged differently on another backend. Set `table_path` to build a table once and ship it.
 """
 
 from __future__ import annotations

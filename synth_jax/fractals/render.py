@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synth_jax.fractals import augment
+from synth_jax.fractals import augment, counter_random
 
 # Points beyond this magnitude count as divergent, like NaN and inf.
 DIVERGENCE_BOUND = 1e8
@@ -49,26 +49,6 @@ class RenderSpec:
         return -(-self.points // self.chains)
 
 
-def mix32(x: jax.Array) -> jax.Array:
-    """A 32-bit integer hash (the lowbias32 finaliser): uint32 -> uint32, same on every backend."""
-    x = jnp.asarray(x, jnp.uint32)
-    x ^= x >> 16
-    x *= jnp.uint32(0x7FEB352D)
-    x ^= x >> 15
-    x *= jnp.uint32(0x846CA68B)
-    x ^= x >> 16
-    return x
-
-
-def counter_uniform16(words: jax.Array, counter: jax.Array) -> jax.Array:
-    """Two 16-bit uniform integers (as uint32 in [0, 65536)) per counter value: a keyed hash of
-    the counter, about 10 integer operations instead of threefry's ~100 per 32 bits; the
-    chaos game is by far the largest consumer of random numbers. words: uint32[2] key words;
-    counter: uint32[M] distinct -> uint32[2 M]."""
-    h = mix32(mix32(counter ^ words[0]) ^ words[1])
-    return jnp.concatenate([h & jnp.uint32(0xFFFF), h >> 16])
-
-
 def chaos_game(params: jax.Array, key: jax.Array, spec: RenderSpec):
     """Parallel chaos game. params: float[N, 7] rows (a..f, p) -> (x, y, box): x, y:
     float[steps * chains] in step-major order (spec.burn_in steps per chain dropped); box:
@@ -88,7 +68,7 @@ def chaos_game(params: jax.Array, key: jax.Array, spec: RenderSpec):
     lanes = jnp.arange(half, dtype=jnp.uint32)
 
     def apply_map(x, y, t):
-        u = counter_uniform16(words, t.astype(jnp.uint32) * jnp.uint32(half) + lanes)
+        u = counter_random.uniform16(words, t.astype(jnp.uint32) * jnp.uint32(half) + lanes)
         i = jnp.sum(u[: spec.chains, None] >= thresholds, axis=-1)
         a, b, c, d, e, f = coeffs[:, i]
         return a * x + b * y + e, c * x + d * y + f
