@@ -42,6 +42,11 @@ GRID_2D = np.array(np.meshgrid(np.geomspace(1e3, 1e6, 4), np.geomspace(1e2, 1e5,
         ("mikami", {"D": 2.0, "alpha": 0.3, "C": 0.25}, N10),
         ("m3", {"b": 10.0, "g": 1e-4, "c": 0.4}, N10),
         (
+            "bnsl",
+            {"a": 0.1, "b": 2.0, "c0": 0.1, "c1": 0.4, "d1": 3e4, "f1": 0.5},
+            np.geomspace(1e3, 1e7, 14),
+        ),
+        (
             "chinchilla",
             {"E": 0.2, "A": 3.0, "a": 0.35, "B": 5.0, "b": 0.25},
             GRID_2D.reshape(2, -1).T,

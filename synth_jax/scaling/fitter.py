@@ -1,11 +1,12 @@
-"""The batched scaling-law fitter: float64, jitted, vmapped over start points and replicates.
+"""The batched scaling-law fitter: float64, jitted, batched over start points and replicates.
 
 One compiled function fits a batch of weighted problems float64[R, N] (bootstrap replicates,
 extrapolation masks, leave-one-out masks: all are weights on the same points) from a grid of
 starts [S, F], and keeps the best start per problem. Squared losses (linear or log residuals) use
-Levenberg-Marquardt; the Huber loss on log residuals uses L-BFGS (its Hessian is zero outside the
-quadratic zone, which a Gauss-Newton model cannot see). Losses are summed, not averaged: an
-average makes the objective small and stops the optimiser early.
+Levenberg-Marquardt, written for R*S lanes at once (lanes on the minor axis, run in cache-sized
+chunks); the Huber loss on log residuals uses L-BFGS (optax), vmapped over lanes, since its
+Hessian is zero outside the quadratic zone, which a Gauss-Newton model cannot see. Losses are
+summed, not averaged: an average makes the objective small and stops the optimiser early.
 
 Bounds are enforced by a smooth transform from unconstrained z to each parameter: a scaled
 sigmoid for a finite interval (in log space for "log" parameters), softplus for a half-line.
@@ -572,14 +573,18 @@ def solve(
     squared and log losses, L-BFGS for Huber. A weight of 0 leaves a point out (used for
     extrapolation checks and leave-one-out); bootstrap replicates weight points by draw counts.
     polish: with LM, run every start for `screen_iter` iterations, then only the `polish` best
-    starts of each problem to convergence (None: every start to convergence).
+    starts of each problem to convergence (None: every start to convergence). About 4x faster
+    on a 64-start grid; on well-posed curves it finds the same optimum as running every start,
+    on degenerate ones (a parameter running to a bound) an occasional replicate settles in a
+    slightly worse local optimum, which moves percentile intervals negligibly. Main fits, the
+    extrapolation check and leave-one-out run every start.
     """
     method = method or ("lbfgs" if problem.loss == "huber" else "lm")
     if method not in ("lm", "lbfgs"):
         raise UsageError(f"unknown method {method!r}; one of: lm, lbfgs")
     if method == "lm" and problem.loss == "huber":
         raise UsageError("the Huber loss needs method lbfgs (it is not a sum of squares)")
-    max_iter = max_iter or (200 if method == "lm" else 500)
+    max_iter = max_iter or (1000 if method == "lm" else 500)
     n = len(problem.y)
     weights = np.ones((1, n)) if weights is None else np.asarray(weights, np.float64)
     weights = weights.reshape(-1, n)
