@@ -83,35 +83,25 @@ def create_model(config, num_classes: int, image_size: int, rngs: nnx.Rngs) -> n
         raise ValueError(error)
     dtype = DTYPES[config.get("dtype", "float32")]
     head_zero_init = config.get("head_zero_init", True)
-    # Sharding comes from the jit that creates the state (out_shardings), not from the variables.
-    with _no_eager_sharding():
-        if config.name.startswith("ResNet"):
-            return resnet.ResNet(
-                config.name,
-                num_classes,
-                image_size,
-                rngs=rngs,
-                norm=config.get("norm", "batch"),
-                dtype=dtype,
-                head_zero_init=head_zero_init,
-            )
-        return vit.ViT(
+    if config.name.startswith("ResNet"):
+        return resnet.ResNet(
             config.name,
             num_classes,
             image_size,
             rngs=rngs,
-            pool=config.get("pool", "gap"),
-            posemb=config.get("posemb", "learn"),
-            dropout=config.get("dropout", 0.0),
-            drop_path=config.get("drop_path", 0.0),
+            norm=config.get("norm", "batch"),
             dtype=dtype,
             head_zero_init=head_zero_init,
         )
-
-
-def _no_eager_sharding():
-    if hasattr(nnx, "use_eager_sharding"):
-        return nnx.use_eager_sharding(False)
-    import contextlib
-
-    return contextlib.nullcontext()
+    return vit.ViT(
+        config.name,
+        num_classes,
+        image_size,
+        rngs=rngs,
+        pool=config.get("pool", "gap"),
+        posemb=config.get("posemb", "learn"),
+        dropout=config.get("dropout", 0.0),
+        drop_path=config.get("drop_path", 0.0),
+        dtype=dtype,
+        head_zero_init=head_zero_init,
+    )

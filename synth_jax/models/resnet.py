@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
+from synth_jax.models.sharding import partitioned
+
 # depth -> (block kind, blocks per stage)
 DEPTHS = {
     10: ("basic", (1, 1, 1, 1)),
@@ -39,7 +41,7 @@ def _conv(cin, cout, k, stride, dtype, rngs):
         padding=[(k // 2, k // 2)] * 2,
         use_bias=False,
         dtype=dtype,
-        kernel_init=nnx.with_partitioning(
+        kernel_init=partitioned(
             nnx.initializers.variance_scaling(2.0, "fan_out", "normal"), (None, None, None, "embed")
         ),
         rngs=rngs,
@@ -53,8 +55,8 @@ class Norm(nnx.Module):
         scale = nnx.initializers.zeros_init() if zero_init else nnx.initializers.ones_init()
         common = dict(
             dtype=dtype,
-            scale_init=nnx.with_partitioning(scale, ("embed",)),
-            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+            scale_init=partitioned(scale, ("embed",)),
+            bias_init=partitioned(nnx.initializers.zeros_init(), ("embed",)),
             rngs=rngs,
         )
         self.kind = kind
@@ -165,8 +167,8 @@ class ResNet(nnx.Module):
         self.head = nnx.Linear(
             cin,
             num_classes,
-            kernel_init=nnx.with_partitioning(head_init, ("embed", "classes")),
-            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("classes",)),
+            kernel_init=partitioned(head_init, ("embed", "classes")),
+            bias_init=partitioned(nnx.initializers.zeros_init(), ("classes",)),
             rngs=rngs,
         )
 

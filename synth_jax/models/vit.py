@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from synth_jax.models.sharding import partitioned
+
 # width, depth, mlp width, heads (Dosovitskiy et al. 2021; Touvron et al. 2021 for Ti and S)
 VARIANTS = {
     "Ti": (192, 12, 768, 3),
@@ -43,8 +45,8 @@ def _dense(din, dout, axes, dtype, rngs):
         din,
         dout,
         dtype=dtype,
-        kernel_init=nnx.with_partitioning(init, axes),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
+        kernel_init=partitioned(init, axes),
+        bias_init=partitioned(nnx.initializers.zeros_init(), (axes[1],)),
         rngs=rngs,
     )
 
@@ -54,8 +56,8 @@ def _layer_norm(dim, dtype, rngs):
         dim,
         epsilon=1e-6,
         dtype=dtype,
-        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+        scale_init=partitioned(nnx.initializers.ones_init(), ("embed",)),
+        bias_init=partitioned(nnx.initializers.zeros_init(), ("embed",)),
         rngs=rngs,
     )
 
@@ -160,19 +162,17 @@ class ViT(nnx.Module):
             strides=(patch, patch),
             padding="VALID",
             dtype=dtype,
-            kernel_init=nnx.with_partitioning(
-                nnx.initializers.lecun_normal(), (None, None, None, "embed")
-            ),
-            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+            kernel_init=partitioned(nnx.initializers.lecun_normal(), (None, None, None, "embed")),
+            bias_init=partitioned(nnx.initializers.zeros_init(), ("embed",)),
             rngs=rngs,
         )
         if posemb == "learn":
-            init = nnx.with_partitioning(nnx.initializers.normal(0.02), (None, None, "embed"))
+            init = partitioned(nnx.initializers.normal(0.02), (None, None, "embed"))
             self.posemb = nnx.Param(init(rngs.params(), (1, grid * grid, width)))
         else:  # fixed: not a parameter, so the optimiser never touches it
             self.posemb = nnx.Variable(jnp.asarray(sincos_posemb_2d(grid, grid, width)))
         if pool == "cls":
-            init = nnx.with_partitioning(nnx.initializers.zeros_init(), (None, None, "embed"))
+            init = partitioned(nnx.initializers.zeros_init(), (None, None, "embed"))
             self.cls = nnx.Param(init(rngs.params(), (1, 1, width)))
         self.dropout = nnx.Dropout(dropout)
         # Drop-path grows linearly with depth (DeiT).
@@ -189,10 +189,10 @@ class ViT(nnx.Module):
         self.head = nnx.Linear(
             width,
             num_classes,
-            kernel_init=nnx.with_partitioning(
+            kernel_init=partitioned(
                 head_init or nnx.initializers.xavier_uniform(), ("embed", "classes")
             ),
-            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("classes",)),
+            bias_init=partitioned(nnx.initializers.zeros_init(), ("classes",)),
             rngs=rngs,
         )
 
