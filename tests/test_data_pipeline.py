@@ -82,3 +82,21 @@ def test_grayscale_becomes_rgb_and_eval_transform_is_deterministic():
     assert out.shape == (2, 16, 16, 3)
     same = preprocess.eval_images(images, 8, (0.5,) * 3, (0.5,) * 3)
     np.testing.assert_allclose(same[..., 0], images[..., 0] / 127.5 - 1.0, atol=1e-6)
+
+
+def test_worker_processes_give_the_same_batches_and_resume(npz_dataset):
+    config, _, _ = npz_dataset
+    threads = pipeline.make_source(config, "train", 8, seed=2, train=True)
+    expected = [_ids(next(threads)) for _ in range(5)]
+    config = config.copy_and_resolve_references()
+    config.num_workers = 2
+    workers = pipeline.make_source(config, "train", 8, seed=2, train=True)
+    try:
+        got = [_ids(next(workers)) for _ in range(3)]
+        state = workers.get_state()
+        got += [_ids(next(workers)) for _ in range(2)]
+        assert got == expected
+        workers.set_state(state)
+        assert [_ids(next(workers)) for _ in range(2)] == expected[3:]
+    finally:
+        workers.close()
