@@ -1,6 +1,6 @@
 """`synth-jax bench WHAT`: benchmarks that print JSON (and are recorded in BENCHMARKS.md).
 
-Each benchmark is a module here with `main(argv) -> int`: render, train, fit.
+Each benchmark is a module here with `main(argv) -> int`: render, train, fit, suite.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ BENCHES = {
     "render": "fractal renderer: images/s and points/s, beside the NumPy reference",
     "train": "training step: images/s, step time, MFU, data-stall ratio",
     "fit": "scaling-law fitter: bootstrap fits/s, beside a SciPy loop",
+    "suite": "all of the above at the published settings, with the device's ceilings, as a table",
 }
 
 
