@@ -441,7 +441,7 @@ def main(argv: list[str]) -> int:
             f"{row['run_id']}: {row['dataset']} {row['mode']} top-1 {100 * row['top1']:.2f}% "
             f"(from {row['pretrain_family']})"
         )
-    if len(summary["rows"]) > 1:
+    if len(summary["rows"]) > 1 and "top1_mean" in summary:
         print(
             f"top-1 over {len(summary['rows'])} seeds: {100 * summary['top1_mean']:.2f} "
             f"+- {100 * summary['top1_std']:.2f}%"
