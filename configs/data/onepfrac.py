@@ -4,7 +4,7 @@
     synth-jax render --config configs/data/onepfrac.py --num 64 --out onepfrac.png
 
 CPU (2 cores): building the 1,000 categories (100k points at 512 px each, redrawn while the fill
-rate <= 0.05) takes about a minute; the grid a few seconds more. Variants: `:additive` uses the
+rate <= 0.05) takes about 30 s, the grid included. Variants: `:additive` uses the
 paper's additive perturbation U(-Delta/2, Delta/2).
 """
 
