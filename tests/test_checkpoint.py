@@ -114,6 +114,18 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(uninterrupted, tmp
     assert_params_equal(checkpoint.load_params(workdir)[0], uninterrupted[2])
 
 
+def test_a_checkpoint_restores_onto_another_mesh(uninterrupted, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(uninterrupted[0], workdir)
+    shutil.rmtree(os.path.join(workdir, "checkpoints", str(STEPS)))
+    config = tiny_config(STEPS, data=1, fsdp=4)  # written data-parallel, resumed fully sharded
+    summary, _ = trainer.train(config, workdir, BlobImages(), num_classes=4)
+    assert summary["resumed_from"] == STEPS - 2 and summary["mesh"]["fsdp"] == 4
+    for x, y in zip(jax.tree.leaves(checkpoint.load_params(workdir)[0]),
+                    jax.tree.leaves(uninterrupted[2])):  # fmt: skip
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
 def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(uninterrupted, tmp_path):
     workdir = str(tmp_path / "run")
     shutil.copytree(uninterrupted[0], workdir)

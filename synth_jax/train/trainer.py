@@ -80,9 +80,9 @@ TRAIN_KEYS = {
     "checkpoint": {"every_steps": None, "keep": None, "async_save": None},
 }
 
-# Keys a resumed run may change (extending or re-logging a run); any other change needs a new
-# workdir, because the saved state would not match.
-RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "checkpoint.")
+# Keys a resumed run may change (extending the run, logging, checkpointing, or moving it to
+# another mesh: the state restores onto any mesh); any other change needs a new workdir.
+RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "checkpoint.", "mesh.")
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
