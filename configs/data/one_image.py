@@ -3,7 +3,7 @@ photograph (scikit-learn's china.jpg), warped on the device.
 
     synth-jax render --config configs/data/one_image.py --num 64 --out one_image.png
 
-CPU (2 cores): a few seconds. `:flower` uses scikit-learn's flower.jpg; `--config.photo=PATH`
+CPU (2 shared cores): about 8 s. `:flower` uses scikit-learn's flower.jpg; `--config.photo=PATH`
 any image file.
 """
 

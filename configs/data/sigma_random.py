@@ -3,8 +3,9 @@ noise background, one random stamp per image, random windows and flips.
 
     synth-jax render --config configs/data/sigma_random.py --num 64 --out sigma.png
 
-CPU (2 cores): the 1,000 systems are drawn in under a second and checked on the device in a
-few seconds; 224 px, 100k points per image. `:rejection` uses the rejection sampler (uniform on
+CPU (2 shared cores): the 1,000 systems are drawn in under a second and checked on the device
+(every one rendered once); with the grid, about 25 s of CPU time (54 s wall on a busy machine).
+224 px, 100k points per image. `:rejection` uses the rejection sampler (uniform on
 the sigma constraint surface) instead of the sequential one.
 """
 
