@@ -143,7 +143,7 @@ class _Preempted:
 
 def test_resumed_finetune_sees_the_same_batches(setup, monkeypatch):
     root, make_source = setup["root"], pipeline.make_source
-    config = setup["config"](total_steps=12, log_every_steps=2, results_csv=str(root / "r.csv"))
+    config = setup["config"](total_steps=8, log_every_steps=2, results_csv=str(root / "r.csv"))
 
     def recording(seen, at):
         def make(data, split, batch_size, seed, train, indices=None):
@@ -156,9 +156,9 @@ def test_resumed_finetune_sees_the_same_batches(setup, monkeypatch):
     monkeypatch.setattr(pipeline, "make_source", recording(straight, at=-1))
     full = finetune.run(config, str(root / "straight"))
     interrupted = []
-    monkeypatch.setattr(pipeline, "make_source", recording(interrupted, at=5))
+    monkeypatch.setattr(pipeline, "make_source", recording(interrupted, at=3))
     first = finetune.run(config, str(root / "resumed"))
-    assert first["status"] == "preempted" and len(interrupted) < 12
+    assert first["status"] == "preempted" and len(interrupted) < 8
     assert not os.path.exists(root / "resumed" / "result.json")
     second = finetune.run(config, str(root / "resumed"))
     assert second["status"] == "done"
@@ -230,15 +230,15 @@ def test_bridged_runs_both_stages(setup):
             Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
                 folder / "train" / f"{c:02d}" / f"{i}.png"
             )
-    config = setup["config"](mode="bridged", total_steps=8)
-    config.bridged.folder, config.bridged.total_steps = str(folder), 4
+    config = setup["config"](mode="bridged", total_steps=5)
+    config.bridged.folder, config.bridged.total_steps = str(folder), 3
     summary = finetune.run(config, str(root / "bridged"))
     assert [r["mode"] for r in summary["rows"]] == ["bridged_stage1", "bridged"]
     with open(root / "bridged" / "stage1" / "config.json") as f:
         stage1 = json.load(f)
     with open(root / "bridged" / "stage2" / "config.json") as f:
         stage2 = json.load(f)
-    assert stage1["augment"]["mixup"] == 0.8 and stage1["total_steps"] == 4
+    assert stage1["augment"]["mixup"] == 0.8 and stage1["total_steps"] == 3
     assert stage2["init_from"].endswith("stage1") and stage2["dont_load"] == ["head/.*"]
     assert {r["mode"] for r in _rows(setup)} >= {"bridged_stage1", "bridged"}
 
