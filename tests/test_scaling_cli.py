@@ -190,3 +190,15 @@ def test_installed_command_exits_2_with_one_line(table, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no column(s) 'top9'" in proc.stderr
     assert not out.exists()
+
+
+def test_bench_fit_prints_json_with_speed_and_agreement(capsys):
+    from synth_jax import bench
+
+    argv = ["fit", "--replicates", "4", "--scipy-replicates", "1", "--repeats", "1"]
+    assert bench.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scipy_projected"] is True and report["scipy_replicates_run"] == 1
+    assert report["jax_vs_scipy"]["no_worse_than_scipy"] == 1.0
+    assert report["jax_full_vs_scipy"]["max_rel_diff"] < 1e-9
+    assert report["jax_s"] > 0 and report["speedup_vs_scipy"] > 0
