@@ -176,7 +176,7 @@ def main(argv: list[str]) -> int:
         _print_summary(group.label, entry)
 
     if args.plot:
-        plot_fits(args.plot, curves, x_name=args.x[0], y_name=args.y)
+        plot_fits(args.plot, curves, x_name=args.x[0], y_name=args.y, x2_name=args.x[-1])
     write_json(
         args.out,
         _clean(

@@ -40,7 +40,14 @@ def _band(result: FitResult, grid: np.ndarray, level: float, at: np.ndarray | No
     return np.nanpercentile(curves, tail, axis=0), np.nanpercentile(curves, 100 - tail, axis=0)
 
 
-def plot_fits(path: str, curves: list[Curve], *, x_name: str = "n", y_name: str = "error"):
+def plot_fits(
+    path: str,
+    curves: list[Curve],
+    *,
+    x_name: str = "n",
+    y_name: str = "error",
+    x2_name: str = "s",
+):
     """Writes one log-log figure with every curve to path (.png, .pdf or .svg), atomically.
 
     For a two-input law the fitted curve is drawn at each value of the second input (up to 4).
@@ -82,6 +89,15 @@ def plot_fits(path: str, curves: list[Curve], *, x_name: str = "n", y_name: str 
         for at in levels:
             xg = grid[:, None] if at is None else np.column_stack([grid, np.full_like(grid, at)])
             ax.plot(grid, result.predict(xg), color=color, lw=1.5)
+            if at is not None:  # name the second input's value at the curve's right end
+                ax.annotate(
+                    f"{x2_name}={at:.3g}",
+                    (grid[-1], result.predict(xg)[-1]),
+                    fontsize=7,
+                    color=color,
+                    ha="right",
+                    va="bottom",
+                )
             band = _band(result, grid, result.ci_level, at)
             if band is not None:
                 ax.fill_between(grid, band[0], band[1], color=color, alpha=0.2, lw=0)
