@@ -1,6 +1,8 @@
-"""`synth-jax pretrain`: pre-train a model on fractal images rendered inside the training step.
+"""`synth-jax pretrain`: pre-train a model on fractal images rendered inside the training step,
+or (the baseline every synthetic source is compared with) supervised on a real TFDS dataset.
 
     synth-jax pretrain --config configs/pretrain/cpu_tiny.py --workdir runs/tiny
+    synth-jax pretrain --config configs/pretrain/real_supervised.py:cpu --workdir runs/real
     synth-jax pretrain --config configs/pretrain/onepfrac_vit_tiny.py --workdir runs/1p \\
         --config.batch_size=512 --config.mesh.fsdp=8
 
@@ -40,37 +42,69 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_real_data(data) -> bool:
+    """A real TFDS dataset (`synth_jax.data.pipeline.data_config`) rather than a fractal family."""
+    return data.get("source", None) == "tfds"
+
+
 def check_config(config) -> None:
     """Validates the whole pre-training config (keys, data, trainer) before anything compiles."""
-    from synth_jax.fractals import family
     from synth_jax.train import trainer
 
     require_keys(config, {**trainer.TRAIN_KEYS, "data": None})
     if "data" not in config:
         raise UsageError("config key 'data' is missing: set config.data = data_config(FAMILY)")
-    family.validate(config.data)
+    if is_real_data(config.data):
+        from synth_jax.data import pipeline
+
+        require_keys(config.data, pipeline.DATA_KEYS, prefix="data.")
+        data_image_size = config.image_size  # real images are resized on the device
+    else:
+        from synth_jax.fractals import family
+
+        family.validate(config.data)
+        data_image_size = config.data.image_size
     # durations in epochs are checked again once the dataset knows its size
-    trainer.validate(config, num_images=1, data_image_size=config.data.image_size)
+    trainer.validate(config, num_images=1, data_image_size=data_image_size)
 
 
 def run(config, workdir: str) -> dict:
-    """Builds the dataset's parameter table and trains; returns the summary (also summary.json)."""
-    from synth_jax.fractals import FractalDataset
+    """Builds the data source and trains; returns the summary (also summary.json).
+
+    Fractals: the family's parameter table is built once and images are rendered inside the
+    step. Real data: a Grain pipeline over the TFDS dataset feeds the same trainer, whose
+    iterator state is checkpointed, so the resume is as exact as with fractals.
+    """
     from synth_jax.train import trainer
 
     check_config(config)
-    dataset = FractalDataset(config.data, progress=True)
-    summary, _ = trainer.train(
-        config,
-        workdir,
-        dataset,
-        num_classes=dataset.num_classes,
-        extra_summary=dict(
-            pretrain_family=config.data.family,
-            pretrain_classes=dataset.num_classes,
-            pretrain_images=dataset.num_images,
-        ),
-    )
+    if is_real_data(config.data):
+        from synth_jax.data import pipeline
+
+        source = pipeline.make_source(
+            config.data, config.data.train_split, config.batch_size, config.seed, True
+        )
+        family, num_classes, num_images = config.data.name, source.num_classes, source.num_images
+    else:
+        from synth_jax.fractals import FractalDataset
+
+        source = FractalDataset(config.data, progress=True)
+        family, num_classes, num_images = config.data.family, source.num_classes, source.num_images
+    try:
+        summary, _ = trainer.train(
+            config,
+            workdir,
+            source,
+            num_classes=num_classes,
+            extra_summary=dict(
+                pretrain_family=family,
+                pretrain_classes=num_classes,
+                pretrain_images=num_images,
+            ),
+        )
+    finally:
+        if hasattr(source, "close"):
+            source.close()
     return summary
 
 
