@@ -133,13 +133,15 @@ def optimizer_shardings(tx, abstract_opt_state, params_shardings, mesh: jax.shar
     parameter's sharding, so FSDP splits them too; counters and scalars are replicated."""
     import optax
 
+    # A frozen parameter's slot holds an empty optax.MaskedNode (linear probes): keep it empty.
+    masked = optax.MaskedNode
     return optax.tree_map_params(
         tx,
-        lambda _, sharding: sharding,
+        lambda state, sharding: state if isinstance(state, masked) else sharding,
         abstract_opt_state,
         params_shardings,
         transform_non_params=lambda _: replicated(mesh),
-        is_leaf=lambda x: isinstance(x, NamedSharding),
+        is_leaf=lambda x: isinstance(x, (NamedSharding, masked)),
     )
 
 

@@ -18,7 +18,8 @@ Data sources (the only interface between data and trainer):
 
 Fine-tuning: `init_params` (a nested dict as returned by checkpoint.load_params) replaces the
 fresh parameters except those matching `dont_load` regexes (e.g. ("head/.*",)); a position
-embedding of another grid size is resampled. `config.optim.trainable` freezes the rest (linear
+embedding of another grid size is resampled; `init_extra` (the checkpoint's "extra": batch-norm
+statistics) is loaded the same way. `config.optim.trainable` freezes the rest (linear
 probe), and then the model runs in inference mode (no dropout, frozen batch statistics).
 
 The workdir receives config.json, metrics.jsonl, tensorboard/, checkpoints/ and, at the end,
@@ -250,6 +251,7 @@ def train(
     *,
     num_classes: int,
     init_params: dict | None = None,
+    init_extra: dict | None = None,
     dont_load: tuple[str, ...] = (),
     extra_summary: dict | None = None,
 ):
@@ -327,21 +329,30 @@ def train(
             f"arrays from the given parameters"
         )
 
-    def init_state(loaded):
+    # Batch-norm statistics travel with the parameters they normalise for (ResNets).
+    loaded_extra = None
+    if init_extra and jax.tree.leaves(extra_template):
+        loaded_extra = select_init_params(extra_template, init_extra, dont_load)
+
+    def init_state(loaded, loaded_extra):
         _, params, extra = nnx.split(fresh_model(), nnx.Param, ...)
-        params = nnx.to_pure_dict(params)
-        if loaded:
-            params = jax.tree_util.tree_map_with_path(
-                lambda path, x: loaded.get(optim_lib.param_path(path), x), params
-            )
+        params, extra = nnx.to_pure_dict(params), nnx.to_pure_dict(extra)
+        for chosen, tree in ((loaded, params), (loaded_extra, extra)):
+            if chosen:
+                tree.update(
+                    jax.tree_util.tree_map_with_path(
+                        lambda path, x, chosen=chosen: chosen.get(optim_lib.param_path(path), x),
+                        tree,
+                    )
+                )
         return dict(
             params=params,
-            extra=nnx.to_pure_dict(extra),
+            extra=extra,
             opt_state=tx.init(params),
             step=jnp.zeros((), jnp.int32),
         )
 
-    abstract_state = jax.eval_shape(init_state, loaded)
+    abstract_state = jax.eval_shape(init_state, loaded, loaded_extra)
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state,
@@ -443,7 +454,7 @@ def train(
             )
     else:
         start_step = 0
-        state = jax.jit(init_state, out_shardings=state_shardings)(loaded)
+        state = jax.jit(init_state, out_shardings=state_shardings)(loaded, loaded_extra)
 
     def data_state():
         return {"source": None if on_device else source.get_state(), "seed": seed}

@@ -258,9 +258,9 @@ def train_and_evaluate(
     source = pipeline.make_source(
         train_data, train_data.train_split, config.batch_size, seed, True, indices
     )
-    init_params = None
+    init_params = init_extra = None
     if config.init_from:
-        params, _, _ = init.load_pretrained(config.init_from)
+        params, init_extra, _ = init.load_pretrained(config.init_from)
         target = init.abstract_params(config.model, source.num_classes, config.image_size)
         init.check_fits(target, params, tuple(config.dont_load))
         init_params = params
@@ -270,6 +270,7 @@ def train_and_evaluate(
         source,
         num_classes=source.num_classes,
         init_params=init_params,
+        init_extra=init_extra,
         dont_load=tuple(config.dont_load),
         extra_summary=dict(train_examples=source.num_examples),
     )
