@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import re
-import shutil
 import tempfile
 
 import numpy as np
 
 from synth_jax.data import readers
 from synth_jax.errors import UsageError
+from synth_jax.tfds_writer import write_tfds
 
 # Published split sizes: an import of one of these names with other counts is refused, so that a
 # truncated download never passes for the real dataset.
@@ -156,79 +155,27 @@ def _examples(split: str, data: readers.Split, local: readers.LocalDataset, feat
         yield i, example
 
 
-def _builder(name: str, version: str, features, splits, data_dir: str):
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.core import utils
-
-    class LocalFilesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        """Writes given examples; no download, no TensorFlow."""
-
-        VERSION = utils.Version(version)
-
-        @utils.classproperty
-        @classmethod
-        def code_path(cls):  # no checksums file to look up (and no importlib_resources needed)
-            return None
-
-        def _info(self):
-            return tfds.core.DatasetInfo(
-                builder=self,
-                description=f"{name}, imported from local files by synth-jax data import.",
-                features=features,
-                # Keep the files' order: shuffling is the input pipeline's job, and an exact
-                # read-back is how an import is checked.
-                disable_shuffling=True,
-            )
-
-        def _split_generators(self, dl_manager):
-            del dl_manager
-            return splits
-
-        def _generate_examples(self):
-            raise NotImplementedError("examples come from _split_generators")
-
-    LocalFilesBuilder.name = name
-    return LocalFilesBuilder(data_dir=data_dir, file_format="array_record")
-
-
 def import_dataset(
     name: str, source: str, data_dir: str, fmt: str = "auto", overwrite: bool = False
 ) -> str:
     """Reads `source`, checks it, writes TFDS dataset `name` in `data_dir`; returns its folder."""
-    import tensorflow_datasets as tfds
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise UsageError(f"NAME {name!r}: use lower_case letters, digits and underscores")
     local = readers.read_local(source, fmt)
     features, version = _features_for(name, local)
     validate(name, local, features)
-    final = os.path.join(data_dir, name, version)
-    if os.path.exists(final) and not overwrite:
-        raise UsageError(f"{final} exists already; pass --overwrite to replace it")
-    os.makedirs(data_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=data_dir, prefix=f".import-{name}-")
-    try:
-        splits = {s: _examples(s, d, local, features) for s, d in local.splits.items()}
-        builder = _builder(name, version, features, splits, tmp)
-        builder.download_and_prepare(
-            download_dir=os.path.join(tmp, "downloads"),
-            download_config=tfds.download.DownloadConfig(num_shards=None),
-        )
-        written = {s: info.num_examples for s, info in builder.info.splits.items()}
-        wanted = {s: len(d) for s, d in local.splits.items()}
-        if written != wanted:
-            raise UsageError(f"wrote {written} examples but read {wanted}; nothing was imported")
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        if os.path.exists(final):
-            old = tmp + "-replaced"
-            os.rename(final, old)
-            os.rename(os.path.join(tmp, name, version), final)
-            shutil.rmtree(old)
-        else:
-            os.rename(os.path.join(tmp, name, version), final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    splits = {s: _examples(s, d, local, features) for s, d in local.splits.items()}
+    return write_tfds(
+        name,
+        version,
+        features,
+        splits,
+        expected={s: len(d) for s, d in local.splits.items()},
+        data_dir=data_dir,
+        description=f"{name}, imported from local files by synth-jax data import.",
+        overwrite=overwrite,
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image
@@ -31,6 +30,7 @@ from synth_jax.files import atomic_path, write_json
 from synth_jax.fractals.dataset import FractalDataset
 from synth_jax.fractals.preview import render_images
 from synth_jax.progress import Progress
+from synth_jax.tfds_writer import write_tfds
 
 TFDS_VERSION = "1.0.0"
 
@@ -77,60 +77,21 @@ def export_png(dataset: FractalDataset, out: str, num: int, seed: int, batch: in
     return len(missing)
 
 
-def _tfds_builder(name: str, num_classes: int, image_size: int, chunks: list, data_dir: str):
-    """A TFDS builder whose one split, train, yields the examples stored in `chunks` (npz files of
-    concatenated PNG bytes with offsets, labels and indices). TFDS writes the files itself, and
-    needs no TensorFlow for PNG-encoded images."""
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.core import utils
-
-    features = tfds.features.FeaturesDict(
-        {
-            "image": tfds.features.Image(shape=(image_size, image_size, 3)),
-            "label": tfds.features.ClassLabel(num_classes=num_classes),
-            "index": tfds.features.Scalar(dtype=np.int64),
-        }
-    )
-
-    def examples():
-        for path in chunks:
-            with np.load(path) as data:
-                png, offsets = data["png"], data["offsets"]
-                for k, (label, index) in enumerate(zip(data["label"], data["index"])):
-                    yield (
-                        int(index),
-                        {
-                            "image": io.BytesIO(png[offsets[k] : offsets[k + 1]].tobytes()),
-                            "label": int(label),
-                            "index": int(index),
-                        },
-                    )
-
-    class FractalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        VERSION = utils.Version(TFDS_VERSION)
-
-        @utils.classproperty
-        @classmethod
-        def code_path(cls):  # no checksums file to look up
-            return None
-
-        def _info(self):
-            return tfds.core.DatasetInfo(
-                builder=self,
-                description="Formula-driven fractal images exported by synth-jax export.",
-                features=features,
-                disable_shuffling=True,  # keep index order: an exact read-back is the check
-            )
-
-        def _split_generators(self, dl_manager):
-            del dl_manager
-            return {"train": examples()}
-
-        def _generate_examples(self):
-            raise NotImplementedError("examples come from _split_generators")
-
-    FractalBuilder.name = name
-    return FractalBuilder(data_dir=data_dir, file_format="array_record")
+def _chunk_examples(chunks: list):
+    """(key, example) of the rendered chunks (npz files of concatenated PNG bytes with offsets,
+    labels and indices), in index order."""
+    for path in chunks:
+        with np.load(path) as data:
+            png, offsets = data["png"], data["offsets"]
+            for k, (label, index) in enumerate(zip(data["label"], data["index"])):
+                yield (
+                    int(index),
+                    {
+                        "image": io.BytesIO(png[offsets[k] : offsets[k + 1]].tobytes()),
+                        "label": int(label),
+                        "index": int(index),
+                    },
+                )
 
 
 def export_tfds(dataset: FractalDataset, out: str, num: int, seed: int, batch: int, name: str):
@@ -162,20 +123,23 @@ def export_tfds(dataset: FractalDataset, out: str, num: int, seed: int, batch: i
                      index=np.asarray(indices, np.int64))  # fmt: skip
         meter.update(min(start + batch, num))
     meter.close()
-    tmp_dir = tempfile.mkdtemp(dir=out, prefix=f".{name}-assemble-")
-    try:
-        builder = _tfds_builder(name, dataset.num_classes, dataset.image_size, chunk_paths, tmp_dir)
-        builder.download_and_prepare(
-            download_dir=os.path.join(tmp_dir, "downloads"),
-            download_config=tfds.download.DownloadConfig(num_shards=None),
-        )
-        written = builder.info.splits["train"].num_examples
-        if written != num:
-            raise RuntimeError(f"TFDS wrote {written} examples, expected {num}")
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        os.rename(os.path.join(tmp_dir, name, TFDS_VERSION), final)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(dataset.image_size, dataset.image_size, 3)),
+            "label": tfds.features.ClassLabel(num_classes=dataset.num_classes),
+            "index": tfds.features.Scalar(dtype=np.int64),
+        }
+    )
+    write_tfds(
+        name,
+        TFDS_VERSION,
+        features,
+        {"train": _chunk_examples(chunk_paths)},
+        expected={"train": num},
+        data_dir=out,
+        description="Formula-driven fractal images exported by synth-jax export.",
+    )
     shutil.rmtree(staging, ignore_errors=True)
     return final
 
