@@ -71,7 +71,11 @@ def slug(values: Mapping) -> str:
     parts = []
     for key, value in values.items():
         leaf = key.rsplit(".", 1)[-1]
-        text = json.dumps(value) if not isinstance(value, str) else value
+        if isinstance(value, (Mapping, ml_collections.ConfigDict)):
+            # A whole sub-config (e.g. a data config per family): its family, or its hash.
+            text = str(value["family"]) if "family" in value else stable_hash(dict(value))
+        else:
+            text = json.dumps(value) if not isinstance(value, str) else value
         parts.append(f"{leaf}{text}")
     name = re.sub(r"[^A-Za-z0-9.=_+-]+", "-", "_".join(parts)).strip("-")
     return name[:60] or "base"

@@ -36,7 +36,7 @@ DEFAULT_LAW = {
     "fix": {},
     "bootstrap": 200,
     "holdout": 1,
-    "target": 0.0,  # 0: no planner question
+    "target": 0.0,  # 0: plan for 10% less error than the best run
     "seed": 0,
 }
 
@@ -90,12 +90,13 @@ def _baseline_keys(keys) -> list[str]:
 # Fitting one learning curve.
 
 
-def fit_curve(x: np.ndarray, y: np.ndarray, law_config: dict) -> dict:
+def fit_curve(x: np.ndarray, y: np.ndarray, law_config: dict, target: float = 0.0) -> dict:
     """Fits the law to one learning curve, checks extrapolation and asks the planner.
 
     x: float[N] pre-training sizes (> 0); y: float[N] fine-tuning errors. Returns a JSON-ready
     dict: "fit" (the scaling API's to_dict), "band" (x grid and bootstrap percentile band),
-    "extrapolation" and "plan" (or an "error" saying why a part could not be done).
+    "extrapolation" and, for a target error > 0, "plan" (or an "error" saying why a part could
+    not be done).
     """
     from synth_jax import scaling
 
@@ -135,7 +136,6 @@ def fit_curve(x: np.ndarray, y: np.ndarray, law_config: dict) -> dict:
             lo, hi = np.nanpercentile(curves, [2.5, 97.5], axis=0)
             out["band"].update(lower=lo.tolist(), upper=hi.tolist())
     out["extrapolation"] = _extrapolation(x, y, sizes, law_config)
-    target = float(law_config.get("target") or 0.0)
     if target > 0:
         out["plan"] = _plan(result, target)
     return out
@@ -165,7 +165,11 @@ def _plan(result, target: float) -> dict:
         answer = scaling.plan(result, target)
     except UsageError as e:
         return {"error": str(e)}
-    return answer if isinstance(answer, dict) else answer.to_dict()
+    answer = dict(answer if isinstance(answer, dict) else answer.to_dict())
+    # The report's two lookups: the plain-words answer and the size that reaches the target.
+    answer["summary"] = answer.get("message")
+    answer["n"] = (answer.get("size_needed") or {}).get("value")
+    return answer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +360,10 @@ def analyse(config, cells: list[grid.Cell], workdir: str) -> dict:
             entry["best"] = {"x": float(sizes[best]), "mean": float(means[best])}
             if baseline:
                 entry["gain_over_scratch"] = float(np.mean(baseline) - means[best])
-            entry.update(fit_curve(x, y, law))
+            # The planner's question: the law's target, or by default 10% less error than the
+            # best run (how much more synthetic data would that take?).
+            target = float(law.get("target") or 0.0) or 0.9 * float(means[best])
+            entry.update(fit_curve(x, y, law, target))
         out_groups.append(entry)
     pretrain_ids = sorted({c.pretrain_id for c in cells if c.pretrain_id})
     return {
@@ -512,8 +519,8 @@ def _fit_lines(entry: dict, law: dict) -> list[str]:
     elif extrapolation:
         lines.append(
             "Extrapolation check: fitted on the smallest sizes, the law predicts the held-out "
-            f"sizes {extrapolation.get('heldout_x')} with log-RMSE "
-            f"{_fmt(extrapolation.get('log_rmse'), 3)}."
+            f"sizes {extrapolation.get('heldout_sizes')} with log-RMSE "
+            f"{_fmt(extrapolation.get('heldout_log_rmse'), 3)}."
         )
     plan = entry.get("plan")
     if plan:

@@ -77,6 +77,28 @@ def validate(config: ml_collections.ConfigDict) -> list[grid.Cell]:
     return cells
 
 
+def check_cells(cells: list[grid.Cell]) -> None:
+    """Runs the trainers' own config checks on every cell before anything trains, so a bad
+    value in the third cell stops the sweep now, not after the first two have run."""
+    from synth_jax.train import pretrain
+    from synth_jax.transfer import finetune
+
+    checked: set[str] = set()
+    for cell in cells:
+        stage = "pretrain"
+        try:
+            if cell.pretrain_id and cell.pretrain_id not in checked:
+                checked.add(cell.pretrain_id)
+                pretrain.check_config(cell.pretrain)
+            stage = "finetune"
+            config = copy.deepcopy(cell.finetune)
+            with config.ignore_type():
+                config.init_from = ""  # the pre-training does not exist yet
+            finetune.check_config(config)
+        except UsageError as e:
+            raise UsageError(f"cell {cell.cell_id}, {stage} config: {e}") from None
+
+
 def finished_cells(workdir: str, cells: list[grid.Cell]) -> set[str]:
     """Ids of the cells with all their rows in DIR/results.csv (one per fine-tuning seed).
 
@@ -135,6 +157,8 @@ def run(
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     write_plan(config, cells, workdir)
+    if pretrain_fn is None and finetune_fn is None:
+        check_cells(cells)  # the real trainers' checks; injected runners check their own
     if pretrain_fn is None:
         from synth_jax.train.pretrain import run as pretrain_fn
     if finetune_fn is None:
@@ -162,7 +186,11 @@ def run(
             else:
                 verb = "resuming" if os.path.isdir(pretrain_dir) else "starting"
                 print(f"{label}: {verb} pre-training {cell.pretrain_id}", file=out, flush=True)
-                pretrain_fn(copy.deepcopy(cell.pretrain), pretrain_dir)
+                summary = pretrain_fn(copy.deepcopy(cell.pretrain), pretrain_dir)
+                if isinstance(summary, dict) and summary.get("status") == "preempted":
+                    print(f"{label}: preempted; run the same command again to resume", file=out)
+                    preempted = True
+                    break
         verb = "resuming" if os.path.isdir(finetune_dir) else "starting"
         source = "from scratch" if cell.scratch else f"from {cell.pretrain_id}"
         print(f"{label}: {verb} fine-tuning {source}", file=out, flush=True)
