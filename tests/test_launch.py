@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -158,3 +159,38 @@ def test_tpu_pod_warns_when_the_workdir_is_not_on_the_bucket():
     )  # fmt: skip
     assert result.returncode == 0
     assert "warning" in result.stderr and "/mnt/gcs/b-1" in result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_local_two_processes_run_a_tiny_pretraining(tmp_path):
+    """A real run: two processes over 127.0.0.1, each with 2 CPU devices, one 4-device mesh."""
+    workdir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    result = subprocess.run(
+        [
+            "bash", "launch/local.sh", "--processes", "2", "--cpu-devices", "2",
+            "--port", str(_free_port()), "--",
+            sys.executable, "-m", "synth_jax", "pretrain",
+            "--config", "configs/pretrain/cpu_tiny.py:mu", "--workdir", str(workdir),
+            "--config.total_steps=6", "--config.log_every_steps=3",
+            "--config.checkpoint.every_steps=6", "--config.data.num_classes=4",
+        ],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    logs = {
+        name: (workdir / "logs" / name).read_text()
+        for name in ("process_0.log", "process_1.log")
+        if (workdir / "logs" / name).exists()
+    }
+    assert result.returncode == 0, result.stderr[-2000:] + "".join(logs.values())[-3000:]
+    assert len(logs) == 2
+    assert "over 4 devices (2 processes" in logs["process_0.log"]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["steps"] == 6
