@@ -119,7 +119,9 @@ def main(argv: list[str]) -> int:
     spec, overrides, rest = split_config_args(argv)
     parser = ArgumentParser(prog="synth-jax demo", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/demo", help="where everything goes")
-    parser.add_argument("--quick", action="store_true", help="the reduced CI setting (~3 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="the reduced CI setting (~3 min on 2 cores)"
+    )
     args = parser.parse_args(rest)
 
     if spec is None:
