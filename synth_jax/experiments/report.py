@@ -289,6 +289,16 @@ def plot_learning_curve(
             ax.axvline(plan["n"], color="tab:green", ls="-.", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # Frame the measured errors (and the baseline, target and floor when near them): a wide
+    # bootstrap band or a floor near 0 must not squash the points into one line.
+    shown = [v for v in y if v > 0]
+    if baseline is not None and len(baseline):
+        shown.append(float(np.mean(baseline)))
+    if plan.get("target"):
+        shown.append(float(plan["target"]))
+    if shown:
+        lo, hi = min(shown), max(shown)
+        ax.set_ylim(lo / 1.5, min(hi * 1.5, 1.05) if hi <= 1 else hi * 1.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
