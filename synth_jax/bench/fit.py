@@ -17,7 +17,6 @@ Also reported: how often each JAX variant found a best loss no worse than SciPy'
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,14 +25,9 @@ import time
 import jax
 import numpy as np
 
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.scaling import stats
 from synth_jax.scaling.fitter import prepare, solve
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def scipy_best_losses(problem, weights: np.ndarray, tol: float = 1e-12) -> np.ndarray:
@@ -86,7 +80,7 @@ def _timed(fn, repeats: int) -> tuple[float, float, object]:
 
 
 def main(argv: list[str]) -> int:
-    p = _Parser(prog="synth-jax bench fit", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="synth-jax bench fit", description=__doc__.split("\n")[0])
     p.add_argument("--replicates", type=int, default=1000)
     p.add_argument("--points", type=int, default=10)
     p.add_argument(

@@ -7,7 +7,6 @@ one JSON line: images_per_sec, points_per_sec, device, reference_points_per_sec,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -16,13 +15,8 @@ import time
 import jax
 import numpy as np
 
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.fractals import ifs, reference, render, sigma
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def _systems(batch: int, seed: int) -> np.ndarray:

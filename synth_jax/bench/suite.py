@@ -18,7 +18,6 @@ images), 1p-frac at 512 px and 224 px; ViT-Ti/16 with rendering inside the step 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -27,14 +26,8 @@ import subprocess
 import sys
 import time
 
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import write_json, write_text
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
 
 # (label, args of `synth-jax bench render`)
 RENDER_FULL = [
@@ -160,7 +153,7 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = _Parser(prog="synth-jax bench suite", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="synth-jax bench suite", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for suite.json and suite.md")
     parser.add_argument("--quick", action="store_true", help="tiny settings (a CPU check)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per benchmark")

@@ -13,20 +13,14 @@ copy's time (small beside a ViT step on a GPU; on a CPU it is a memcpy).
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 
-from synth_jax.errors import UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+from synth_jax.errors import ArgumentParser, UsageError
 
 
 def _parser():
-    p = _Parser(prog="synth-jax bench train", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="synth-jax bench train", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="Ti/16", help="model name, e.g. Ti/16, B/16, ResNet-50")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch", type=int, default=256, help="global batch")

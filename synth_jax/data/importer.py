@@ -13,7 +13,6 @@ temporary folder that is renamed into place only at the end: a failed import lea
 
 from __future__ import annotations
 
-import argparse
 import io
 import re
 import tempfile
@@ -21,7 +20,7 @@ import tempfile
 import numpy as np
 
 from synth_jax.data import readers
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.tfds_writer import write_tfds
 
 # Published split sizes: an import of one of these names with other counts is refused, so that a
@@ -33,11 +32,6 @@ KNOWN_COUNTS = {
     "cifar100": {"train": 50000, "test": 10000},
 }
 DEFAULT_VERSION = "1.0.0"
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def _registered_builder_cls(name: str):

@@ -15,7 +15,6 @@ reduced setting CI runs. Any `--config.KEY=VALUE` override of the sweep config w
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,15 +23,10 @@ import time
 import numpy as np
 
 from synth_jax.config import apply_overrides, load_config_file, split_config_args
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 
 DATASET = "sklearn_digits"
 TEST_IMAGES = 497  # of 1,797: a fixed, seeded split leaves 1,300 for training
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def default_config_path() -> str:

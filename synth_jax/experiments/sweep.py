@@ -18,7 +18,6 @@ that finds every cell finished, or on demand with `--report-only`.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import os
@@ -30,7 +29,7 @@ import ml_collections
 
 from synth_jax import files
 from synth_jax.config import config_from_argv, config_to_dict, require_keys
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.experiments import grid
 
 # Top-level keys of a sweep config; `pretrain` and `finetune` are checked by their own trainers.
@@ -55,11 +54,6 @@ SWEEP_KEYS = {
 }
 
 RESULTS = "results.csv"
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def validate(config: ml_collections.ConfigDict) -> list[grid.Cell]:

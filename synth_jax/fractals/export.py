@@ -14,7 +14,6 @@ the config; resuming with a different config is refused.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -25,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from synth_jax.config import config_from_argv, config_to_dict
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import atomic_path, write_json
 from synth_jax.fractals.dataset import FractalDataset
 from synth_jax.fractals.preview import render_images
@@ -33,11 +32,6 @@ from synth_jax.progress import Progress
 from synth_jax.tfds_writer import write_tfds
 
 TFDS_VERSION = "1.0.0"
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def png_path(out: str, label: int, index: int) -> str:

@@ -3,21 +3,15 @@ preview grid of a family (image k shows category k mod C)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import numpy as np
 
 from synth_jax.config import config_from_argv
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.fractals.dataset import FractalDataset
 from synth_jax.fractals.preview import preview_indices, render_images, save_grid
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def main(argv: list[str]) -> int:

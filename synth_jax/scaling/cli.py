@@ -15,7 +15,7 @@ import argparse
 import math
 import sys
 
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import write_json
 from synth_jax.scaling.extrapolate import extrapolation_check, leave_one_out
 from synth_jax.scaling.fitter import LOSSES, fit
@@ -27,14 +27,9 @@ from synth_jax.scaling.table import read_curves
 _PLOT_FORMATS = ("png", "pdf", "svg")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
     laws = "; ".join(f"{name}: {law.formula}" for name, law in LAWS.items())
-    p = _Parser(
+    p = ArgumentParser(
         prog="synth-jax fit-law",
         description="Fit a transfer scaling law to a results table, per group.",
         epilog=f"laws: {laws}",

@@ -19,18 +19,13 @@ import json
 import sys
 
 from synth_jax.config import config_from_argv, require_keys
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 
 EXIT_PREEMPTED = 143
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="synth-jax pretrain",
         description="Pre-train on on-device fractals: --config FILE.py[:arg] --workdir DIR "
         "[--config.KEY=VALUE ...]",

@@ -21,7 +21,6 @@ resumes. Every finished run appends one row to `config.results_csv` (see results
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -35,7 +34,7 @@ from flax import nnx
 from synth_jax import files
 from synth_jax.config import config_from_argv, config_to_dict, require_keys
 from synth_jax.data import pipeline, preprocess, tfds_source
-from synth_jax.errors import UsageError
+from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.transfer import evaluate, fewshot, init, linear_probe, results
 
 MODES = ("full", "fewshot", "linear_probe", "bridged")
@@ -407,11 +406,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if not preempted and len(seeds) > 1 and jax.process_index() == 0:
         files.write_json(os.path.join(workdir, "summary.json"), summary)
     return summary
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def main(argv: list[str]) -> int:
