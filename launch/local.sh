@@ -125,6 +125,7 @@ set -m
 for ((id = 0; id < processes; id++)); do
   mapfile -t env_words < <(process_env "$id")
   log="$log_dir/process_$id.log"
+  : >"$log" # exists at once, even if the tee behind it never starts (an early failure)
   if [[ "$id" == 0 ]]; then
     env "${env_words[@]}" "$@" > >(tee "$log") 2>&1 &
   else
