@@ -22,11 +22,11 @@ The report (runs/.../report.md) lists every run's error and the gain of the best
 over scratch; there is one size per family, so no law is fitted (see synthetic_scaling_law.py).
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
+from synth_jax.config import load_config_file
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -38,10 +38,7 @@ CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 def load(relative: str, arg=None):
     """get_config(arg) of another config file of this checkout (one recipe, one place)."""
     path = os.path.join(CONFIGS, relative)
-    spec = importlib.util.spec_from_file_location(relative.replace("/", "_")[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
+    return load_config_file(f"{path}:{arg}" if arg else path)
 
 
 def law_config(group=("model", "dataset", "mode"), target=0.0):
