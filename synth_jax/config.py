@@ -180,6 +180,39 @@ def require_keys(config: ml_collections.ConfigDict, allowed: dict, prefix: str =
             require_keys(config[key], sub, prefix=name + ".")
 
 
+def check(config, key: str, ok, what: str, prefix: str = "") -> None:
+    """The one config check: when `key` is in `config` and `ok(value)` is false (or raises), a
+    one-line UsageError "config key 'PREFIX.key'=VALUE: expected WHAT"."""
+    if key not in config:
+        return
+    value = config[key]
+    try:
+        good = bool(ok(value))
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        raise UsageError(f"config key {prefix + key!r}={value!r}: expected {what}")
+
+
+def check_choice(config, key: str, choices, prefix: str = "") -> None:
+    """`check` for a key whose value must be one of `choices`."""
+    check(config, key, lambda v: v in choices, f"one of {', '.join(map(str, choices))}", prefix)
+
+
+def allowed_keys(defaults, open_sections=()) -> dict:
+    """The key tree of a defaults ConfigDict for `require_keys`: {key: None or {sub-key: ...}}.
+
+    The defaults are the schema: a key is allowed where it has a default. Sections named in
+    `open_sections` map to None: their owner checks them (the model module its `model.*` keys)."""
+    out = {}
+    for key, value in defaults.items():
+        if isinstance(value, ml_collections.ConfigDict) and key not in open_sections:
+            out[key] = allowed_keys(value)
+        else:
+            out[key] = None
+    return out
+
+
 def config_to_dict(config) -> dict:
     """A JSON-friendly dict of a ConfigDict (for summaries and results)."""
     if isinstance(config, ml_collections.ConfigDict):

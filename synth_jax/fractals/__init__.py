@@ -3,6 +3,9 @@
 from synth_jax.fractals import FractalDataset, data_config
 ds = FractalDataset(data_config("onepfrac", num_classes=10, image_size=64))
 images, labels = jax.jit(ds.render)(0, ds.indices_for_step(0, 0, 32))
+
+A new family is a module registered with `FAMILIES.register(name, module)`; see
+synth_jax.fractals.family for what the module defines.
 """
 
 from synth_jax.fractals.dataset import FractalDataset

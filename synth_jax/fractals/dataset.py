@@ -1,26 +1,26 @@
 """`FractalDataset`: an epoch of fractal images that exists without being stored.
 
-An image is a pure function of (seed, global index): index -> (category, weight row, instance,
-flip) by integer arithmetic, and the image's randomness comes from `fold_in(key(seed), index)`.
-So the images of a training step are the same on any number of devices, and each device renders
-only the slice of the batch it holds.
+An image is a pure function of (seed, global index): image i shows category
+i // images_per_category, and the family's renderer draws it from the family's table and keys
+folded from (seed, index) (see synth_jax.fractals.family). So the images of a training step are
+the same on any number of devices, and each device renders only the slice of the batch it holds.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from synth_jax.fractals import counter_random, family, one_image, render
+from synth_jax.fractals import counter_random, family
 
 
 class FractalDataset:
-    """The shared dataset contract.
+    """The shared dataset contract, for every family.
 
     Attributes: num_classes, num_images (one epoch of unique images), image_size, channels (3),
-    table (the FamilyTable), spec (the RenderSpec), images_per_category.
+    images_per_category, family (its name), table (the FamilyTable), renderer (the family's;
+    see synth_jax.fractals.family).
     """
 
     channels = 3
@@ -28,45 +28,29 @@ class FractalDataset:
     def __init__(self, data_config, progress: bool = False):
         self.config = data_config
         self.table = family.build_table(data_config, progress=progress)
-        self.spec = family.render_spec(data_config)
         self.family = data_config.family
+        self.renderer = family.FAMILIES.lookup(self.family).renderer(data_config, self.table)
         self.num_classes = self.table.num_classes
         self.image_size = data_config.image_size
-        if self.family == "fractaldb":
-            self.num_variants = len(self.table.variants)
-            self.num_instances = data_config.instances
-            self.num_flips = 4 if data_config.flip == "index" else 1
-        else:
-            self.num_variants, self.num_flips = 1, 1
-            self.num_instances = data_config.images_per_category
-        self.images_per_category = self.num_variants * self.num_instances * self.num_flips
+        self.images_per_category = int(self.renderer.images_per_category)
         self.num_images = self.num_classes * self.images_per_category
         if self.num_images >= 2**31:
             raise ValueError(f"{self.num_images} images do not fit int32 indices")
-        self._params = jnp.asarray(self.table.params)
-        self._variant_ok = jnp.asarray(self.table.variant_ok)
-        # Factors on (a..f, p): p is never rescaled.
-        self._variants = jnp.asarray(
-            np.concatenate([self.table.variants, np.ones((self.num_variants, 1), np.float32)], 1)
-        )
-        self._photo = None
-        if self.family == "one_image":
-            self._photo = jnp.asarray(one_image.load_photo(data_config.photo, self.image_size))
 
-    # -- index arithmetic --------------------------------------------------------------------
     def decompose(self, indices):
-        """Global image indices int[B] -> (category, variant, instance, flip), each int32[B]."""
-        indices = jnp.asarray(indices, jnp.int32)
-        category, rest = jnp.divmod(indices, self.images_per_category)
-        variant, rest = jnp.divmod(rest, self.num_instances * self.num_flips)
-        instance, flip = jnp.divmod(rest, self.num_flips)
-        return category, variant, instance, flip
+        """The family's own split of global indices (IFS families: (category, variant, instance,
+        flip), each int32[B])."""
+        return self.renderer.decompose(indices)
+
+    def categories(self, indices):
+        """The category int32[B] whose image each global index int[B] shows."""
+        return jnp.asarray(indices, jnp.int32) // self.images_per_category
 
     # -- rendering -----------------------------------------------------------------------------
     def render_with_info(self, seed, indices):
         """Pure and jittable. seed: int or uint32 scalar; indices: int32[B] in [0, num_images).
         Returns (images [B, H, W, 3] uint8 (or bfloat16, same 0..255 scale), labels int32[B],
-        info {degenerate bool[B], fill float[B], finite float[B]}).
+        info {degenerate bool[B], fill float[B], ...}).
 
         When `indices` carry an explicit batch sharding (a mesh made by `jax.make_mesh`, whose
         axes are Explicit by default), each device renders its own slice inside a `shard_map`;
@@ -74,50 +58,20 @@ class FractalDataset:
         indices = jnp.asarray(indices, jnp.int32)
         batch_axes = _explicit_batch_axes(indices)
         if batch_axes is None:
-            return self._render_local(seed, indices)
+            return self.renderer.render(seed, indices)
         mesh = jax.typeof(indices).sharding.mesh
         return jax.shard_map(
-            self._render_local,
+            self.renderer.render,
             mesh=mesh,
             in_specs=(P(), P(batch_axes)),
             out_specs=P(batch_axes),
             check_vma=False,  # the scan's carries start replicated and become per-device
         )(jnp.asarray(seed, jnp.uint32), indices)
 
-    def _render_local(self, seed, indices):
-        base = jax.random.key(jnp.asarray(seed, jnp.uint32))
-        category, variant, _, flip = self.decompose(indices)
-        # A degenerate (category, weight row) is rendered as row 0 (the table says which).
-        variant = jnp.where(self._variant_ok[category, variant], variant, 0)
-        # Instances of a weight row share the chaos game's points; flips share everything.
-        game_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(
-            -1 - (category * self.num_variants + variant)
-        )
-        image_keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(indices - flip)
-        params = self._params[category] * self._variants[variant][:, None, :]
-        if self.family == "one_image":
-            images, info = jax.vmap(self._render_photo)(params, image_keys, flip)
-        else:
-            images, info = render.render_batch(params, game_keys, image_keys, flip, self.spec)
-        return images, category, info
-
     def render(self, seed, indices):
         """(images, labels) for global indices; see render_with_info."""
         images, labels, _ = self.render_with_info(seed, indices)
         return images, labels
-
-    def _render_photo(self, params, key, flip):
-        k_flip, k_compose = jax.random.split(key)
-        level = one_image.warp(self._photo, params)
-        if self.spec.random_flip:
-            flip = jax.random.randint(k_flip, (), 0, 4)
-        level = render.flip_image(level, flip)
-        # A photo has no zero-valued background: render it as its own foreground.
-        spec = self.spec
-        image = render.compose(jnp.maximum(level, 1e-6), k_compose, spec)
-        info = {"degenerate": jnp.bool_(False), "fill": jnp.float32(1.0),
-                "finite": jnp.float32(1.0)}  # fmt: skip
-        return image, info
 
     # -- epochs --------------------------------------------------------------------------------
     def indices_for_step(self, seed, step, batch_size: int):

@@ -55,7 +55,7 @@ def _check_manifest(out: str, manifest: dict) -> None:
 
 def export_png(dataset: FractalDataset, out: str, num: int, seed: int, batch: int) -> int:
     """Writes the missing PNGs of indices [0, num); returns how many were written."""
-    labels = np.asarray(dataset.decompose(np.arange(num))[0])
+    labels = np.asarray(dataset.categories(np.arange(num)))
     missing = [i for i in range(num) if not os.path.exists(png_path(out, labels[i], i))]
     meter = Progress(num, "export png", "images", start=num - len(missing))
     for start in range(0, len(missing), batch):

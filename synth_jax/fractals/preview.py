@@ -68,15 +68,10 @@ def save_grid(path: str, images: np.ndarray, labels) -> str:
 
 
 def preview_config(family: str, num: int, image_size: int):
-    """A small config of `family` that builds in seconds on a laptop CPU."""
-    overrides = dict(num_classes=num, image_size=image_size, points=min(50_000, 40 * image_size**2))
-    if family == "one_image":
-        overrides.pop("points")
-    if family in ("fractaldb", "onepfrac"):
-        overrides.update(search_points=20_000, search_size=128)
-    if family == "fractaldb":
-        overrides.update(fill_threshold=0.1)
-    return data_config(family, **overrides)
+    """A small config of `family` that builds in seconds on a laptop CPU (the family's
+    `preview_overrides` say how)."""
+    extra = FAMILIES.lookup(family).preview_overrides(num, image_size)
+    return data_config(family, num_classes=num, image_size=image_size, **extra)
 
 
 def render_previews(out_dir: str, num: int = 16, image_size: int = 64, seed: int = 0) -> list:

@@ -3,13 +3,21 @@
 A_i = R(theta_i) diag(s1_i, s2_i) R(phi_i) D_i, with R a rotation, D_i a random reflection
 diag(+-1, +-1), 0 <= s2_i <= s1_i <= 1 and sum_i (s1_i + 2 s2_i) = sigma; b_i ~ U(-1, 1)^2;
 p_i proportional to |det A_i| = s1_i s2_i.
+
+Also the `sigma` data family: one random sigma-factor system per category, colourised in HSV on
+a noise background with random stamps, windows and flips (see synth_jax.fractals.family).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from synth_jax.fractals import ifs
+from synth_jax.config import check, check_choice
+from synth_jax.errors import UsageError
+from synth_jax.fractals import data_keys, ifs, render
+from synth_jax.fractals.ifs_images import IFSImages, ifs_table
 
 
 def default_sigma(rng: np.random.Generator, num_maps: int) -> float:
@@ -100,3 +108,65 @@ def sample_sigma_system(
     b = rng.uniform(-1, 1, (num_maps, 2))
     maps = np.stack([a[:, 0, 0], a[:, 0, 1], a[:, 1, 0], a[:, 1, 1], b[:, 0], b[:, 1]], -1)
     return ifs.with_probabilities(maps)
+
+
+# -- the data family ---------------------------------------------------------------------------
+DEFAULTS = dict(
+    patch="stamp",
+    graded=True,
+    flip="random",
+    window=True,
+    colour="hsv",
+    background="noise",
+    min_maps=2,
+    max_maps=7,
+    sigma=0.0,  # 0: sigma ~ U((5 + N) / 2, (6 + N) / 2) per system
+    sigma_sampler="sequential",  # sequential | rejection
+    images_per_category=1000,  # an epoch: num_classes x this (random stamps, colours, windows)
+)
+TABLE_FREE_KEYS = ("images_per_category",)
+
+
+def validate(config) -> None:
+    check_choice(config, "sigma_sampler", ("sequential", "rejection"))
+    check(config, "images_per_category", data_keys.positive_int, "a positive integer")
+    data_keys.check_map_counts(config)
+    check(config, "sigma", lambda v: v == 0 or v > 0, "0 (the default range) or a positive number")
+    if config.sigma:
+        check(config, "sigma", lambda v: v <= 3 * config.min_maps, "at most 3 * min_maps")
+
+
+def build_table(config, rng: np.random.Generator, progress: bool) -> tuple[dict, dict]:
+    """Sigma-factor systems; degenerate ones (rare: they are contractive) are redrawn or refused."""
+    spec = dataclasses.replace(data_keys.render_spec(config), window=False, random_flip=False)
+    draw = lambda: ifs.pad_maps(
+        sample_sigma_system(
+            rng,
+            int(rng.integers(config.min_maps, config.max_maps + 1)),
+            config.sigma or None,
+            config.sigma_sampler,
+        )
+    )
+    params = np.stack([draw() for _ in range(config.num_classes)])
+    stats = {"redrawn": 0}
+    for round_ in range(100):
+        _, degenerate = render.batch_statistics(params, config.seed + round_, spec)
+        bad = np.flatnonzero(degenerate)
+        if len(bad) == 0:
+            return ifs_table(params), stats
+        if config.degenerate == "error":  # (reject and resample are the same here)
+            raise UsageError(
+                f"config key 'degenerate'='error': categories {bad[:10].tolist()} render "
+                f"degenerate images; use degenerate=resample or another seed"
+            )
+        stats["redrawn"] += len(bad)
+        params[bad] = np.stack([draw() for _ in bad])
+    raise RuntimeError("sigma family: degenerate systems after 100 redraws")
+
+
+def renderer(config, table) -> IFSImages:
+    return IFSImages(table, data_keys.render_spec(config), config.images_per_category)
+
+
+def preview_overrides(num: int, image_size: int) -> dict:
+    return dict(points=data_keys.preview_points(image_size))
