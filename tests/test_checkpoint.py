@@ -159,3 +159,16 @@ def test_a_different_experiment_in_the_same_workdir_is_refused(uninterrupted, tm
     config.optim.lr = 0.5
     with pytest.raises(UsageError, match="optim.lr"):
         trainer.train(config, workdir, BlobImages(), num_classes=4)
+
+
+def test_a_config_json_of_an_earlier_version_still_resumes(tmp_path):
+    # Earlier versions wrote every model key of every model kind and lacked keys added since.
+    config = tiny_config(STEPS)
+    old = json.loads(json.dumps(config.to_dict()))
+    old["model"]["norm"] = "batch"  # a ResNet key in a ViT config, at its default
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    trainer._check_same_run(str(tmp_path), config.to_dict())
+    old["model"]["norm"] = "group"  # not the default: the runs may differ
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(UsageError, match="model.norm"):
+        trainer._check_same_run(str(tmp_path), config.to_dict())

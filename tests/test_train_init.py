@@ -7,8 +7,8 @@ from flax import nnx
 from test_train_sources import BlobImages, tiny_config
 
 from synth_jax.models import model_config
+from synth_jax.models.adapt import param_path
 from synth_jax.train import checkpoint, trainer
-from synth_jax.train.optim import param_path
 
 
 def _flat(tree):

@@ -16,7 +16,7 @@ from flax import nnx
 from synth_jax import cli
 from synth_jax.data import importer, pipeline, readers
 from synth_jax.errors import UsageError
-from synth_jax.models import model_config
+from synth_jax.models import model_config, vit
 from synth_jax.train import checkpoint, trainer
 from synth_jax.transfer import finetune, results
 
@@ -192,7 +192,7 @@ def test_linear_probe_leaves_the_backbone_untouched(setup):
         model["blocks"][1]["mlp2"]["kernel"], loaded["blocks"][1]["mlp2"]["kernel"]
     )
     np.testing.assert_allclose(
-        model["posemb"], trainer.resample_posemb(loaded["posemb"], 144), rtol=1e-6
+        model["posemb"], vit.resample_posemb(loaded["posemb"], 144), rtol=1e-6
     )
     # Features are cached: another regularisation strength reuses them.
     cache = [f for f in os.listdir(root / "probe") if f.startswith("features_train")]

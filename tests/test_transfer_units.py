@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from synth_jax.errors import UsageError
-from synth_jax.transfer import evaluate, fewshot, init, linear_probe, results
+from synth_jax.models import vit
+from synth_jax.transfer import evaluate, fewshot, linear_probe, results
 
 
 def test_k_per_class_is_exact_without_repeats_and_reproducible():
@@ -81,7 +82,7 @@ def test_results_table_appends_and_refuses_a_foreign_header(tmp_path):
         results.append_row(str(other), dict(run_id="c"))
 
 
-def test_check_fits_lists_every_mismatch_and_allows_posemb_resampling():
+def test_adapt_pretrained_lists_every_mismatch_and_resamples_posemb():
     model = {
         "embedding": {"kernel": np.zeros((4, 4, 3, 8))},
         "posemb": np.zeros((1, 64, 8)),
@@ -94,14 +95,15 @@ def test_check_fits_lists_every_mismatch_and_allows_posemb_resampling():
         "head": {"kernel": np.zeros((8, 5))},
     }
     with pytest.raises(UsageError) as info:
-        init.check_fits(model, loaded)
+        vit.adapt_pretrained(model, loaded)
     message = str(info.value)
     assert "embedding/kernel (checkpoint (8, 8, 3, 8), model (4, 4, 3, 8))" in message
     assert "norm/scale (not in the checkpoint)" in message
     assert "posemb (" not in message and "head/" not in message
     loaded["embedding"]["kernel"] = np.zeros((4, 4, 3, 8))
     loaded["norm"] = {"scale": np.ones(8)}
-    assert sorted(init.check_fits(model, loaded)) == ["embedding/kernel", "norm/scale", "posemb"]
+    chosen = vit.adapt_pretrained(model, loaded)
+    assert sorted(chosen) == ["embedding/kernel", "norm/scale", "posemb"]
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,8 @@ import jax
 import ml_collections
 import optax
 
+from synth_jax.models.adapt import param_path
+
 OPTIM_KEYS = (
     "name",
     "lr",
@@ -67,11 +69,6 @@ def optim_config(**overrides) -> ml_collections.ConfigDict:
     )
     config.update(overrides)
     return config
-
-
-def param_path(path) -> str:
-    """'blocks/0/attn/query/kernel' for a key path into a nested params dict."""
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
 def weight_decay_mask(params, kind: str):

@@ -28,9 +28,9 @@ summary.json. Re-running with the same workdir resumes from the newest good chec
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -44,42 +44,15 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from synth_jax import files
-from synth_jax.config import config_to_dict
+from synth_jax import files, models
+from synth_jax.config import allowed_keys, config_to_dict
 from synth_jax.errors import UsageError
-from synth_jax.models import check_model_config, create_model, model_config
+from synth_jax.models import adapt
 from synth_jax.train import augment as augment_lib
 from synth_jax.train import checkpoint as ckpt
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import metrics as metrics_lib
 from synth_jax.train import optim as optim_lib
-
-# Keys the trainer reads; other top-level keys (data, dataset, ...) belong to the caller.
-TRAIN_KEYS = {
-    "seed": None,
-    "batch_size": None,
-    "total_steps": None,
-    "total_epochs": None,
-    "image_size": None,
-    "log_every_steps": None,
-    "model": {
-        k: None
-        for k in (
-            "name",
-            "dtype",
-            "pool",
-            "posemb",
-            "dropout",
-            "drop_path",
-            "norm",
-            "head_zero_init",
-        )
-    },
-    "optim": {k: None for k in optim_lib.OPTIM_KEYS},
-    "augment": {k: None for k in augment_lib.AUGMENT_KEYS},
-    "mesh": {k: None for k in mesh_lib.MESH_AXES},
-    "checkpoint": {"every_steps": None, "keep": None, "async_save": None},
-}
 
 # Keys a resumed run may change (extending the run, logging, checkpointing, or moving it to
 # another mesh: the state restores onto any mesh); any other change needs a new workdir.
@@ -96,7 +69,7 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             total_epochs=0.0,
             image_size=0,  # 0: the data's size
             log_every_steps=10,
-            model=model_config("Ti/16"),
+            model=models.model_config("Ti/16"),
             optim=optim_lib.optim_config(),
             augment=augment_lib.augment_config(),
             mesh=ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1)),
@@ -105,6 +78,11 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
     )
     config.update(overrides)
     return config
+
+
+# Keys the trainer reads (from its defaults); other top-level keys (data, ...) belong to the
+# caller. The model module checks the `model` section (its keys depend on the model).
+TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model",))
 
 
 def validate(config, num_images: int | None, data_image_size: int | None) -> dict:
@@ -128,8 +106,8 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     image_size = int(config.get("image_size", 0) or data_image_size or 0)
     if image_size <= 0:
         fail("image_size: set it (the model's input size in pixels)")
+    models.check_model_config(config.model, image_size)
     for check in (
-        check_model_config(config.model, image_size),
         optim_lib.check_optim_config(config.optim),
         augment_lib.check_augment_config(config.augment),
     ):
@@ -189,59 +167,34 @@ def _flatten(tree, prefix=""):
     return out
 
 
+def _json_flat(tree) -> dict:
+    return _flatten(json.loads(json.dumps(tree, default=files._json_default)))
+
+
 def _check_same_run(workdir: str, config_dict: dict):
-    """A resumed workdir must hold the same experiment: name the first key that differs."""
+    """A resumed workdir must hold the same experiment: name the first key that differs.
+
+    A key that only one of the two configs has, at its default value, is no difference: a
+    config.json written by an earlier version lacks keys added since (and may hold model keys
+    of other model kinds), and those runs used the defaults."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return
-    import json
-
     with open(path) as f:
         old = _flatten(json.load(f))
-    new = _flatten(json.loads(json.dumps(config_dict, default=files._json_default)))
+    new = _json_flat(config_dict)
+    defaults = _json_flat({**config_to_dict(train_config()), "model": models.all_model_defaults()})
     for key in sorted(set(old) | set(new)):
         if key.startswith(RESUMABLE_CHANGES) or key in RESUMABLE_CHANGES:
             continue
+        if (key in old) != (key in new) and key in defaults:
+            if defaults[key] == (old[key] if key in old else new[key]):
+                continue
         if old.get(key) != new.get(key):
             raise UsageError(
                 f"{workdir} holds a run whose config differs at {key!r} "
                 f"({old.get(key)!r} there, {new.get(key)!r} now); use another --workdir"
             )
-
-
-def resample_posemb(posemb: np.ndarray, num_tokens: int) -> np.ndarray:
-    """Bilinear resampling of a learned position embedding [1, g*g, D] to [1, num_tokens, D]."""
-    old = int(round(math.sqrt(posemb.shape[1])))
-    new = int(round(math.sqrt(num_tokens)))
-    grid = np.asarray(posemb, np.float32).reshape(old, old, -1)
-    grid = jax.image.resize(grid, (new, new, grid.shape[-1]), "bilinear")
-    return np.asarray(grid).reshape(1, new * new, -1)
-
-
-def select_init_params(abstract_params, init_params, dont_load=()) -> dict:
-    """{path: array} of the loaded parameters to use, checked against this model's shapes."""
-    loaded = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(init_params)[0]:
-        loaded[optim_lib.param_path(path)] = leaf
-    patterns = [re.compile(p) for p in dont_load]
-    chosen = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]:
-        name = optim_lib.param_path(path)
-        if any(p.fullmatch(name) for p in patterns) or name not in loaded:
-            continue
-        value = np.asarray(loaded[name])
-        if value.shape != leaf.shape:
-            if name.endswith("posemb") and value.ndim == 3 and value.shape[2] == leaf.shape[2]:
-                value = resample_posemb(value, leaf.shape[1])
-            else:
-                raise UsageError(
-                    f"initial parameter {name!r} has shape {value.shape} but the model needs "
-                    f"{leaf.shape}; add it to dont_load or use a matching model"
-                )
-        chosen[name] = value.astype(leaf.dtype)
-    if not chosen:
-        raise UsageError("no initial parameter matches the model's parameter names")
-    return chosen
 
 
 def train(
@@ -270,10 +223,27 @@ def train(
     workdir = os.path.abspath(workdir)
     config_dict = config_to_dict(config)
     _check_same_run(workdir, config_dict)
+    t_start = time.perf_counter()
+
+    # ------------------------------------------------------------------ model, and the given arrays
+    def fresh_model():
+        return models.create_model(config.model, num_classes, image_size, nnx.Rngs(params=seed))
+
+    abstract_model = nnx.eval_shape(fresh_model)
+    graphdef, abstract_params, abstract_extra = nnx.split(abstract_model, nnx.Param, ...)
+    params_template = nnx.to_pure_dict(abstract_params)
+    extra_template = nnx.to_pure_dict(abstract_extra)
+    # The model module decides which given arrays fit (a ViT resamples its position embedding);
+    # batch-norm statistics travel with the parameters they normalise for (ResNets).
+    loaded = loaded_extra = None
+    if init_params is not None:
+        loaded = models.adapt_pretrained(config.model, params_template, init_params, dont_load)
+    if init_extra and jax.tree.leaves(extra_template):
+        loaded_extra = models.adapt_pretrained(config.model, extra_template, init_extra, dont_load)
+    # Everything is checked: record the run.
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         files.write_json(os.path.join(workdir, "config.json"), config_dict)
-    t_start = time.perf_counter()
 
     # ------------------------------------------------------------------ mesh
     mesh = mesh_lib.make_mesh(config.mesh)
@@ -285,14 +255,13 @@ def train(
         f"({jax.process_count()} processes, {jax.devices()[0].device_kind}); "
         f"{total_steps} steps of {global_batch} images"
     )
+    if loaded is not None:
+        _log(
+            f"initialised {len(loaded)} of {len(jax.tree.leaves(params_template))} parameter "
+            f"arrays from the given parameters"
+        )
 
-    # ------------------------------------------------------------------ model and optimiser
-    def fresh_model():
-        return create_model(config.model, num_classes, image_size, nnx.Rngs(params=seed))
-
-    abstract_model = nnx.eval_shape(fresh_model)
-    graphdef, abstract_params, abstract_extra = nnx.split(abstract_model, nnx.Param, ...)
-    params_template = nnx.to_pure_dict(abstract_params)
+    # ------------------------------------------------------------------ optimiser and model step
     tx, schedule = optim_lib.make_optimizer(
         config.optim, params_template, total_steps, resolved["steps_per_epoch"]
     )
@@ -311,7 +280,6 @@ def train(
 
     # ------------------------------------------------------------------ shard and create the state
     param_shardings = mesh_lib.param_shardings(abstract_params, mesh)
-    extra_template = nnx.to_pure_dict(abstract_extra)
     abstract_opt = jax.eval_shape(tx.init, params_template)
     opt_shardings = mesh_lib.optimizer_shardings(tx, abstract_opt, param_shardings, mesh)
     state_shardings = dict(
@@ -321,30 +289,13 @@ def train(
         step=repl,
     )
 
-    loaded = None
-    if init_params is not None:
-        loaded = select_init_params(params_template, init_params, dont_load)
-        _log(
-            f"initialised {len(loaded)} of {len(jax.tree.leaves(params_template))} parameter "
-            f"arrays from the given parameters"
-        )
-
-    # Batch-norm statistics travel with the parameters they normalise for (ResNets).
-    loaded_extra = None
-    if init_extra and jax.tree.leaves(extra_template):
-        loaded_extra = select_init_params(extra_template, init_extra, dont_load)
-
     def init_state(loaded, loaded_extra):
         _, params, extra = nnx.split(fresh_model(), nnx.Param, ...)
         params, extra = nnx.to_pure_dict(params), nnx.to_pure_dict(extra)
-        for chosen, tree in ((loaded, params), (loaded_extra, extra)):
-            if chosen:
-                tree.update(
-                    jax.tree_util.tree_map_with_path(
-                        lambda path, x, chosen=chosen: chosen.get(optim_lib.param_path(path), x),
-                        tree,
-                    )
-                )
+        if loaded:
+            params = adapt.merge(params, loaded)
+        if loaded_extra:
+            extra = adapt.merge(extra, loaded_extra)
         return dict(
             params=params,
             extra=extra,

@@ -124,9 +124,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config.mode == "linear_probe":
         from synth_jax.models import check_model_config
 
-        error = check_model_config(config.model, config.image_size)
-        if error:
-            raise UsageError(error)
+        check_model_config(config.model, config.image_size)
     else:  # the trainer's own checks (model, optimiser, durations), before any data is read
         from synth_jax.train import trainer
 
@@ -259,10 +257,7 @@ def train_and_evaluate(
     )
     init_params = init_extra = None
     if config.init_from:
-        params, init_extra, _ = init.load_pretrained(config.init_from)
-        target = init.abstract_params(config.model, source.num_classes, config.image_size)
-        init.check_fits(target, params, tuple(config.dont_load))
-        init_params = params
+        init_params, init_extra, _ = init.load_pretrained(config.init_from)
     summary, model = trainer.train(
         run_config,
         run_workdir,
@@ -332,7 +327,7 @@ def run_linear_probe(config, workdir, run_workdir, seed, pretrain, indices=None)
     num_classes = train_source.num_classes
     model = create_model(config.model, num_classes, config.image_size, nnx.Rngs(params=seed))
     if config.init_from:
-        init.load_into(model, config.init_from, tuple(config.dont_load))
+        init.load_into(model, config.model, config.init_from, tuple(config.dont_load))
     features_fn = _features_fn(config, model)
     digest = _probe_digest(config, indices)
     train_x, train_y = linear_probe.extract_features(
