@@ -28,9 +28,10 @@ def test_resnet_finetune_loads_batch_norm_statistics(tmp_path):
     trainer.train(config, str(tmp_path / "pre"), BlobImages(), num_classes=4)
     saved = checkpoint.load_train_state(str(tmp_path / "pre"))
 
-    # Linear-probe mode (frozen backbone, inference mode): the statistics stay as loaded.
+    # A frozen backbone in inference mode: the statistics stay as loaded.
     probe = tiny_config(total_steps=1, data=4, model=model_config("ResNet-10"))
     probe.optim.trainable = "head/.*"
+    probe.inference_mode = True
     common = dict(num_classes=3, init_params=saved["params"], dont_load=("head/.*",))
     _, loaded = trainer.train(
         probe, str(tmp_path / "ft"), BlobImages(3), init_extra=saved["extra"], **common

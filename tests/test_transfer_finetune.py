@@ -18,7 +18,7 @@ from synth_jax.data import importer, pipeline, readers
 from synth_jax.errors import UsageError
 from synth_jax.models import model_config, vit
 from synth_jax.train import checkpoint, trainer
-from synth_jax.transfer import finetune, results
+from synth_jax.transfer import finetune, linear_probe, results, runs
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 pytestmark = pytest.mark.skipif(
@@ -181,8 +181,8 @@ def test_linear_probe_leaves_the_backbone_untouched(setup):
     result = finetune.run(config, str(root / "probe"))
     row = result["row"]
     assert row["mode"] == "linear_probe" and row["top1"] > 0.3
-    again = finetune.run_linear_probe(
-        config, str(root), str(root / "probe_again"), 0, finetune.pretrain_columns(config.init_from)
+    again = linear_probe.run_probe(
+        config, str(root), str(root / "probe_again"), 0, runs.pretrain_columns(config.init_from)
     )
     assert again["row"]["top1"] == row["top1"]  # same backbone, same features, same solver
     model = nnx.state(again["backbone"], nnx.Param).to_pure_dict()

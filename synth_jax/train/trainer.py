@@ -17,10 +17,12 @@ Data sources (the only interface between data and trainer):
     so a resumed run sees the same batches.
 
 Fine-tuning: `init_params` (a nested dict as returned by checkpoint.load_params) replaces the
-fresh parameters except those matching `dont_load` regexes (e.g. ("head/.*",)); a position
-embedding of another grid size is resampled; `init_extra` (the checkpoint's "extra": batch-norm
-statistics) is loaded the same way. `config.optim.trainable` freezes the rest (linear
-probe), and then the model runs in inference mode (no dropout, frozen batch statistics).
+fresh parameters except those matching `dont_load` regexes (e.g. ("head/.*",)); the model module
+adapts what differs (synth_jax.models: a ViT resamples a position embedding of another grid);
+`init_extra` (the checkpoint's "extra": batch-norm statistics) is loaded the same way.
+`config.optim.trainable` trains only the parameters it matches; `config.inference_mode` runs the
+model as at evaluation while it trains (no dropout or drop-path, batch statistics frozen): set
+both for a frozen backbone. A config that lacks a trainer key runs with its default.
 
 The workdir receives config.json, metrics.jsonl, tensorboard/, checkpoints/ and, at the end,
 summary.json. Re-running with the same workdir resumes from the newest good checkpoint.
@@ -45,7 +47,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from synth_jax import files, models
-from synth_jax.config import allowed_keys, config_to_dict
+from synth_jax.config import allowed_keys, config_to_dict, with_defaults
 from synth_jax.errors import UsageError
 from synth_jax.models import adapt
 from synth_jax.train import augment as augment_lib
@@ -69,6 +71,9 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             total_epochs=0.0,
             image_size=0,  # 0: the data's size
             log_every_steps=10,
+            # Run the model as at evaluation while training (no dropout, batch statistics
+            # frozen): for a frozen backbone, with optim.trainable naming what trains.
+            inference_mode=False,
             model=models.model_config("Ti/16"),
             optim=optim_lib.optim_config(),
             augment=augment_lib.augment_config(),
@@ -95,6 +100,7 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     def fail(message):
         raise UsageError(message)
 
+    config = with_defaults(config, train_config(), open_sections=("model",))
     for section, sub in TRAIN_KEYS.items():
         if isinstance(sub, dict) and section in config:
             unknown = sorted(set(config[section].keys()) - set(sub))
@@ -216,6 +222,7 @@ def train(
             "source: a FractalDataset-like object or an iterator with get_state()/set_state()"
         )
     num_images = getattr(source, "num_images", None)
+    config = with_defaults(config, train_config(), open_sections=("model",))
     resolved = validate(config, num_images, getattr(source, "image_size", None))
     total_steps, image_size = resolved["total_steps"], resolved["image_size"]
     seed, global_batch = int(config.seed), int(config.batch_size)
@@ -265,8 +272,7 @@ def train(
     tx, schedule = optim_lib.make_optimizer(
         config.optim, params_template, total_steps, resolved["steps_per_epoch"]
     )
-    # Linear probing: the frozen backbone runs in inference mode.
-    model_train_mode = not config.optim.trainable
+    model_train_mode = not config.inference_mode
 
     def apply_model(params, extra, images, train_mode, rng):
         """(pure params, pure extra, images) -> (logits, updated extra)."""

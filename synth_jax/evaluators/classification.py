@@ -1,22 +1,15 @@
-"""Test-split evaluation: top-1, top-5 and per-class accuracy.
+"""Classification on a labelled split: top-1, top-5 and per-class accuracy.
 
-`top5_predictions` runs on the device (one int32[B, 5] per batch comes back, not the logits);
 `class_counts` / `metrics_from_counts` are the plain numpy definitions the numbers come from
-(counts, so that batches and hosts add up exactly); `evaluate` runs a jitted predict function
-over a finite host source (padded batches carry a `mask`).
+(counts, so that batches and hosts add up exactly); `evaluate` runs a predict function over a
+finite host source (padded batches carry a `mask`).
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-
-
-def top5_predictions(logits: jax.Array) -> jax.Array:
-    """int32[B, k] class indices by decreasing logit, k = min(5, num_classes)."""
-    k = min(5, logits.shape[-1])
-    return jax.lax.top_k(logits, k)[1].astype(jnp.int32)
+from jax.experimental import multihost_utils
 
 
 def class_counts(top_predictions: np.ndarray, labels: np.ndarray, num_classes: int):
@@ -71,7 +64,5 @@ def evaluate(predict_fn, source, num_classes: int) -> dict:
         out = np.asarray(predict_fn(batch["image"]))
         counts += class_counts(out[mask], batch["label"][mask], num_classes)
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         counts = np.asarray(multihost_utils.process_allgather(counts)).sum(axis=0)
     return metrics_from_counts(counts)

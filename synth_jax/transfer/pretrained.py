@@ -9,6 +9,8 @@ embedding), is the model module's `adapt_pretrained` (synth_jax.models); the tra
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from flax import nnx
 
 from synth_jax import models
@@ -16,11 +18,21 @@ from synth_jax.models import adapt
 from synth_jax.train import checkpoint
 
 
-def load_pretrained(init_from: str) -> tuple[dict, dict, dict | None]:
-    """(params, extra (batch statistics; {} for ViTs), pre-training config dict or None)."""
+class Pretrained(NamedTuple):
+    """A pre-trained model's arrays, as nested dicts of numpy arrays in the layout of
+    `nnx.to_pure_dict` (list entries under int keys, the classifier under "head")."""
+
+    params: dict
+    extra: dict  # the non-parameter state: batch statistics ({} for most ViTs)
+    config: dict | None  # the pre-training's config.json, when there is one
+
+
+def load_pretrained(init_from: str) -> Pretrained:
+    """The one entry point for `init_from`: a pre-training workdir, its checkpoints/ dir or one
+    step's dir (the newest checkpoint is read)."""
     state = checkpoint.load_train_state(init_from)
     _, config = checkpoint.load_params(init_from)
-    return state["params"], state.get("extra") or {}, config
+    return Pretrained(state["params"], state.get("extra") or {}, config)
 
 
 def load_into(model: nnx.Module, model_config, init_from: str, dont_load=("head/.*",)) -> dict:
