@@ -24,20 +24,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-AUGMENT_KEYS = (
-    "crop",
-    "crop_scale",
-    "crop_ratio",
-    "hflip",
-    "vflip",
-    "color_jitter",
-    "random_erasing",
-    "mixup",
-    "cutmix",
-    "label_smoothing",
-    "mean",
-    "std",
-)
+from synth_jax.config import check, check_choice
+from synth_jax.errors import UsageError
 
 
 def augment_config(**overrides) -> ml_collections.ConfigDict:
@@ -61,24 +49,23 @@ def augment_config(**overrides) -> ml_collections.ConfigDict:
     return config
 
 
-def check_augment_config(config) -> str | None:
+AUGMENT_KEYS = tuple(augment_config().keys())
+
+
+def check_augment_config(config) -> None:
+    """Raises UsageError naming the bad `augment.*` key."""
     unknown = sorted(set(config.keys()) - set(AUGMENT_KEYS))
     if unknown:
-        return (
+        raise UsageError(
             f"augment.{unknown[0]} is not an augmentation option; known: {', '.join(AUGMENT_KEYS)}"
         )
-    if config.crop not in ("rrc", "resize"):
-        return f"augment.crop={config.crop!r}: one of rrc, resize"
-    lo, hi = config.crop_scale
-    if not 0 < lo <= hi <= 1:
-        return f"augment.crop_scale={tuple(config.crop_scale)}: need 0 < lo <= hi <= 1"
+    check_choice(config, "crop", ("rrc", "resize"), "augment.")
+    check(config, "crop_scale", lambda v: 0 < v[0] <= v[1] <= 1, "(lo, hi) with 0 < lo <= hi <= 1",
+          "augment.")  # fmt: skip
     for key in ("random_erasing", "label_smoothing"):
-        if not 0 <= config[key] <= 1:
-            return f"augment.{key}={config[key]}: a probability in [0, 1]"
+        check(config, key, lambda v: 0 <= v <= 1, "a probability in [0, 1]", "augment.")
     for key in ("mixup", "cutmix", "color_jitter"):
-        if config[key] < 0:
-            return f"augment.{key}={config[key]}: must be >= 0"
-    return None
+        check(config, key, lambda v: v >= 0, "a number >= 0", "augment.")
 
 
 def resize(images, size: int):

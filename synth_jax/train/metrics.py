@@ -85,9 +85,9 @@ class MetricWriter:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)) and v == v:
                     self.tb.add_scalar(k, v, step)
-        show = " ".join(
-            f"{k}={row[k]:.4g}" for k in ("loss", "accuracy", "lr") if isinstance(row.get(k), float)
-        )
+        shown = [k for k in ("loss", "accuracy", "lr") if isinstance(row.get(k), float)]
+        shown += [k for k in row if k.endswith("/top1") and isinstance(row[k], float)]
+        show = " ".join(f"{k}={row[k]:.4g}" for k in shown)
         self.progress.update(step, (show + " " + extra).strip())
 
     def close(self):
@@ -107,6 +107,10 @@ class Throughput:
         self.peak = peak_flops_per_device()
         self.t = time.perf_counter()
         self.step = None
+
+    def exclude(self, seconds: float) -> None:
+        """Leaves `seconds` of host work (an evaluation) out of the next interval."""
+        self.t += seconds
 
     def measure(self, step: int) -> dict:
         now = time.perf_counter()

@@ -46,7 +46,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from synth_jax import files, models
+from synth_jax import evaluators, files, models
 from synth_jax.config import allowed_keys, config_to_dict, with_defaults
 from synth_jax.errors import UsageError
 from synth_jax.models import adapt
@@ -74,6 +74,9 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             # Run the model as at evaluation while training (no dropout, batch statistics
             # frozen): for a frozen backbone, with optim.trainable naming what trains.
             inference_mode=False,
+            # evals.<name> = eval_config(TYPE, every_steps=N, ...): run every N steps and at the
+            # end, logged beside the loss (synth_jax.evaluators)
+            evals=ml_collections.ConfigDict(),
             model=models.model_config("Ti/16"),
             optim=optim_lib.optim_config(),
             augment=augment_lib.augment_config(),
@@ -86,8 +89,9 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 
 
 # Keys the trainer reads (from its defaults); other top-level keys (data, ...) belong to the
-# caller. The model module checks the `model` section (its keys depend on the model).
-TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model",))
+# caller. The model module checks the `model` section (its keys depend on the model), the
+# evaluators their `evals.<name>` sections.
+TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model", "evals"))
 
 
 def validate(config, num_images: int | None, data_image_size: int | None) -> dict:
@@ -113,12 +117,9 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     if image_size <= 0:
         fail("image_size: set it (the model's input size in pixels)")
     models.check_model_config(config.model, image_size)
-    for check in (
-        optim_lib.check_optim_config(config.optim),
-        augment_lib.check_augment_config(config.augment),
-    ):
-        if check:
-            fail(check)
+    evaluators.validate_evals(config.evals)
+    optim_lib.check_optim_config(config.optim)
+    augment_lib.check_augment_config(config.augment)
     try:
         shape = mesh_lib.mesh_shape(config.mesh, jax.device_count())
     except ValueError as e:
@@ -161,6 +162,11 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
 def _log(message: str):
     if jax.process_index() == 0:
         print(message, file=sys.stderr, flush=True)
+
+
+def _to_json(value):
+    """A metric as JSON: numpy arrays as lists, numpy scalars as numbers."""
+    return value.tolist() if hasattr(value, "tolist") else value
 
 
 def _flatten(tree, prefix=""):
@@ -247,16 +253,26 @@ def train(
         loaded = models.adapt_pretrained(config.model, params_template, init_params, dont_load)
     if init_extra and jax.tree.leaves(extra_template):
         loaded_extra = models.adapt_pretrained(config.model, extra_template, init_extra, dont_load)
-    # Everything is checked: record the run.
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        files.write_json(os.path.join(workdir, "config.json"), config_dict)
 
-    # ------------------------------------------------------------------ mesh
+    # ------------------------------------------------------------------ mesh and evaluators
     mesh = mesh_lib.make_mesh(config.mesh)
     image_sharding = mesh_lib.batch_sharding(mesh, 4)
     label_sharding = mesh_lib.batch_sharding(mesh, 1)
     repl = mesh_lib.replicated(mesh)
+    # Evaluators open their data now, so that a missing dataset stops the run before it starts.
+    evals = evaluators.build(
+        config.evals,
+        mesh=mesh,
+        image_size=image_size,
+        mean=tuple(config.augment.mean),
+        std=tuple(config.augment.std),
+        num_classes=num_classes,
+        workdir=workdir,
+    )
+    # Everything is checked: record the run.
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        files.write_json(os.path.join(workdir, "config.json"), config_dict)
     _log(
         f"mesh {dict(mesh.shape)} over {jax.device_count()} devices "
         f"({jax.process_count()} processes, {jax.devices()[0].device_kind}); "
@@ -283,6 +299,14 @@ def train(
         model = nnx.merge(graphdef, p, e)
         logits = model(images, train=train_mode, rng=rng)
         return logits, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
+
+    def model_of(state):
+        """The nnx model holding a train state's params and extra (no copy)."""
+        p = jax.tree.map(lambda x: x, abstract_params)
+        e = jax.tree.map(lambda x: x, abstract_extra)
+        nnx.replace_by_pure_dict(p, state["params"])
+        nnx.replace_by_pure_dict(e, state["extra"])
+        return nnx.merge(graphdef, p, e)
 
     # ------------------------------------------------------------------ shard and create the state
     param_shardings = mesh_lib.param_shardings(abstract_params, mesh)
@@ -467,6 +491,24 @@ def train(
     rates = []
     step = start_step
     stopped_early = False
+    eval_results, last_eval = {}, None
+
+    def run_evals(step) -> dict:
+        """The due evaluators' scalar metrics as {"<name>/<metric>": value}."""
+        due = [e for e in evals if e.due(step, total_steps)]
+        if not due:
+            return {}
+        t0, row = time.perf_counter(), {}
+        model = model_of(state)
+        with jax.transfer_guard("allow"):
+            for e in due:
+                eval_results[e.name] = e.evaluator.run(model)
+                row.update(
+                    {f"{e.name}/{k}": v for k, v in eval_results[e.name].items() if np.isscalar(v)}
+                )
+        meter.exclude(time.perf_counter() - t0)  # evaluation time is not training throughput
+        return row
+
     t_loop = time.perf_counter()
     try:
         with jax.transfer_guard("disallow"):
@@ -477,15 +519,18 @@ def train(
                     state, step_metrics = step_fn(state, next_batch())
                 step += 1
                 if pending is not None:  # the previous step has finished: log it, one step late
-                    done, values = pending
+                    done, values, eval_row = pending
                     row = jax.device_get(values)
                     row.update(meter.measure(done))
                     if "images_per_s" in row:
                         rates.append(row["images_per_s"])
-                    writer.write(done, row)
+                    writer.write(done, {**row, **eval_row})
                     pending = None
-                if step % log_every == 0 or step == total_steps:
-                    pending = (step, step_metrics)
+                eval_row = run_evals(step)
+                if eval_row:
+                    last_eval = step
+                if step % log_every == 0 or step == total_steps or eval_row:
+                    pending = (step, step_metrics, eval_row)
                 if step % every == 0 or step == total_steps:
                     with jax.transfer_guard("allow"):
                         ckpt.save(manager, step, state, data_state(), force=step == total_steps)
@@ -496,10 +541,14 @@ def train(
                     stopped_early = True
                     break
             if pending is not None:
-                done, values = pending
+                done, values, eval_row = pending
                 row = jax.device_get(values)
                 row.update(meter.measure(done))
-                writer.write(done, row)
+                writer.write(done, {**row, **eval_row})
+        if not stopped_early and last_eval != step:  # resumed at the end: evaluate it anyway
+            eval_row = run_evals(step)
+            if eval_row:
+                writer.write(step, eval_row)
         if stopped_early:
             _log(f"SIGTERM: saving a checkpoint at step {step} and stopping")
             with jax.transfer_guard("allow"):
@@ -509,6 +558,7 @@ def train(
         manager.wait_until_finished()
         manager.close()
         writer.close()
+        evaluators.close(evals)
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
 
@@ -533,13 +583,10 @@ def train(
         num_classes=num_classes,
         num_images=num_images,
         workdir=workdir,
+        evals={name: jax.tree.map(_to_json, m) for name, m in eval_results.items()},
         config=config_dict,
     )
     summary.update(extra_summary or {})
     if not stopped_early and jax.process_index() == 0:
         files.write_json(os.path.join(workdir, "summary.json"), summary)
-    p = jax.tree.map(lambda x: x, abstract_params)
-    e = jax.tree.map(lambda x: x, abstract_extra)
-    nnx.replace_by_pure_dict(p, state["params"])
-    nnx.replace_by_pure_dict(e, state["extra"])
-    return summary, nnx.merge(graphdef, p, e)
+    return summary, model_of(state)

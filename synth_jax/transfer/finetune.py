@@ -16,8 +16,10 @@ mean and standard deviation; each repeat lives in `DIR/seed_<s>/`.
 
 Training runs through the one trainer (`synth_jax.train.trainer.train`) with the Grain host
 source, so checkpointing and exact resume are those of pre-training: re-running the command
-resumes. Every finished run appends one row to `config.results_csv` (see results.py) and writes
-`result.json` (top-1, top-5, per-class accuracy on the test split) next to its checkpoints.
+resumes. The test split is evaluated by the run's evaluator `evals.test` (synth_jax.evaluators;
+add others under other names). Every finished run appends one row to `config.results_csv` (see
+results.py) and writes `result.json` (top-1, top-5, per-class accuracy on the test split) next
+to its checkpoints.
 
 Adding a mode is one module and one table entry: the module defines
 
@@ -103,6 +105,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise UsageError(f"init_from={config.init_from}: no such workdir or checkpoint")
     if not config.image_size:
         raise UsageError("image_size: set the model's input size in pixels")
+    if "test" in config.evals:
+        raise UsageError(
+            "config key 'evals.test' is the test-split evaluation every fine-tuning runs; "
+            "give yours another name"
+        )
     mode.validate(config)
 
 

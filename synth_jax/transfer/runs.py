@@ -12,12 +12,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from synth_jax import files
+from synth_jax import evaluators, files
 from synth_jax.config import config_to_dict
 from synth_jax.data import pipeline, tfds_source
-from synth_jax.errors import UsageError
-from synth_jax.evaluators import classification, inference
-from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import trainer
 from synth_jax.transfer import fewshot, results
 from synth_jax.transfer.pretrained import load_pretrained
@@ -92,30 +89,11 @@ def done(run_workdir: str) -> dict | None:
     return None
 
 
-def evaluate_on_test(config, model, num_classes: int) -> dict:
-    """Top-1/top-5/per-class accuracy of `model` on `config.data.eval_split`."""
-    eval_source = pipeline.make_source(
-        config.data, config.data.eval_split, config.eval_batch_size, 0, False
-    )
-    if eval_source.num_classes != num_classes:
-        raise UsageError(
-            f"data.eval_split has {eval_source.num_classes} classes, the training split "
-            f"{num_classes}"
-        )
-    mesh = mesh_lib.make_mesh(config.mesh)
-    predict = inference.model_fn(
-        model, mesh, config.image_size, config.augment.mean, config.augment.std, "top5"
-    )
-    try:
-        return classification.evaluate(predict, eval_source, num_classes)
-    finally:
-        eval_source.close()
-
-
 def train_and_evaluate(
     config, workdir, run_workdir, seed, mode, pretrain, indices=None, train_data=None
 ):
-    """One fine-tuning run through the trainer, then the test-split evaluation and the row.
+    """One fine-tuning run through the trainer, evaluated on the test split by its evaluator
+    `evals.test` at the end, and its record.
 
     `train_data` (a data config; default `config.data`) is what it trains on; the evaluation is
     always `config.data.eval_split`. Returns the result dict, or None when the run was
@@ -125,12 +103,19 @@ def train_and_evaluate(
         return finished
     run_config = ml_collections.ConfigDict(config_to_dict(config))
     run_config.seed = seed
+    run_config.evals = ml_collections.ConfigDict(config_to_dict(config.get("evals", {})))
+    run_config.evals.test = evaluators.eval_config(
+        "classification",
+        data=ml_collections.ConfigDict(config_to_dict(config.data)),
+        split=config.data.eval_split,
+        batch_size=config.eval_batch_size,
+    )
     train_data = train_data or config.data
     source = pipeline.make_source(
         train_data, train_data.train_split, config.batch_size, seed, True, indices
     )
     init = load_pretrained(config.init_from) if config.init_from else None
-    summary, model = trainer.train(
+    summary, _ = trainer.train(
         run_config,
         run_workdir,
         source,
@@ -143,7 +128,7 @@ def train_and_evaluate(
     source.close()
     if summary["status"] != "done":
         return None
-    metrics = evaluate_on_test(config, model, source.num_classes)
+    metrics = summary["evals"]["test"]
     extra = dict(train_examples=source.num_examples, steps=summary["steps"])
     return finish(config, workdir, run_workdir, seed, metrics, mode, pretrain, extra)
 
