@@ -246,6 +246,16 @@ def with_defaults(config, defaults, open_sections=()) -> ml_collections.ConfigDi
     return out
 
 
+def replace_keys(config: ml_collections.ConfigDict, overrides: dict, what: str):
+    """Sets each key of `overrides` in `config`, whole (a section replaces the section, unlike
+    ConfigDict.update, which merges); a key that `config` lacks is a UsageError. Returns config."""
+    for key, value in overrides.items():
+        if key not in config:
+            raise UsageError(f"{what} config key {key!r} is unknown; known: {', '.join(config)}")
+        config[key] = value
+    return config
+
+
 def config_to_dict(config) -> dict:
     """A JSON-friendly dict of a ConfigDict (for summaries and results)."""
     if isinstance(config, ml_collections.ConfigDict):

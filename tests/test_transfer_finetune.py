@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
     importer.import_dataset("fashion_small", str(root / "fashion_small.npz"), data_dir)
 
     # Supervised pre-training on classes 0-4 only: fine-tuning then meets five new classes.
-    data = pipeline.data_config(name="fashion_small", data_dir=data_dir, num_threads=2)
+    data = pipeline.tfds_config(name="fashion_small", data_dir=data_dir, num_threads=2)
     labels = local.splits["train"].labels[train]
     five = np.flatnonzero(labels < 5)
     source = pipeline.make_source(data, "train", 64, 0, True, indices=five)
@@ -77,7 +77,7 @@ def setup(tmp_path_factory):
             init_from=pre_dir,
             results_csv=str(root / "results.csv"),
         )
-        c.data = pipeline.data_config(name="fashion_small", data_dir=data_dir, num_threads=2)
+        c.data = pipeline.tfds_config(name="fashion_small", data_dir=data_dir, num_threads=2)
         c.optim.lr, c.optim.warmup_steps = 1e-2, 5
         c.checkpoint.async_save = False
         c.update(overrides)

@@ -16,14 +16,13 @@ logged as knn/top1 beside the loss. Import Fashion-MNIST first and point the eva
         --config.evals.knn.data.data_dir=DIR
 """
 
-import ml_collections
-
-from synth_jax.data.pipeline import data_config as tfds_data_config
+from synth_jax.data.pipeline import tfds_config
 from synth_jax.evaluators import eval_config
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
+from synth_jax.train.pretrain import pretrain_config
 
 VARIANTS = ("mu", "knn")
 
@@ -32,10 +31,8 @@ def get_config(arg=None):
     variants = set(filter(None, (arg or "").split(",")))
     if variants - set(VARIANTS):
         raise ValueError(f"unknown variant {sorted(variants - set(VARIANTS))}; one of {VARIANTS}")
-    config = ml_collections.ConfigDict()
-    config.seed = 0
     # FractalDB recipe at thumbnail size; a coarser category search keeps the table build short.
-    config.data = data_config(
+    data = data_config(
         "fractaldb",
         num_classes=10,
         image_size=32,
@@ -46,20 +43,25 @@ def get_config(arg=None):
         search_size=128,
         search_points=20_000,
     )
-    config.image_size = 32
-    config.batch_size = 64
-    config.total_steps = 300
-    config.total_epochs = 0.0
-    config.log_every_steps = 10
-    config.model = model_config("mu/4" if "mu" in variants else "Nano/4")
-    config.optim = optim_config(
-        name="adamw", lr=1e-3, weight_decay=0.05, warmup_steps=20, end_lr=1e-5, grad_clip_norm=1.0
+    config = pretrain_config(
+        data=data,
+        image_size=32,
+        batch_size=64,
+        total_steps=300,
+        log_every_steps=10,
+        model=model_config("mu/4" if "mu" in variants else "Nano/4"),
+        optim=optim_config(
+            name="adamw",
+            lr=1e-3,
+            weight_decay=0.05,
+            warmup_steps=20,
+            end_lr=1e-5,
+            grad_clip_norm=1.0,
+        ),
+        augment=augment_config(crop="resize"),
     )
-    config.augment = augment_config(crop="resize")
-    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
-    config.checkpoint = ml_collections.ConfigDict(dict(every_steps=100, keep=2, async_save=True))
-    config.evals = ml_collections.ConfigDict()
+    config.checkpoint.update(dict(every_steps=100, keep=2))
     if "knn" in variants:
-        fashion = tfds_data_config(name="fashion_mnist", num_threads=2)
+        fashion = tfds_config(name="fashion_mnist", num_threads=2)
         config.evals.knn = eval_config("knn", every_steps=100, data=fashion)
     return config

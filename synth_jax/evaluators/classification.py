@@ -21,7 +21,7 @@ from synth_jax.errors import UsageError
 from synth_jax.evaluators import inference
 
 DEFAULTS = dict(
-    data=pipeline.data_config(),  # the TFDS dataset (name, data_dir, ...)
+    data=pipeline.tfds_config(),  # the TFDS dataset (name, data_dir, ...)
     split="test",
     batch_size=256,  # global; a multiple of the data-parallel size and of the process count
 )

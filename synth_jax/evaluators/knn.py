@@ -24,7 +24,7 @@ from synth_jax.errors import UsageError
 from synth_jax.evaluators import classification, inference
 
 DEFAULTS = dict(
-    data=pipeline.data_config(),  # the TFDS dataset (name, data_dir, ...)
+    data=pipeline.tfds_config(),  # the TFDS dataset (name, data_dir, ...)
     train_split="train[:5000]",  # the references
     test_split="test[:1000]",  # the queries
     k=20,

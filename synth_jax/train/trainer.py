@@ -47,7 +47,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from synth_jax import evaluators, files, models
-from synth_jax.config import allowed_keys, config_to_dict, with_defaults
+from synth_jax.config import allowed_keys, config_to_dict, replace_keys, with_defaults
 from synth_jax.errors import UsageError
 from synth_jax.models import adapt
 from synth_jax.train import augment as augment_lib
@@ -62,7 +62,8 @@ RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "checkpoi
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
-    """The trainer's defaults; callers add their own sections (e.g. `data`)."""
+    """The trainer's defaults, the schema of its keys; callers add their own sections (e.g.
+    `data`). `overrides` replace whole keys (a section is given whole)."""
     config = ml_collections.ConfigDict(
         dict(
             seed=0,
@@ -84,8 +85,7 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             checkpoint=ml_collections.ConfigDict(dict(every_steps=1000, keep=3, async_save=True)),
         )
     )
-    config.update(overrides)
-    return config
+    return replace_keys(config, overrides, "trainer")
 
 
 # Keys the trainer reads (from its defaults); other top-level keys (data, ...) belong to the

@@ -43,7 +43,7 @@ import sys
 import jax
 import ml_collections
 
-from synth_jax.config import allowed_keys, check, config_from_argv, require_keys
+from synth_jax.config import allowed_keys, check, config_from_argv, replace_keys, require_keys
 from synth_jax.data import pipeline
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.registry import Registry
@@ -61,12 +61,12 @@ MODES = Registry(
 
 
 def finetune_config(**overrides) -> ml_collections.ConfigDict:
-    """Defaults of a fine-tuning config: the trainer's keys, the transfer keys below and the
-    sections of the registered modes."""
+    """Defaults of a fine-tuning config, the schema of its keys: the trainer's keys, the transfer
+    keys below and the sections of the registered modes. `overrides` replace whole keys."""
     config = trainer.train_config()
     config.update(
         dict(
-            data=pipeline.data_config(),
+            data=pipeline.tfds_config(),
             init_from="",  # pre-training workdir or checkpoint; '' = from scratch
             dont_load=("head/.*",),  # regexes of parameters NOT loaded (re-initialised)
             mode="full",
@@ -80,8 +80,7 @@ def finetune_config(**overrides) -> ml_collections.ConfigDict:
     for module in {id(m): m for m in MODES.values()}.values():
         for key, value in getattr(module, "DEFAULTS", {}).items():
             config[key] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
-    config.update(overrides)
-    return config
+    return replace_keys(config, overrides, "fine-tuning")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
