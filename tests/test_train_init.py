@@ -34,10 +34,10 @@ def test_resnet_finetune_loads_batch_norm_statistics(tmp_path):
     probe.inference_mode = True
     common = dict(num_classes=3, init_params=saved["params"], dont_load=("head/.*",))
     _, loaded = trainer.train(
-        probe, str(tmp_path / "ft"), BlobImages(3), init_extra=saved["extra"], **common
+        probe, str(tmp_path / "ft"), BlobImages(3), init_model_state=saved["model_state"], **common
     )
 
-    loaded_stats, saved_stats = _stats(loaded), _flat(saved["extra"])
+    loaded_stats, saved_stats = _stats(loaded), _flat(saved["model_state"])
     means = [k for k in loaded_stats if k.endswith("mean")]
     assert means and set(loaded_stats) <= set(saved_stats)
     for name in loaded_stats:

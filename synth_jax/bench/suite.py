@@ -26,6 +26,9 @@ import subprocess
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
+
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import write_json, write_text
 
@@ -66,9 +69,6 @@ def _time(fn, repeats: int) -> float:
 
 def measure_ceilings(quick: bool) -> dict:
     """The device's bf16 matrix-product rate and copy bandwidth, measured (not the datasheet)."""
-    import jax
-    import jax.numpy as jnp
-
     n = 512 if quick else 8192
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.bfloat16)  # random, never zeros
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.bfloat16)

@@ -25,6 +25,8 @@ import grain
 import jax
 import ml_collections
 import numpy as np
+from absl import flags
+from PIL import Image
 
 from synth_jax.data import tfds_source
 from synth_jax.errors import UsageError
@@ -83,8 +85,6 @@ class _Decode(grain.transforms.Map):
         if image.ndim == 2:
             image = image[..., None]
         if self.decode_size and image.shape[:2] != (self.decode_size, self.decode_size):
-            from PIL import Image
-
             pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
             pil = pil.resize((self.decode_size, self.decode_size), Image.BILINEAR)
             image = np.asarray(pil, np.uint8).reshape(self.decode_size, self.decode_size, -1)
@@ -144,8 +144,6 @@ class HostSource:
             grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
         )
         if config.num_workers:
-            from absl import flags
-
             # Grain's worker processes read absl flags; a program that is not an absl app
             # has not parsed them.
             if not flags.FLAGS.is_parsed():

@@ -13,6 +13,7 @@ import time
 import jax
 import numpy as np
 
+from synth_jax.files import write_text
 from synth_jax.progress import Progress
 
 # Dense bf16 peak FLOP/s per device, for MFU (vendor data sheets; no sparsity).
@@ -48,8 +49,6 @@ def truncate_jsonl(path: str, last_step: int):
         rows = [line for line in f if line.strip()]
     kept = [r for r in rows if json.loads(r).get("step", 0) <= last_step]
     if len(kept) != len(rows):
-        from synth_jax.files import write_text
-
         write_text(path, "".join(kept))
 
 

@@ -19,7 +19,8 @@ Data sources (the only interface between data and trainer):
 Fine-tuning: `init_params` (a nested dict as returned by checkpoint.load_params) replaces the
 fresh parameters except those matching `dont_load` regexes (e.g. ("head/.*",)); the model module
 adapts what differs (synth_jax.models: a ViT resamples a position embedding of another grid);
-`init_extra` (the checkpoint's "extra": batch-norm statistics) is loaded the same way.
+`init_model_state` (the checkpoint's non-parameter state: batch-norm statistics) is loaded the
+same way.
 `config.optim.trainable` trains only the parameters it matches; `config.inference_mode` runs the
 model as at evaluation while it trains (no dropout or drop-path, batch statistics frozen): set
 both for a frozen backbone. A config that lacks a trainer key runs with its default.
@@ -43,6 +44,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -56,9 +58,11 @@ from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import metrics as metrics_lib
 from synth_jax.train import optim as optim_lib
 
-# Keys a resumed run may change (extending the run, logging, checkpointing, or moving it to
-# another mesh: the state restores onto any mesh); any other change needs a new workdir.
-RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "checkpoint.", "mesh.")
+# Keys a resumed run may change (extending the run, logging, checkpointing, evaluating, or moving
+# it to another mesh: the state restores onto any mesh); any other change needs a new workdir.
+RESUMABLE_CHANGES = (
+    "total_steps", "total_epochs", "log_every_steps", "checkpoint.", "evals.", "mesh.",
+)  # fmt: skip
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
@@ -216,7 +220,7 @@ def train(
     *,
     num_classes: int,
     init_params: dict | None = None,
-    init_extra: dict | None = None,
+    init_model_state: dict | None = None,
     dont_load: tuple[str, ...] = (),
     extra_summary: dict | None = None,
 ):
@@ -243,16 +247,18 @@ def train(
         return models.create_model(config.model, num_classes, image_size, nnx.Rngs(params=seed))
 
     abstract_model = nnx.eval_shape(fresh_model)
-    graphdef, abstract_params, abstract_extra = nnx.split(abstract_model, nnx.Param, ...)
+    graphdef, abstract_params, abstract_model_state = nnx.split(abstract_model, nnx.Param, ...)
     params_template = nnx.to_pure_dict(abstract_params)
-    extra_template = nnx.to_pure_dict(abstract_extra)
+    model_state_template = nnx.to_pure_dict(abstract_model_state)
     # The model module decides which given arrays fit (a ViT resamples its position embedding);
     # batch-norm statistics travel with the parameters they normalise for (ResNets).
-    loaded = loaded_extra = None
+    loaded = loaded_model_state = None
     if init_params is not None:
         loaded = models.adapt_pretrained(config.model, params_template, init_params, dont_load)
-    if init_extra and jax.tree.leaves(extra_template):
-        loaded_extra = models.adapt_pretrained(config.model, extra_template, init_extra, dont_load)
+    if init_model_state and jax.tree.leaves(model_state_template):
+        loaded_model_state = models.adapt_pretrained(
+            config.model, model_state_template, init_model_state, dont_load
+        )
 
     # ------------------------------------------------------------------ mesh and evaluators
     mesh = mesh_lib.make_mesh(config.mesh)
@@ -290,22 +296,22 @@ def train(
     )
     model_train_mode = not config.inference_mode
 
-    def apply_model(params, extra, images, train_mode, rng):
-        """(pure params, pure extra, images) -> (logits, updated extra)."""
+    def apply_model(params, model_state, images, train_mode, rng):
+        """(pure params, pure model_state, images) -> (logits, updated model_state)."""
         p = jax.tree.map(lambda x: x, abstract_params)
-        e = jax.tree.map(lambda x: x, abstract_extra)
+        e = jax.tree.map(lambda x: x, abstract_model_state)
         nnx.replace_by_pure_dict(p, params)
-        nnx.replace_by_pure_dict(e, extra)
+        nnx.replace_by_pure_dict(e, model_state)
         model = nnx.merge(graphdef, p, e)
         logits = model(images, train=train_mode, rng=rng)
         return logits, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
 
     def model_of(state):
-        """The nnx model holding a train state's params and extra (no copy)."""
+        """The nnx model holding a train state's params and model_state (no copy)."""
         p = jax.tree.map(lambda x: x, abstract_params)
-        e = jax.tree.map(lambda x: x, abstract_extra)
+        e = jax.tree.map(lambda x: x, abstract_model_state)
         nnx.replace_by_pure_dict(p, state["params"])
-        nnx.replace_by_pure_dict(e, state["extra"])
+        nnx.replace_by_pure_dict(e, state["model_state"])
         return nnx.merge(graphdef, p, e)
 
     # ------------------------------------------------------------------ shard and create the state
@@ -314,26 +320,26 @@ def train(
     opt_shardings = mesh_lib.optimizer_shardings(tx, abstract_opt, param_shardings, mesh)
     state_shardings = dict(
         params=param_shardings,
-        extra=jax.tree.map(lambda _: repl, extra_template),
+        model_state=jax.tree.map(lambda _: repl, model_state_template),
         opt_state=opt_shardings,
         step=repl,
     )
 
-    def init_state(loaded, loaded_extra):
-        _, params, extra = nnx.split(fresh_model(), nnx.Param, ...)
-        params, extra = nnx.to_pure_dict(params), nnx.to_pure_dict(extra)
+    def init_state(loaded, loaded_model_state):
+        _, params, model_state = nnx.split(fresh_model(), nnx.Param, ...)
+        params, model_state = nnx.to_pure_dict(params), nnx.to_pure_dict(model_state)
         if loaded:
             params = adapt.merge(params, loaded)
-        if loaded_extra:
-            extra = adapt.merge(extra, loaded_extra)
+        if loaded_model_state:
+            model_state = adapt.merge(model_state, loaded_model_state)
         return dict(
             params=params,
-            extra=extra,
+            model_state=model_state,
             opt_state=tx.init(params),
             step=jnp.zeros((), jnp.int32),
         )
 
-    abstract_state = jax.eval_shape(init_state, loaded, loaded_extra)
+    abstract_state = jax.eval_shape(init_state, loaded, loaded_model_state)
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state,
@@ -348,11 +354,11 @@ def train(
     # ------------------------------------------------------------------ update step
     aug = config.augment
 
-    def loss_and_metrics(params, extra, images, targets, labels, rng):
-        logits, extra = apply_model(params, extra, images, model_train_mode, rng)
+    def loss_and_metrics(params, model_state, images, targets, labels, rng):
+        logits, model_state = apply_model(params, model_state, images, model_train_mode, rng)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
         correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32).sum()
-        return loss, (extra, correct)
+        return loss, (model_state, correct)
 
     grad_fn = jax.value_and_grad(loss_and_metrics, has_aux=True)
 
@@ -371,10 +377,10 @@ def train(
         images, targets = augment_lib.augment_batch(
             k_aug, images, labels, num_classes, image_size, aug, train=True
         )
-        params, extra = state["params"], state["extra"]
+        params, model_state = state["params"], state["model_state"]
         if accum == 1:
-            (loss, (extra, correct)), grads = grad_fn(
-                params, extra, images, targets, labels, k_model
+            (loss, (model_state, correct)), grads = grad_fn(
+                params, model_state, images, targets, labels, k_model
             )
         else:
             # Micro-batch j takes rows j, j+A, j+2A, ...: each keeps the batch sharding.
@@ -384,23 +390,23 @@ def train(
                 return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
             def body(carry, xs):
-                grads, extra, loss, correct = carry
+                grads, model_state, loss, correct = carry
                 im, tg, lb, j = xs
-                (micro_loss, (extra, c)), g = grad_fn(
-                    params, extra, im, tg, lb, jax.random.fold_in(k_model, j)
+                (micro_loss, (model_state, c)), g = grad_fn(
+                    params, model_state, im, tg, lb, jax.random.fold_in(k_model, j)
                 )
                 grads = jax.tree.map(jnp.add, grads, g)
-                return (grads, extra, loss + micro_loss, correct + c), None
+                return (grads, model_state, loss + micro_loss, correct + c), None
 
             zeros = jax.tree.map(jnp.zeros_like, params)
-            carry = (zeros, extra, jnp.float32(0), jnp.float32(0))
+            carry = (zeros, model_state, jnp.float32(0), jnp.float32(0))
             xs = (micro(images), micro(targets), micro(labels), jnp.arange(accum))
-            (grads, extra, loss, correct), _ = jax.lax.scan(body, carry, xs)
+            (grads, model_state, loss, correct), _ = jax.lax.scan(body, carry, xs)
             grads = jax.tree.map(lambda g: g / accum, grads)
             loss = loss / accum
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
-        new_state = dict(params=params, extra=extra, opt_state=opt_state, step=step + 1)
+        new_state = dict(params=params, model_state=model_state, opt_state=opt_state, step=step + 1)
         metrics = dict(
             loss=loss,
             accuracy=correct / global_batch,
@@ -435,7 +441,7 @@ def train(
             )
     else:
         start_step = 0
-        state = jax.jit(init_state, out_shardings=state_shardings)(loaded, loaded_extra)
+        state = jax.jit(init_state, out_shardings=state_shardings)(loaded, loaded_model_state)
 
     def data_state():
         return {"source": None if on_device else source.get_state(), "seed": seed}
@@ -478,8 +484,6 @@ def train(
     def must_stop() -> bool:
         flag = preempted["flag"]
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             flag = bool(np.any(multihost_utils.process_allgather(np.array(flag))))
         return flag
 

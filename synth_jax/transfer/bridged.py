@@ -19,6 +19,7 @@ import os
 
 import jax
 import ml_collections
+from jax.experimental import multihost_utils
 
 from synth_jax import files
 from synth_jax.config import config_to_dict
@@ -62,8 +63,6 @@ def synthetic_data_config(config, workdir: str) -> ml_collections.ConfigDict:
             if jax.process_index() == 0:
                 importer.import_dataset(SYNTHETIC_NAME, bridged.folder, data_dir, "folder")
             if jax.process_count() > 1:
-                from jax.experimental import multihost_utils
-
                 multihost_utils.sync_global_devices("bridged synthetic import")
         data.name, data.data_dir = SYNTHETIC_NAME, data_dir
         if not data.decode_size:

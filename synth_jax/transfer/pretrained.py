@@ -23,7 +23,7 @@ class Pretrained(NamedTuple):
     `nnx.to_pure_dict` (list entries under int keys, the classifier under "head")."""
 
     params: dict
-    extra: dict  # the non-parameter state: batch statistics ({} for most ViTs)
+    model_state: dict  # the non-parameter state: batch statistics ({} for most ViTs)
     config: dict | None  # the pre-training's config.json, when there is one
 
 
@@ -32,20 +32,20 @@ def load_pretrained(init_from: str) -> Pretrained:
     step's dir (the newest checkpoint is read)."""
     state = checkpoint.load_train_state(init_from)
     _, config = checkpoint.load_params(init_from)
-    return Pretrained(state["params"], state.get("extra") or {}, config)
+    return Pretrained(state["params"], state.get("model_state") or {}, config)
 
 
 def load_into(model: nnx.Module, model_config, init_from: str, dont_load=("head/.*",)) -> dict:
     """Loads `init_from`'s newest checkpoint into `model` (built from `model_config`) in place:
     parameters and batch-norm statistics; `dont_load` regexes keep their fresh values. Returns
     the pre-training config."""
-    params, extra, config = load_pretrained(init_from)
-    for kind, loaded in ((nnx.Param, params), (nnx.BatchStat, extra)):
+    params, model_state, config = load_pretrained(init_from)
+    for kind, loaded in ((nnx.Param, params), (nnx.BatchStat, model_state)):
         state = nnx.state(model, kind)
-        pure = state.to_pure_dict()
+        pure = nnx.to_pure_dict(state)
         if not adapt.flatten(pure):
             continue
         chosen = models.adapt_pretrained(model_config, pure, loaded, dont_load)
-        state.replace_by_pure_dict(adapt.merge(pure, chosen))
+        nnx.replace_by_pure_dict(state, adapt.merge(pure, chosen))
         nnx.update(model, state)
     return config

@@ -68,12 +68,12 @@ def row(config, workdir, run_workdir, seed, metrics, mode, pretrain) -> dict:
     )
 
 
-def finish(config, workdir, run_workdir, seed, metrics, mode, pretrain, extra) -> dict:
+def finish(config, workdir, run_workdir, seed, metrics, mode, pretrain, fields) -> dict:
     """Writes result.json and appends the results row (once per finished run); returns the
-    result {row, per_class, top5, ...extra}."""
+    result {row, per_class, top5, **fields}."""
     record = row(config, workdir, run_workdir, seed, metrics, mode, pretrain)
     per_class = np.asarray(metrics["per_class"], np.float64).tolist()
-    result = dict(row=record, per_class=per_class, top5=metrics["top5"], **extra)
+    result = dict(row=record, per_class=per_class, top5=metrics["top5"], **fields)
     if jax.process_index() == 0:
         results.append_row(results_path(config, workdir), record)
         files.write_json(os.path.join(run_workdir, "result.json"), result)
@@ -121,7 +121,7 @@ def train_and_evaluate(
         source,
         num_classes=source.num_classes,
         init_params=init.params if init else None,
-        init_extra=init.extra if init else None,
+        init_model_state=init.model_state if init else None,
         dont_load=tuple(config.dont_load),
         extra_summary=dict(train_examples=source.num_examples),
     )

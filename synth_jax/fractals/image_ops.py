@@ -1,5 +1,5 @@
-"""Image-space pieces of the renderer: patches and stamps, flips, random windows, HSV colour and a
-smooth-noise background. Pure JAX functions of one image; the renderer vmaps them."""
+"""Image-space operations of the renderer: patches and stamps, random windows, HSV colour
+and a smooth-noise background. Pure JAX functions of one image; the renderer vmaps them."""
 
 from __future__ import annotations
 
