@@ -12,6 +12,7 @@ from PIL import Image
 
 from synth_jax import cli
 from synth_jax.config import load_config
+from synth_jax.errors import UsageError
 from synth_jax.evaluators import EVALUATORS
 from synth_jax.fractals import FAMILIES, FractalDataset
 from synth_jax.models import MODELS
@@ -108,3 +109,17 @@ def test_a_new_transfer_mode(pretrained, tmp_path, capsys):
     (row,) = results.read_rows(csv)
     assert row["mode"] == "centroid" and row["pretrain_family"] == "disc"
     assert float(row["top1"]) > 0.9
+
+
+def test_a_table_refuses_what_would_break_it():
+    from toys import disc, one_layer
+
+    with pytest.raises(ValueError, match="built in"):
+        FAMILIES.register("fractaldb", disc)  # a built-in name stays the built-in
+    with pytest.raises(TypeError, match="renderer"):
+        FAMILIES.register("half_family", one_layer)  # lacks the family attributes
+    with pytest.raises(ValueError, match="lower_case"):
+        FAMILIES.register("Disc", disc)
+    assert FAMILIES.register("disc", disc) is disc and FAMILIES.register("disc", disc) is disc
+    with pytest.raises(UsageError, match="'family'='discs': expected one of .*disc"):
+        FAMILIES.lookup("discs")

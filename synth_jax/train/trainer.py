@@ -1,5 +1,5 @@
 """The one trainer: pre-training on on-device fractals, supervised pre-training on real data, and
-fine-tuning / linear probing all run through `train(...)`.
+fine-tuning all run through `train(...)`.
 
     summary, model = train(config, workdir, source, num_classes=C)
 
@@ -20,10 +20,12 @@ Fine-tuning: `init_params` (a nested dict as returned by checkpoint.load_params)
 fresh parameters except those matching `dont_load` regexes (e.g. ("head/.*",)); the model module
 adapts what differs (synth_jax.models: a ViT resamples a position embedding of another grid);
 `init_model_state` (the checkpoint's non-parameter state: batch-norm statistics) is loaded the
-same way.
-`config.optim.trainable` trains only the parameters it matches; `config.inference_mode` runs the
-model as at evaluation while it trains (no dropout or drop-path, batch statistics frozen): set
-both for a frozen backbone. A config that lacks a trainer key runs with its default.
+same way. `config.optim.trainable` trains only the parameters it matches; `config.inference_mode`
+runs the model as at evaluation while it trains (no dropout or drop-path, batch statistics
+frozen): set both for a frozen backbone. A config that lacks a trainer key runs with its default.
+
+Evaluators (`config.evals.<name>`, synth_jax.evaluators) run every `every_steps` steps and at the
+end; their metrics share the metrics row of the step.
 
 The workdir receives config.json, metrics.jsonl, tensorboard/, checkpoints/ and, at the end,
 summary.json. Re-running with the same workdir resumes from the newest good checkpoint.
