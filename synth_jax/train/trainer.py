@@ -504,6 +504,7 @@ def train(
         due = [e for e in evals if e.due(step, total_steps)]
         if not due:
             return {}
+        jax.block_until_ready(state["params"])  # the step's own time is training time
         t0, row = time.perf_counter(), {}
         model = model_of(state)
         with jax.transfer_guard("allow"):
