@@ -14,6 +14,14 @@ logged as knn/top1 beside the loss. Import Fashion-MNIST first and point the eva
     synth-jax data import fashion_mnist --from /usr/share/datasets/fashion-mnist --data_dir DIR
     synth-jax pretrain --config configs/pretrain/cpu_tiny.py:knn --workdir runs/cpu_tiny_knn \
         --config.evals.knn.data.data_dir=DIR
+
+Measured (2026-11-30, CPU, 2 cores shared with other jobs, load average ~10): the import takes
+1 min; the run 24 min (three evaluations of 6,000 images each included). k-NN top-1 on the
+1,000 queries (standard error +-0.016): 0.405, 0.403, 0.408 at steps 100, 200, 300, while the
+same network at initialisation scores 0.551 (evaluated separately): at this budget the 32 px
+FractalDB-10 features transfer to Fashion-MNIST worse than random ones, and do not move
+detectably between steps 100 and 300. The loss falls from 2.21 to 1.74 (first and last five
+logged steps).
 """
 
 from synth_jax.data.pipeline import tfds_config
