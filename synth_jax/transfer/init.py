@@ -17,6 +17,7 @@ import jax
 import numpy as np
 from flax import nnx, traverse_util
 
+from synth_jax import weights
 from synth_jax.errors import UsageError
 from synth_jax.models import create_model
 from synth_jax.train import checkpoint
@@ -25,7 +26,12 @@ from synth_jax.train.trainer import select_init_params
 
 
 def load_pretrained(init_from: str) -> tuple[dict, dict, dict | None]:
-    """(params, extra (batch statistics; {} for ViTs), pre-training config dict or None)."""
+    """(params, extra (batch statistics; {} for ViTs), pre-training config dict or None).
+
+    `init_from`: a synth_jax workdir or checkpoint, or a timm-layout .safetensors / big_vision
+    .npz weights file (see synth_jax.weights)."""
+    if weights.is_weights_file(init_from):
+        return weights.load(init_from)
     state = checkpoint.load_train_state(init_from)
     _, config = checkpoint.load_params(init_from)
     return state["params"], state.get("extra") or {}, config
