@@ -105,11 +105,12 @@ def test_committed_manifest_is_what_timm_builds():
 
 def test_export_model_verify_loads_in_timm_and_agrees(tmp_path, capsys):
     workdir, out = str(tmp_path / "run"), str(tmp_path / "out")
-    make_checkpoint(workdir, "Nano/4", 32, num_classes=10)
+    make_checkpoint(workdir, "mu/4", 32, num_classes=5)
     rc = cli.main(["export-model", "--from", workdir, "--out", out, "--with-head", "--verify"])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "timm agrees on 8 onepfrac images" in text and "same top-1 class for 8 of 8" in text
+    assert not any(name.startswith(".") for name in os.listdir(tmp_path))  # no temporary left
 
 
 @pytest.mark.parametrize(
