@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from flax import nnx
 
-from synth_jax import models
+from synth_jax import models, weights
 from synth_jax.models import adapt
 from synth_jax.train import checkpoint
 
@@ -29,7 +29,10 @@ class Pretrained(NamedTuple):
 
 def load_pretrained(init_from: str) -> Pretrained:
     """The one entry point for `init_from`: a pre-training workdir, its checkpoints/ dir or one
-    step's dir (the newest checkpoint is read)."""
+    step's dir (the newest checkpoint is read), or a timm-layout .safetensors / big_vision .npz
+    weights file (see synth_jax.weights)."""
+    if weights.is_weights_file(init_from):
+        return Pretrained(*weights.load(init_from))
     state = checkpoint.load_train_state(init_from)
     _, config = checkpoint.load_params(init_from)
     return Pretrained(state["params"], state.get("model_state") or {}, config)
