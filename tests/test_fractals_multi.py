@@ -3,12 +3,17 @@ compositing), OFDB's fixed class images and the mixture family, against the sequ
 references in synth_jax.fractals.reference_multi."""
 
 import colorsys
+import copy
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_train_sources import use_compilation_cache
 
+from synth_jax import cli
+from synth_jax.config import load_config
 from synth_jax.errors import UsageError
 from synth_jax.fractals import (
     FractalDataset,
@@ -22,7 +27,9 @@ from synth_jax.fractals import (
 )
 from synth_jax.fractals import reference_multi as ref
 from synth_jax.fractals.mixture import component_seed, mixture_config
+from synth_jax.fractals.preview import render_images
 
+use_compilation_cache()  # the export test's render is the export's own compiled program
 SMALL = dict(image_size=32, points=2048, chains=128, burn_in=16)
 OFDB_SMALL = dict(pad=2, search_points=4096, search_size=64, fill_threshold=0.05, **SMALL)
 
@@ -293,3 +300,40 @@ def test_mixture_refuses_mismatched_components(change, needle):
     change(cfg)
     with pytest.raises(UsageError, match=needle.replace(".", r"\.")):
         FractalDataset(cfg)
+
+
+def test_mixture_labels_become_multi_hot_when_a_component_is(mixed):
+    """With a multi-label component, class ids become one-hot rows and multi-hot rows are
+    placed at their component's offset."""
+    renderer = copy.copy(mixed.renderer)  # ofdb (classes 0, 1), sig (classes 2, 3, 4)
+    renderer.multi_label = True
+    np.testing.assert_array_equal(renderer.lift(jnp.array([1, 0]), 0),
+                                  [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]])  # fmt: skip
+    np.testing.assert_array_equal(renderer.lift(jnp.array([[1, 0, 1]]), 1), [[0, 0, 1, 0, 1]])
+    np.testing.assert_array_equal(mixed.renderer.lift(jnp.array([0, 2]), 1), [2, 4])
+
+
+def test_multi_label_export_is_tfds_with_class_lists(tmp_path, capsys):
+    import tensorflow_datasets as tfds
+
+    small = ["--config.num_classes=5", "--config.image_size=32", "--config.points=2048",
+             "--config.chains=128", "--config.burn_in=16"]  # fmt: skip
+    argv = ["export", "--config", "configs/data/multi_instance_1k.py", *small]
+    out = str(tmp_path / "png")
+    assert cli.main([*argv, "--out", out, "--format", "png"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--format tfds" in err[0] and not os.path.exists(out)
+    out = str(tmp_path / "tfds")
+    assert cli.main([*argv, "--out", out, "--format", "tfds", "--num", "4", "--batch", "4"]) == 0
+    source = tfds.data_source("fractals_multi_instance", data_dir=out, split="train")
+    dataset = FractalDataset(
+        load_config(
+            "configs/data/multi_instance_1k.py",
+            {k[9:].split("=")[0]: k.split("=")[1] for k in small},
+        )
+    )
+    images, labels, _ = render_images(dataset, np.arange(4), 0, batch=4)  # export's own call
+    for i in range(4):
+        record = source[i]
+        np.testing.assert_array_equal(record["image"], np.asarray(images)[i])
+        assert list(record["label"]) == np.flatnonzero(np.asarray(labels)[i]).tolist()
