@@ -206,8 +206,9 @@ def check(
         change = schedule_change(optim, old_total, total_steps, steps_per_epoch)
         if change and not extend:
             step, lr_old, lr_new = change
+            key = "total_steps" if config_dict.get("total_steps", 0) > 0 else "total_epochs"
             raise UsageError(
-                f"total_steps: {workdir} holds a run scheduled for {old_total} steps; "
+                f"{key}: {workdir} holds a run scheduled for {old_total} steps; "
                 f"{total_steps} changes its learning rate from step {step} on ({lr_old:.3g} "
                 f"-> {lr_new:.3g}); pass --extend to continue under the new schedule, or use "
                 f"another --workdir"
