@@ -105,6 +105,10 @@ def test_adapt_pretrained_lists_every_mismatch_and_resamples_posemb():
     loaded["norm"] = {"scale": np.ones(8)}
     chosen = vit.adapt_pretrained(model, loaded)
     assert sorted(chosen) == ["embedding/kernel", "norm/scale", "posemb"]
+    # a class token the model has no place for (cls-pooled file, gap-pooled model) is refused
+    loaded["cls"] = np.zeros((1, 1, 8))
+    with pytest.raises(UsageError, match=r"cls \(in the checkpoint, not in the model\)"):
+        vit.adapt_pretrained(model, loaded)
 
 
 @pytest.mark.parametrize(
