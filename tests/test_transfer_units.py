@@ -1,5 +1,7 @@
 """Few-shot and fraction sampling, the results table, metrics and the linear-probe solver."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,15 @@ def test_finetune_configs_pass_their_checks(name, arg):
     assert config.results_csv and config.image_size > 0
     with pytest.raises(UsageError, match="mode"):
         finetune.check_config(load_config(f"configs/finetune/{name}.py{arg}", {"mode": "x"}))
+
+
+def test_pretrain_info_of_a_weights_file_names_its_pretraining(tmp_path):
+    outside = tmp_path / "vit_base_in21k.npz"
+    assert results.pretrain_info(str(outside))["pretrain_family"] == "file:vit_base_in21k"
+    exported = tmp_path / "export"
+    exported.mkdir()
+    sidecar = {"architecture": "vit_tiny_patch16_224"}
+    sidecar["synth_jax"] = {"pretraining": {"family": "onepfrac", "num_classes": 1000}}
+    (exported / "config.json").write_text(json.dumps(sidecar))
+    info = results.pretrain_info(str(exported / "model.safetensors"))
+    assert info["pretrain_family"] == "onepfrac" and info["pretrain_classes"] == 1000
