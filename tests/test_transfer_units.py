@@ -111,6 +111,11 @@ def test_adapt_pretrained_lists_every_mismatch_and_resamples_posemb():
     loaded["cls"] = np.zeros((1, 1, 8))
     with pytest.raises(UsageError, match=r"cls \(in the checkpoint, not in the model\)"):
         vit.adapt_pretrained(model, loaded)
+    # a wrong model mismatches everything: the one line names a few and counts the rest
+    many = {f"blocks/{i}": {"kernel": np.zeros(2)} for i in range(40)}
+    with pytest.raises(UsageError, match=r"; and 34 more\. Use") as info:
+        vit.adapt_pretrained(many, {})
+    assert len(str(info.value)) < 400
 
 
 @pytest.mark.parametrize(

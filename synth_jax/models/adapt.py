@@ -16,6 +16,8 @@ import numpy as np
 
 from synth_jax.errors import UsageError
 
+SHOWN = 6  # mismatches named in the one-line error (a wrong model.name mismatches hundreds)
+
 
 def param_path(path) -> str:
     """'blocks/0/attn/query/kernel' for a key path into a nested params dict."""
@@ -60,8 +62,11 @@ def select_arrays(target, loaded, dont_load=(), resize=None) -> dict[str, np.nda
         if name not in wanted and not any(p.fullmatch(name) for p in patterns):
             problems.append(f"{name} (in the checkpoint, not in the model)")
     if problems:
+        shown = "; ".join(problems[:SHOWN])
+        if len(problems) > SHOWN:
+            shown += f"; and {len(problems) - SHOWN} more"
         raise UsageError(
-            f"the pre-trained parameters do not fit this model: {'; '.join(problems)}. "
+            f"the pre-trained parameters do not fit this model: {shown}. "
             f"Use the pre-training's model.name and settings, or add the arrays to dont_load"
         )
     return chosen
