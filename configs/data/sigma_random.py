@@ -9,11 +9,12 @@ CPU (2 shared cores): the 1,000 systems are drawn in under a second and checked 
 the sigma constraint surface) instead of the sequential one.
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
     config = data_config("sigma")
-    if arg == "rejection":
+    if config_args(arg, rejection=False).rejection:
         config.sigma_sampler = "rejection"
     return config
