@@ -50,6 +50,7 @@ def validate(config) -> None:
         raise UsageError("mode=bridged runs one seed; set seeds=() and seed=S, one run per seed")
     if config.bridged.total_steps < 1:
         raise UsageError("bridged.total_steps: the length of stage 1, must be >= 1")
+    tfds_source.check_split(config.bridged.split, "bridged.split")
     trainer.validate(config, num_images=1, data_image_size=config.image_size)
 
 

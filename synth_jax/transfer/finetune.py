@@ -46,6 +46,7 @@ import ml_collections
 from synth_jax.config import allowed_keys, check, config_from_argv, replace_keys, require_keys
 from synth_jax.data import pipeline
 from synth_jax.errors import ArgumentParser, UsageError
+from synth_jax.files import folder_arg
 from synth_jax.registry import Registry
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import trainer
@@ -87,6 +88,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     """Everything that can be checked before data is opened or anything compiles."""
     require_keys(config, allowed_keys(finetune_config(), open_sections=("model", "evals")))
     mode = MODES.lookup(config.mode)
+    pipeline.check_splits(config.data)
     check(config, "fraction", lambda v: 0.0 < v <= 1.0, "a share of the training set in (0, 1]")
     check(config, "shots", lambda v: v >= 0, "examples per class, >= 0")
     if config.shots and config.fraction != 1.0:
@@ -121,13 +123,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def main(argv: list[str]) -> int:
     """Exit codes: 0 done, 2 bad input, 143 stopped by SIGTERM after a checkpoint (rerun it)."""
-    config, rest = config_from_argv(argv, required=not ({"-h", "--help"} & set(argv)))
+    config, rest = config_from_argv(argv)
     parser = ArgumentParser(
         prog="synth-jax finetune",
         description="Fine-tune, linear-probe or few-shot a model on real data: --config "
         "configs/finetune/NAME.py[:cpu] --workdir DIR [--config.KEY=VALUE ...]",
     )
-    parser.add_argument("--workdir", required=True, help="run folder (re-run to resume)")
+    parser.add_argument(
+        "--workdir", required=True, type=folder_arg, help="run folder (re-run to resume)"
+    )
     parser.add_argument("--coordinator", help="HOST:PORT of process 0, for multi-process runs")
     parser.add_argument("--num-processes", type=int, help="number of processes in the run")
     parser.add_argument("--process-id", type=int, help="this process's index, 0..N-1")
