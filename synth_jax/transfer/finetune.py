@@ -18,8 +18,9 @@ Training runs through the one trainer (`synth_jax.train.trainer.train`) with the
 source, so checkpointing and exact resume are those of pre-training: re-running the command
 resumes. The test split is evaluated by the run's evaluator `evals.test` (synth_jax.evaluators;
 add others under other names). Every finished run appends one row to `config.results_csv` (see
-results.py) and writes `result.json` (top-1, top-5, per-class accuracy on the test split) next
-to its checkpoints.
+results.py) and writes `result.json` (top-1, top-5, per-class accuracy on the test split, its
+config) next to its checkpoints. Re-running a finished run with the same config returns its
+result and appends nothing; with another config it is refused (one line naming the key).
 
 Adding a mode is one module and one table entry: the module defines
 
@@ -152,5 +153,11 @@ def main(argv: list[str]) -> int:
             f"top-1 over {len(summary['rows'])} seeds: {100 * summary['top1_mean']:.2f} "
             f"+- {100 * summary['top1_std']:.2f}%"
         )
-    print(f"results appended to {summary['results_csv']}")
+    rows, appended, table = len(summary["rows"]), summary.get("appended", 0), summary["results_csv"]
+    if appended == rows:
+        print(f"results appended to {table}")
+    elif appended == 0:
+        print(f"finished earlier, same config: nothing appended (the rows are in {table})")
+    else:
+        print(f"{appended} of {rows} rows appended to {table}; the other runs finished earlier")
     return 0
