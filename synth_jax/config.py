@@ -143,6 +143,22 @@ def config_args(arg: str | None, **known) -> ml_collections.ConfigDict:
     return out
 
 
+def config_variant(arg: str | None, *variants: str) -> str | None:
+    """A config file's argument when it names one of exclusive variants (`:short`, `:tiny`):
+    returns that name, or None without an argument. Unknown names are refused as by
+    `config_args`, and so are two variants at once (one line naming both).
+
+        variant = config_variant(arg, "short", "tiny")  # get_config("tiny") -> "tiny"
+    """
+    chosen = [name for name, on in config_args(arg, **dict.fromkeys(variants, False)).items() if on]
+    if len(chosen) > 1:
+        raise UsageError(
+            f"config arguments {' and '.join(map(repr, chosen))} are alternatives; choose one of: "
+            f"{', '.join(variants)}"
+        )
+    return chosen[0] if chosen else None
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]):
     """Sets each dotted key to its parsed value; unknown keys are errors naming the key."""
     for key, text in overrides.items():

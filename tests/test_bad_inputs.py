@@ -9,12 +9,14 @@ codes come before the error.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import glob
 import hashlib
 import io
 import os
 import pickle
+import re
 import signal
 import struct
 import subprocess
@@ -27,7 +29,7 @@ import pytest
 from PIL import Image
 
 from synth_jax import cli, files
-from synth_jax.config import load_config_file
+from synth_jax.config import config_to_dict, load_config_file
 from synth_jax.errors import UsageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -330,18 +332,55 @@ def test_every_config_refuses_an_unknown_argument(path, arg):
         ("data/one_image.py:flower", "photo"),
         ("data/onepfrac.py:additive", "perturbation"),
         ("data/sigma_random.py:rejection", "sigma_sampler"),
+        ("data/sigma_random.py:af", "background"),
         ("pretrain/cpu_tiny.py:mu,knn", "evals"),
         ("pretrain/real_supervised.py:cpu", "batch_size"),
         ("pretrain/fractaldb1k_vit_tiny.py:short", "total_epochs"),
         ("finetune/cifar100.py:cpu", "batch_size"),
         ("experiments/delta_sweep.py:mini", "name"),
         ("sweep/demo.py:quick", "name"),
+        ("data/mixture.py:multi", "components"),
+        ("data/ofdb_1k.py:public_row", "first_weights_row"),
+        ("data/ofdb_21k.py:public_row", "first_weights_row"),
+        ("pretrain/ofdb_vit_tiny.py:21k", "batch_size"),
+        ("pretrain/ofdb_vit_tiny.py:short", "total_epochs"),
+        ("pretrain/multi_instance_resnet50.py:tiny", "total_steps"),
+        ("pretrain/mixture_vit_tiny.py:multi", "data"),
+        ("pretrain/mixture_vit_tiny.py:tiny_multi", "image_size"),
     ],
 )
 def test_documented_config_arguments_still_select_their_variant(spec, key):
     path = os.path.join(CONFIGS, spec.split(":")[0])
     chosen, default = load_config_file(os.path.join(CONFIGS, spec)), load_config_file(path)
     assert chosen[key] != default[key]
+
+
+def _documented_variants():
+    """(config file, argument) for every `:argument` a config file's docstring names."""
+    out = []
+    for path in _config_files():
+        with open(path) as f:
+            doc = ast.get_docstring(ast.parse(f.read())) or ""
+        out += [(path, arg) for arg in sorted(set(re.findall(r"`:([\w,=.]+)`", doc)))]
+    return out
+
+
+VARIANTS = _documented_variants()
+
+
+@pytest.mark.parametrize(
+    "path, arg", VARIANTS, ids=[f"{os.path.relpath(p, CONFIGS)}:{a}" for p, a in VARIANTS]
+)
+def test_every_documented_variant_loads_and_changes_the_config(path, arg):
+    """A variant the docstring promises is accepted (not refused as unknown) and does something."""
+    chosen, default = load_config_file(f"{path}:{arg}"), load_config_file(path)
+    assert config_to_dict(chosen) != config_to_dict(default)
+
+
+def test_two_alternative_variants_are_refused_naming_both():
+    spec = os.path.join(CONFIGS, "pretrain", "ofdb_vit_tiny.py") + ":21k,short"
+    with pytest.raises(UsageError, match="'21k' and 'short' are alternatives"):
+        load_config_file(spec)
 
 
 # ------------------------------------------------------------------ --help

@@ -1,8 +1,9 @@
 """On-device augmentation: pure jnp functions of (key, batch), jittable, usable under any sharding.
 
 Images here are float32[B, H, W, 3] in [0, 1] unless said otherwise; labels are soft targets
-float32[B, C]. Each function draws its own per-image randomness from one key, so the result is a
-function of (key, batch) only: a resumed run that derives the key from (seed, step) repeats it.
+float32[B, C] (from class ids int[B] or multi-hot labels int[B, C]). Each function draws its own
+per-image randomness from one key, so the result is a function of (key, batch) only: a resumed
+run that derives the key from (seed, step) repeats it.
 
 `config.augment` keys:
     crop            "rrc" (random-resized-crop), "resize" (no crop)
@@ -150,8 +151,12 @@ def random_erasing(key, images, prob: float, area=(0.02, 1 / 3), ratio=(0.3, 3.3
 
 
 def one_hot_targets(labels, num_classes: int, smoothing: float = 0.0):
-    """int[B] -> float32[B, C] with label smoothing (Szegedy et al. 2016)."""
-    targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    """Class ids int[B] (one-hot) or multi-hot labels int[B, C] (as they are) -> float32[B, C],
+    with label smoothing (Szegedy et al. 2016): y (1 - smoothing) + smoothing / C."""
+    if labels.ndim == 2:
+        targets = labels.astype(jnp.float32)
+    else:
+        targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
     return targets * (1.0 - smoothing) + smoothing / num_classes
 
 

@@ -5,16 +5,22 @@ fine-tuning all run through `train(...)`.
 
 Data sources (the only interface between data and trainer):
   * on-device: an object with
-        render(seed, indices int32[B]) -> (images uint8|bfloat16[B,H,W,3], labels int32[B])
+        render(seed, indices int32[B]) -> (images uint8|bfloat16[B,H,W,3], labels int32[B]
+            or multi-hot int32[B, C])
         indices_for_step(seed, step, batch_size) -> int32[B]
         num_images, image_size
     (synth_jax.fractals.FractalDataset). Both functions are pure and jittable; the batch of step t
     is rendered inside the jitted step from (config.seed, t), already sharded over the batch axes.
-  * host-fed: an iterator yielding {"image": np[b,H,W,3] uint8|float, "label": np int32[b]}
+  * host-fed: an iterator yielding {"image": np[b,H,W,3] uint8|float, "label": np int32[b]
+    or int32[b, C]}
     where b = global batch / process count (each process feeds its own slice), with
         get_state() -> JSON-able, set_state(state)
     and optionally `num_images` (for `total_epochs`). Its state is saved with every checkpoint,
     so a resumed run sees the same batches.
+
+Objective: softmax cross-entropy for class ids; for multi-hot labels (several classes per
+image), Anderson & Farrell's weighted binary cross-entropy, and the logged `accuracy` is then
+top-1-in-positives (see synth_jax.train.losses).
 
 Fine-tuning: `init_params` (a nested dict as returned by checkpoint.load_params) replaces the
 fresh parameters except those matching `dont_load` regexes (e.g. ("head/.*",)); the model module
@@ -56,6 +62,7 @@ from synth_jax.errors import UsageError
 from synth_jax.models import adapt
 from synth_jax.train import augment as augment_lib
 from synth_jax.train import checkpoint as ckpt
+from synth_jax.train import losses as losses_lib
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import metrics as metrics_lib
 from synth_jax.train import optim as optim_lib
@@ -358,8 +365,9 @@ def train(
 
     def loss_and_metrics(params, model_state, images, targets, labels, rng):
         logits, model_state = apply_model(params, model_state, images, model_train_mode, rng)
-        loss = optax.softmax_cross_entropy(logits, targets).mean()
-        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32).sum()
+        # labels int32[B] (softmax) or multi-hot int32[B, C] (weighted sigmoid); see losses
+        loss = losses_lib.classification_loss(logits, targets, labels)
+        correct = losses_lib.correct(logits, labels).sum()
         return loss, (model_state, correct)
 
     grad_fn = jax.value_and_grad(loss_and_metrics, has_aux=True)
