@@ -127,6 +127,17 @@ def nothing(tmp):
     del tmp
 
 
+def results_table(rows=None, encoding="utf-8", header="pretrain_images,top1_error"):
+    """A results table of pre-training sizes and errors (default: a curve that falls)."""
+    rows = rows or [(1000 * 2**i, 0.5 * 2 ** (-0.3 * i) + 0.2) for i in range(6)]
+
+    def prepare(tmp):
+        lines = [header, *(",".join(map(str, r)) for r in rows)]
+        (tmp / "results.csv").write_bytes(("\n".join(lines) + "\n").encode(encoding))
+
+    return prepare
+
+
 @pytest.fixture(scope="module")
 def tiny_tfds(tmp_path_factory):
     """A tiny imported dataset whose classes have names (zebra, ant, cat, in that label order),
@@ -228,6 +239,32 @@ CASES = [
                          "--config.images_per_category=2147484", "--num", "4",
                          "--out", str(tmp / "g.png")],
          "images_per_category"),  # fmt: skip
+    # fit-law
+    Case("fit_law_out_is_a_folder",
+         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit"),
+                         "--plot", str(tmp / "fit.png")],
+         "--out", both(results_table(), a_folder("fit"))),
+    Case("fit_law_fix_nan",
+         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json"),
+                         "--fix", "D=nan"],
+         "--fix", results_table()),
+    Case("fit_law_row_shorter_than_header",
+         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
+         "line 4",
+         results_table([(1000, 0.5, "fractaldb"), (2000, 0.4, "fractaldb"), (4000, 0.35),
+                        (8000, 0.3, "fractaldb")],
+                       header="pretrain_images,top1_error,pretrain_family")),
+    Case("fit_law_not_utf8",
+         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
+         "UTF-8", results_table([(1000, 0.5), (2000, "0.4 \u00e9")], encoding="latin-1")),
+    Case("fit_law_every_size_equal",
+         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json"),
+                         "--target", "0.2"],
+         "'pretrain_images'", results_table([(1000, 0.5 + i / 100) for i in range(5)])),
+    Case("fit_law_negative_error",
+         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
+         "line 3: column 'top1_error'",
+         results_table([(1000, 0.5), (2000, -0.4), (4000, 0.3), (8000, 0.25)])),
     # bench
     Case("bench_render_negative_batch",
          lambda tmp, _: ["bench", "render", *TINY_BENCH, "--batch", "-1"], "--batch",
