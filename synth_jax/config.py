@@ -2,7 +2,7 @@
 
 A config file defines `get_config(arg=None) -> ConfigDict`. On the command line:
 
-    synth-jax VERB --config configs/pretrain/cpu_tiny.py:variant=x --config.lr=0.03
+    synth-jax VERB --config configs/pretrain/cpu_tiny.py:mu,knn --config.optim.lr=0.03
 
 `path.py:ARG` passes ARG (a string) to get_config, which reads it with `config_args` (big_vision
 style `a,b,key=value`: names the file declares, anything else refused); each `--config.a.b=value`
