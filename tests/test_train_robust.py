@@ -274,6 +274,12 @@ def test_a_torn_export_manifest_is_one_line(tmp_path):
         export._check_manifest(str(tmp_path), {"family": "fractaldb"})
 
 
+def test_a_torn_result_json_is_one_line(tmp_path):
+    (tmp_path / "result.json").write_text('{"row": {"top1": 0.5')
+    with pytest.raises(UsageError, match=r"result.json: not valid JSON .* evaluate again"):
+        runs.done(str(tmp_path), config_of(), 0)
+
+
 def test_a_torn_last_metrics_line_is_dropped_with_a_note(tmp_path, capsys):
     path = str(tmp_path / "metrics.jsonl")
     with open(path, "w") as f:
