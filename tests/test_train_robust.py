@@ -337,7 +337,11 @@ def test_a_changed_schedule_is_refused_without_extend(finished, tmp_path, steps)
     workdir = copy_of(finished, tmp_path)
     before = snapshot(workdir)
     with pytest.raises(UsageError, match=f"scheduled for {STEPS} steps; {steps} changes its"):
+        trainer.train(config_of(steps), workdir, BlobImages(), num_classes=4, extend=False)
+    # a command without --extend (fine-tuning) does not suggest it
+    with pytest.raises(UsageError, match="total_steps back to its earlier value") as info:
         trainer.train(config_of(steps), workdir, BlobImages(), num_classes=4)
+    assert "--extend" not in str(info.value)
     assert snapshot(workdir) == before  # config.json too
 
 

@@ -287,13 +287,14 @@ def train(
     init_model_state: dict | None = None,
     dont_load: tuple[str, ...] = (),
     extra_summary: dict | None = None,
-    extend: bool = False,
+    extend: bool | None = None,
     restart: bool = False,
 ):
     """Runs (or resumes) a training run; returns (summary dict, trained nnx model).
 
     `extend`: a rerun may change the learning-rate schedule (total_steps / total_epochs) and
-    continues under the new one (recorded in extensions.json). `restart`: a workdir that had
+    continues under the new one (recorded in extensions.json); None where the command offers no
+    --extend (fine-tunes), so the refusal does not suggest it. `restart`: a workdir that had
     checkpoints and has none left may start again from step 0. Raises UsageError (one line) for
     what it refuses, TrainingDiverged when the loss or a gradient is not finite."""
     # ------------------------------------------------------------------ validate, before compiling
@@ -320,8 +321,9 @@ def train(
             optim=config.optim,
             every_steps=int(config.checkpoint.every_steps),
             same_run=_check_same_run,
-            extend=extend,
+            extend=bool(extend),
             restart=restart,
+            can_extend=extend is not None,
         )
     )
     for note in plan.notes if plan else ():

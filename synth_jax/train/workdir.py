@@ -174,6 +174,7 @@ def check(
     same_run,
     extend: bool = False,
     restart: bool = False,
+    can_extend: bool = True,
 ) -> Plan:
     """Decides whether this run may start in `workdir` (module docstring); writes nothing.
 
@@ -210,8 +211,12 @@ def check(
             raise UsageError(
                 f"{key}: {workdir} holds a run scheduled for {old_total} steps; "
                 f"{total_steps} changes its learning rate from step {step} on ({lr_old:.3g} "
-                f"-> {lr_new:.3g}); pass --extend to continue under the new schedule, or use "
-                f"another --workdir"
+                f"-> {lr_new:.3g}); "
+                + (
+                    "pass --extend to continue under the new schedule, or use another --workdir"
+                    if can_extend
+                    else f"set {key} back to its earlier value, or use another --workdir"
+                )
             )
         if change:
             extension = dict(
