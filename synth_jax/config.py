@@ -182,7 +182,7 @@ def require_keys(config: ml_collections.ConfigDict, allowed: dict, prefix: str =
 
 def config_to_dict(config) -> dict:
     """A JSON-friendly dict of a ConfigDict (for summaries and results)."""
-    if isinstance(config, ml_collections.ConfigDict):
+    if isinstance(config, (ml_collections.ConfigDict, dict)):
         return {k: config_to_dict(v) for k, v in config.items()}
     if isinstance(config, (list, tuple)):
         return [config_to_dict(v) for v in config]

@@ -30,6 +30,7 @@ import ml_collections
 
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
+from synth_jax.scaling.config import law_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
 from synth_jax.transfer.finetune import finetune_config
@@ -76,7 +77,7 @@ def get_config(arg=None):
     finetune.image_size = IMAGE_SIZE
     finetune.batch_size = 64
     finetune.eval_batch_size = 256
-    finetune.total_steps = 40 if quick else 300
+    finetune.total_steps = 40 if quick else 200
     finetune.log_every_steps = 10
     finetune.model = model_config("mu/4")
     finetune.optim = optim_config(
@@ -84,25 +85,14 @@ def get_config(arg=None):
     )
     finetune.augment = augment_config(crop="rrc", crop_scale=(0.6, 1.0))
     finetune.checkpoint = ml_collections.ConfigDict(dict(every_steps=100, keep=1, async_save=False))
+    # every setting (each size and scratch) is fine-tuned with the same seeds: the comparison
+    # is paired by seed (head, batch order, augmentation)
+    finetune.seeds = (0, 1) if quick else (0, 1, 2, 3)
     config.finetune = finetune
 
-    sizes = [4, 16, 64] if quick else [4, 16, 64, 256]
-    config.axes = [{"pretrain.data.num_classes": sizes}]
+    config.axes = [{"pretrain.data.num_classes": [16, 64, 256]}]
     config.scratch = True
-
-    config.law = ml_collections.ConfigDict(
-        dict(
-            name="mikami",
-            x="pretrain_images",
-            y="top1_error",
-            group=["model", "dataset", "mode"],
-            fix={},
-            bootstrap=200,
-            holdout=1,
-            target=0.0,  # 0: ask the planner for 10% less error than the best run
-            seed=0,
-        )
-    )
+    config.law = law_config()
     config.report = ml_collections.ConfigDict(
         dict(families=["onepfrac", "fractaldb"], samples=8, image_size=64)
     )
