@@ -32,6 +32,8 @@ from synth_jax.config import config_from_argv, config_to_dict, require_keys
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.experiments import grid, report
 from synth_jax.scaling.config import DEFAULTS as LAW_DEFAULTS
+from synth_jax.train import pretrain
+from synth_jax.transfer import finetune
 
 # Top-level keys of a sweep config; `pretrain` and `finetune` are checked by their own trainers.
 SWEEP_KEYS = {
@@ -65,9 +67,6 @@ def validate(config: ml_collections.ConfigDict) -> list[grid.Cell]:
 def check_cells(cells: list[grid.Cell]) -> None:
     """Runs the trainers' own config checks on every cell before anything trains, so a bad
     value in the third cell stops the sweep now, not after the first two have run."""
-    from synth_jax.train import pretrain
-    from synth_jax.transfer import finetune
-
     checked: set[str] = set()
     for cell in cells:
         stage = "pretrain"
@@ -104,7 +103,7 @@ def finished_cells(workdir: str, cells: list[grid.Cell]) -> set[str]:
     }
 
 
-def finetune_config(cell: grid.Cell, workdir: str) -> ml_collections.ConfigDict:
+def cell_finetune_config(cell: grid.Cell, workdir: str) -> ml_collections.ConfigDict:
     """The cell's fine-tuning config with its run paths: where to start from, where to append."""
     config = copy.deepcopy(cell.finetune)
     pretrain_dir, _ = grid.cell_dirs(workdir, cell)
@@ -145,9 +144,9 @@ def run(
     if pretrain_fn is None and finetune_fn is None:
         check_cells(cells)  # the real trainers' checks; injected runners check their own
     if pretrain_fn is None:
-        from synth_jax.train.pretrain import run as pretrain_fn
+        pretrain_fn = pretrain.run
     if finetune_fn is None:
-        from synth_jax.transfer.finetune import run as finetune_fn
+        finetune_fn = finetune.run
 
     mine = grid.shard_cells(cells, shard)
     done = finished_cells(workdir, cells)
@@ -179,7 +178,7 @@ def run(
         verb = "resuming" if os.path.isdir(finetune_dir) else "starting"
         source = "from scratch" if cell.scratch else f"from {cell.pretrain_id}"
         print(f"{label}: {verb} fine-tuning {source}", file=out, flush=True)
-        summary = finetune_fn(finetune_config(cell, workdir), finetune_dir)
+        summary = finetune_fn(cell_finetune_config(cell, workdir), finetune_dir)
         if isinstance(summary, dict) and summary.get("status") == "preempted":
             print(f"{label}: preempted; run the same command again to resume", file=out)
             preempted = True

@@ -15,8 +15,9 @@ import json
 import os
 import time
 
-from synth_jax import files
+from synth_jax import files, weights
 from synth_jax.errors import UsageError
+from synth_jax.weights import sidecar
 
 COLUMNS = (
     "run_id",
@@ -101,6 +102,8 @@ def pretrain_info(workdir: str | None) -> dict:
             "pretrain_images": None,
             "pretrain_images_seen": None,
         }
+    if weights.is_weights_file(workdir):
+        return _weights_file_info(workdir)
     root = _workdir_of(workdir)
     config = _load_json(os.path.join(root, "config.json")) or {}
     summary = _load_json(os.path.join(root, "summary.json")) or {}
@@ -115,6 +118,20 @@ def pretrain_info(workdir: str | None) -> dict:
         "pretrain_classes": first(summary.get("pretrain_classes"), summary.get("num_classes")),
         "pretrain_images": first(summary.get("pretrain_images"), summary.get("num_images")),
         "pretrain_images_seen": summary.get("images_seen"),
+    }
+
+
+def _weights_file_info(path: str) -> dict:
+    """The pretrain_* cells for a weights file: the pre-training an `export-model` folder's
+    config.json records, else the file's name (`file:vit_base_in21k` for an outside baseline)."""
+    timm_config = sidecar.read(path) or {}
+    pretraining = timm_config.get("synth_jax", {}).get("pretraining", {})
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return {
+        "pretrain_family": pretraining.get("family") or f"file:{stem}",
+        "pretrain_classes": pretraining.get("num_classes"),
+        "pretrain_images": None,
+        "pretrain_images_seen": None,
     }
 
 
