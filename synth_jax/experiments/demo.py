@@ -2,12 +2,15 @@
 
 1. imports scikit-learn's bundled handwritten digits (1,797 8x8 images; no download) as a TFDS
    dataset, through the same importer and Grain pipeline as any real dataset;
-2. runs the sweep `configs/sweep/demo.py`: pre-trains a tiny ViT on 1p-frac at four sizes,
-   fine-tunes each on the digits, and a from-scratch baseline with the same recipe;
-3. fits the transfer scaling law and writes `DIR/report.md` (figures: 1p-frac and FractalDB
-   samples, pre-training curves, the learning curve with the fitted law and its bootstrap band)
-   and `DIR/report.json`;
-4. prints where the report is and the headline numbers.
+2. runs the sweep `configs/sweep/demo.py`: pre-trains a tiny ViT on 1p-frac at three sizes,
+   fine-tunes each on the digits, and a from-scratch baseline with the same recipe, every
+   setting with the same seeds;
+3. compares each size with scratch seed by seed, fits the transfer scaling law and writes
+   `DIR/report.md` (figures: 1p-frac and FractalDB samples, pre-training curves, the learning
+   curve with per-size means and seed error bars, the fitted law and its bootstrap band),
+   `DIR/report.json` and `DIR/summary.csv`;
+4. prints where the report is and the verdict: pre-trained minus scratch error with its
+   interval, "no detectable difference at this budget" when the interval holds 0.
 
 Re-running the same command resumes where it stopped. `--quick` (the `:quick` config) is the
 reduced setting CI runs. Any `--config.KEY=VALUE` override of the sweep config works too.
