@@ -331,7 +331,7 @@ def replace_keys(config: ml_collections.ConfigDict, overrides: dict, what: str):
 
 def config_to_dict(config) -> dict:
     """A JSON-friendly dict of a ConfigDict (for summaries and results)."""
-    if isinstance(config, ml_collections.ConfigDict):
+    if isinstance(config, (ml_collections.ConfigDict, dict)):
         return {k: config_to_dict(v) for k, v in config.items()}
     if isinstance(config, (list, tuple)):
         return [config_to_dict(v) for v in config]

@@ -38,16 +38,24 @@ def test_demo_writes_a_report_with_a_fitted_law(finished):
     assert code == 0
     with open(os.path.join(workdir, "results.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
+    # every setting (3 sizes and scratch) fine-tuned with the same 2 seeds: paired comparisons
     families = sorted(r["pretrain_family"] for r in rows)
-    assert families == ["onepfrac"] * 3 + ["scratch"]
-    assert sorted(int(r["pretrain_images"]) for r in rows if r["pretrain_images"]) == [4, 16, 64]
+    assert families == ["onepfrac"] * 6 + ["scratch"] * 2
+    sizes = sorted(int(r["pretrain_images"]) for r in rows if r["pretrain_images"])
+    assert sizes == [16, 16, 64, 64, 256, 256]
+    assert sorted(r["seed"] for r in rows) == ["0"] * 4 + ["1"] * 4
     assert all(r["dataset"] == "sklearn_digits" and 0.1 < float(r["top1"]) <= 1 for r in rows)
     numbers = json.load(open(os.path.join(workdir, "report.json")))
     (group,) = numbers["groups"]
     fit = group["fit"]
     assert set(fit["params"]) == {"D", "alpha", "C"}
     assert all(np.isfinite(v) for v in fit["params"].values())
-    assert group["scratch"]["mean"] is not None and "plan" in group
+    assert group["scratch"]["mean"] is not None and group["scratch"]["runs"] == 2
+    assert "plan" in group
+    # the verdict is a paired difference over the seeds with its interval, never a bare gain
+    best = group["vs_scratch"]["best"]
+    assert best["pairs"] == 2 and best["ci"][0] <= best["difference"] <= best["ci"][1]
+    assert best["verdict"] in ("lower", "higher", "no detectable difference")
     for name in ("samples.png", "pretrain_curves.png", "learning_curve_0.png"):
         assert os.path.getsize(os.path.join(workdir, "figures", name)) > 1000
     text = open(os.path.join(workdir, "report.md")).read()
@@ -55,6 +63,7 @@ def test_demo_writes_a_report_with_a_fitted_law(finished):
     # it says where the report is and the headline numbers
     assert os.path.join(workdir, "report.md") in printed
     assert "from scratch:" in printed and "law D * n^-alpha + C" in printed
+    assert "verdict" in printed and best["text"] in printed and "bootstrap" in printed
 
 
 def test_rerunning_the_demo_resumes_and_runs_nothing_again(finished, capsys):

@@ -202,3 +202,82 @@ def test_bench_fit_prints_json_with_speed_and_agreement(capsys):
     assert report["jax_vs_scipy"]["no_worse_than_scipy"] == 1.0
     assert report["jax_full_vs_scipy"]["max_rel_diff"] < 1e-9
     assert report["jax_s"] > 0 and report["speedup_vs_scipy"] > 0
+
+
+def test_one_row_per_size_gets_residual_intervals_that_say_so(tmp_path, capsys):
+    # the README's --resample-within example on a table with one run per size: case resampling
+    # within sizes would keep every point in every replicate (zero-width "95%" intervals)
+    rng = np.random.default_rng(1)
+    rows = [
+        dict(run_id=str(i), pretrain_family="onepfrac", pretrain_images=int(n), top1_error=e)
+        for i, (n, e) in enumerate(
+            (n, 2.0 * n**-0.3 + 0.2 + 0.003 * rng.standard_normal())
+            for n in np.geomspace(1e3, 1e6, 6)
+        )
+    ]
+    path = tmp_path / "one_per_size.csv"
+    write_table(path, rows)
+    out = tmp_path / "fit.json"
+    argv = ["fit-law", str(path), "--group", "", "--bootstrap", "100", "--out", str(out)]
+    assert cli.main([*argv, "--resample-within", "pretrain_images"]) == 0
+    (group,) = json.loads(out.read_text())["groups"]
+    for name in ("alpha", "C"):
+        assert group["ci"][name][1] - group["ci"][name][0] > 1e-3
+    assert group["bootstrap"]["method"] == "residual" and group["bootstrap"]["used"] >= 95
+    assert "residuals resampled" in group["bootstrap"]["note"]
+    assert group["ci_method"].startswith("95% expanded percentile intervals")
+    assert "residual bootstrap" in capsys.readouterr().out
+    # asking for case resampling within one-row sizes is refused, nothing written
+    out.unlink()
+    rc = cli.main([*argv, "--resample-within", "pretrain_images", "--bootstrap-method", "case"])
+    assert rc == 2 and "zero-width" in capsys.readouterr().err and not out.exists()
+
+
+def test_fit_json_compares_each_size_with_scratch_over_seeds(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = []
+    for seed in range(4):
+        rows.append(dict(run_id=f"s{seed}", pretrain_family="scratch", seed=seed, top1_error=0.3))
+        for n in (100, 1000, 10000, 100000):
+            err = 2.0 * n**-0.3 + 0.1 + 0.002 * rng.standard_normal()
+            rows.append(
+                dict(
+                    run_id=f"{n}-{seed}",
+                    pretrain_family="fractaldb",
+                    pretrain_images=n,
+                    seed=seed,
+                    top1_error=err,
+                )
+            )
+    path = tmp_path / "seeds.csv"
+    write_table(path, rows)
+    out = tmp_path / "fit.json"
+    assert cli.main(["fit-law", str(path), "--group", "", "--out", str(out)]) == 0
+    (group,) = json.loads(out.read_text())["groups"]
+    comparison = group["comparison_with_scratch"]
+    assert [d["size"] for d in comparison["per_size"]] == [100, 1000, 10000, 100000]
+    assert all(d["pairs"] == 4 for d in comparison["per_size"])
+    best = comparison["best"]
+    truth = 2.0 * 100000**-0.3 + 0.1 - 0.3
+    assert best["size"] == 100000 and best["comparisons"] == 4
+    assert best["ci"][0] < truth < best["ci"][1] and best["verdict"] == "lower"
+    assert "Bonferroni" in best["method"]
+
+
+def test_a_row_whose_pretraining_did_not_finish_is_an_error_naming_it(tmp_path, capsys):
+    rows = [
+        dict(run_id=f"r{n}", pretrain_family="onepfrac", pretrain_images=n, top1_error=0.3)
+        for n in (100, 1000, 10000)
+    ]
+    rows.append(dict(run_id="scratch", pretrain_family="scratch", top1_error=0.35))
+    # fine-tuned from a pre-training that had written no summary yet: no size
+    rows.append(
+        dict(run_id="early", pretrain_family="onepfrac", top1_error=0.6, init_from="/runs/p")
+    )
+    path = tmp_path / "unfinished.csv"
+    write_table(path, rows)
+    out = tmp_path / "fit.json"
+    assert cli.main(["fit-law", str(path), "--group", "", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "line 6: run early was fine-tuned from a onepfrac pre-training that had not" in err
+    assert not out.exists()

@@ -12,7 +12,7 @@ from scipy.optimize import least_squares
 
 from synth_jax import scaling
 from synth_jax.errors import UsageError
-from synth_jax.scaling import stats
+from synth_jax.scaling import bootstrap
 
 N10 = np.geomspace(1e3, 1e6, 10)
 
@@ -138,8 +138,10 @@ def test_bootstrap_intervals_cover_the_truth_and_stderr_agrees():
     truth = {"D": 2.0, "alpha": 0.3, "C": 0.25}
     y = noisy(mikami_np(tuple(truth.values()), N10), 0.01, 3)
     result = scaling.fit("mikami", N10, y, bootstrap=200, seed=0)
-    assert result.bootstrap_params.shape == (200, 3)
-    assert result.bootstrap_converged > 0.95
+    # one point per size: residuals are resampled, and the record says so
+    assert result.bootstrap.method == "residual" and result.bootstrap.requested == 200
+    assert result.bootstrap.used >= 190
+    assert result.bootstrap_params.shape == (result.bootstrap.used, 3)
     for name in ("alpha", "C"):
         lo, hi = result.ci[name]
         assert lo < result.params[name] < hi
@@ -159,16 +161,20 @@ def test_bootstrap_intervals_cover_the_truth_and_stderr_agrees():
         "n_points",
         "converged",
         "hit_bounds",
+        "status",
+        "ci_method",
     ):
         assert key in d
+    assert d["ci_method"].startswith("95% expanded percentile intervals")
+    assert "residual bootstrap" in d["ci_method"]
 
 
 def test_stratified_bootstrap_keeps_every_stratum_size():
     strata = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 3])
-    counts = stats.bootstrap_weights(10, 500, 0, strata)
+    counts = bootstrap.case_weights(10, 500, np.random.default_rng(0), strata)
     for label in np.unique(strata):
         assert np.all(counts[:, strata == label].sum(axis=1) == np.sum(strata == label))
-    plain = stats.bootstrap_weights(10, 500, 0)
+    plain = bootstrap.case_weights(10, 500, np.random.default_rng(0))
     assert np.all(plain.sum(axis=1) == 10)
     assert np.any(plain[:, strata == 3].sum(axis=1) == 0)  # unstratified can drop a size
 
@@ -223,3 +229,66 @@ def test_adding_a_law_takes_a_few_lines():
     )
     result = scaling.fit(law, N10, 3.0 * N10**-0.4)
     assert result.params["c"] == pytest.approx(0.4, rel=1e-8)
+
+
+DEMO_CURVE = (np.array([4.0, 16, 64, 256]), np.array([0.169, 0.153, 0.095, 0.179]))
+
+
+def test_case_replicates_that_cannot_identify_the_law_are_redrawn_and_counted():
+    # 4 sizes, 3 free parameters: a third of case resamples hold fewer than 3 distinct sizes
+    x, y = DEMO_CURVE
+    problem = scaling.prepare("mikami", x, y)
+    drawn = bootstrap.draw("case", problem, y, 1000, seed=0)
+    assert len(drawn.weights) == 1000 - drawn.dropped
+    assert np.all(problem.distinct_points(drawn.weights) >= 3)
+    # P(at most 2 distinct of 4 sizes in 4 draws) = 88 / 256
+    assert drawn.redrawn / 1000 == pytest.approx(88 / 256, abs=0.04)
+    result = scaling.fit("mikami", x, y, bootstrap=300, resample="case", seed=0)
+    record = result.bootstrap
+    assert record.method == "case" and record.redrawn > 50
+    assert record.used + record.dropped_unidentifiable + record.dropped_not_converged == 300
+    assert "redrawn for too few distinct sizes" in record.describe()
+
+
+def test_a_stalled_fit_is_not_converged():
+    # a law whose derivative (custom_jvp) points the wrong way: the optimiser cannot find a
+    # decrease however it damps the step, away from any optimum
+    @jax.custom_jvp
+    def power(x, c):
+        return x**-c
+
+    @power.defjvp
+    def _(primals, tangents):
+        x, c = primals
+        _, dc = tangents
+        return x**-c, -(-jnp.log(x) * x**-c) * dc  # the sign of the true derivative flipped
+
+    law = scaling.Law(
+        "wrong_gradient",
+        "2 * x^-c",
+        lambda p, x: 2.0 * power(x, p["c"]),
+        (scaling.Param("c", 0.0, 3.0, (0.1,)),),
+    )
+    result = scaling.fit(law, N10, 2.0 * N10**-0.5)
+    assert result.status == "stalled" and not result.converged
+    assert result.params["c"] == pytest.approx(0.1)  # it never moved
+    assert result.to_dict()["converged"] is False
+
+
+def test_one_point_per_size_is_resampled_by_residuals_not_frozen():
+    # case resampling within sizes that hold one run each would keep every point in every
+    # replicate: zero-width intervals
+    x = np.array([1e3, 1e4, 1e5, 1e6, 1e7])
+    y = noisy(mikami_np((2.0, 0.3, 0.25), x), 0.01, 6)
+    result = scaling.fit("mikami", x, y, bootstrap=100, strata=np.arange(5))
+    assert result.bootstrap.method == "residual" and "residuals resampled" in result.bootstrap.note
+    for name in ("alpha", "C"):
+        assert result.ci[name][1] - result.ci[name][0] > 1e-3
+    with pytest.raises(UsageError, match="zero-width"):
+        scaling.fit("mikami", x, y, bootstrap=100, resample="case", strata=np.arange(5))
+
+
+def test_distinct_sizes_must_cover_the_free_parameters():
+    x = np.array([1e3, 1e3, 1e3, 1e6, 1e6, 1e6])
+    with pytest.raises(UsageError, match="2 distinct input value"):
+        scaling.fit("mikami", x, np.array([0.5, 0.51, 0.49, 0.3, 0.31, 0.29]))

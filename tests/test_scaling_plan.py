@@ -75,3 +75,37 @@ def test_planner_rejects_two_input_laws():
     assert result.params["beta"] == pytest.approx(0.2, rel=1e-4)
     with pytest.raises(UsageError, match="one-input"):
         scaling.plan(result, 0.1)
+
+
+def test_planner_interval_keeps_the_refits_that_never_reach_the_target():
+    # 10 points, 3% noise, a target just above the fitted floor: many refits' floors lie above
+    # it. Their answer is "unreachable", and it stays in the interval.
+    rng = np.random.default_rng(0)
+    y = curve(N10) * (1 + 0.03 * rng.standard_normal(10))
+    result = scaling.fit("mikami", N10, y, bootstrap=300, seed=0)
+    target = result.params["C"] + 0.01
+    answer = scaling.plan(result, target)
+    assert answer["reachable"] is True
+    # a mikami refit reaches the target exactly when its floor C is below it
+    floors = result.bootstrap_params[:, result.law.param_names.index("C")]
+    assert answer["reach_fraction"] == pytest.approx(np.mean(floors < target), abs=0.01)
+    assert 0.3 < answer["reach_fraction"] < 0.95
+    low, high = answer["size_needed"]["ci"]
+    assert high == "unreachable" and low < answer["size_needed"]["value"]
+    assert "upper bound is unreachable" in answer["message"]
+    assert f"[{low:.3g}, unreachable]" in answer["message"]
+    assert answer["ci_method"] == result.bootstrap.describe()
+
+
+BNSL_RISING = {"a": 0.1, "b": 2.0, "c0": 0.3, "c1": -0.6, "d1": 3e4, "f1": 0.3}
+
+
+def test_planner_refuses_a_law_that_rises_on_the_range_it_inverts():
+    # a broken law whose second segment rises (c0 + c1 < 0): "the size that reaches a target"
+    # has no single answer, and the floor a is not where it goes
+    n = np.geomspace(1e3, 1e7, 14)
+    exact = scaling.prepare("bnsl", n, np.ones(14)).predict(BNSL_RISING)
+    assert np.argmin(exact) not in (0, 13)  # it falls, then rises
+    result = scaling.fit("bnsl", n, exact)
+    with pytest.raises(UsageError, match="decrease in n; the fitted bnsl rises from n = "):
+        scaling.plan(result, 0.2)

@@ -29,6 +29,7 @@ import ml_collections
 from synth_jax.config import config_args, load_config_file
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
+from synth_jax.scaling.config import law_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
 from synth_jax.train.pretrain import pretrain_config
@@ -40,22 +41,6 @@ def load(relative: str, arg=None):
     """get_config(arg) of another config file of this checkout (one recipe, one place)."""
     path = os.path.join(CONFIGS, relative)
     return load_config_file(f"{path}:{arg}" if arg else path)
-
-
-def law_config(group=("model", "dataset", "mode"), target=0.0):
-    return ml_collections.ConfigDict(
-        dict(
-            name="mikami",
-            x="pretrain_images",
-            y="top1_error",
-            group=list(group),
-            fix={},
-            bootstrap=200,
-            holdout=1,
-            target=target,
-            seed=0,
-        )
-    )
 
 
 def report_config(families=("onepfrac", "fractaldb")):
@@ -123,6 +108,6 @@ def get_config(arg=None):
             axis[f"pretrain.{key}"] = values
     config.axes = [axis]
     config.scratch = True
-    config.law = law_config(group=("model", "dataset", "mode"))
+    config.law = law_config()
     config.report = report_config()
     return config

@@ -27,8 +27,9 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.scaling import stats
-from synth_jax.scaling.fitter import prepare, solve
+from synth_jax.scaling.bootstrap import case_weights
+from synth_jax.scaling.problem import prepare
+from synth_jax.scaling.solver import solve
 
 
 def scipy_best_losses(problem, weights: np.ndarray, tol: float = 1e-12) -> np.ndarray:
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> int:
     y = (2.0 * n**-0.3 + 0.25) * (1 + 0.01 * rng.standard_normal(args.points))
     problem = prepare("mikami", n, y)
     assert problem.starts.shape == (64, 3)
-    weights = stats.bootstrap_weights(args.points, args.replicates, args.seed + 1)
+    weights = case_weights(args.points, args.replicates, np.random.default_rng(args.seed + 1))
     load_before = os.getloadavg()
 
     t0 = time.perf_counter()

@@ -2,12 +2,15 @@
 
 1. imports scikit-learn's bundled handwritten digits (1,797 8x8 images; no download) as a TFDS
    dataset, through the same importer and Grain pipeline as any real dataset;
-2. runs the sweep `configs/sweep/demo.py`: pre-trains a tiny ViT on 1p-frac at four sizes,
-   fine-tunes each on the digits, and a from-scratch baseline with the same recipe;
-3. fits the transfer scaling law and writes `DIR/report.md` (figures: 1p-frac and FractalDB
-   samples, pre-training curves, the learning curve with the fitted law and its bootstrap band)
-   and `DIR/report.json`;
-4. prints where the report is and the headline numbers.
+2. runs the sweep `configs/sweep/demo.py`: pre-trains a tiny ViT on 1p-frac at three sizes,
+   fine-tunes each on the digits, and a from-scratch baseline with the same recipe, every
+   setting with the same seeds;
+3. compares each size with scratch seed by seed, fits the transfer scaling law and writes
+   `DIR/report.md` (figures: 1p-frac and FractalDB samples, pre-training curves, the learning
+   curve with per-size means and seed error bars, the fitted law and its bootstrap band),
+   `DIR/report.json` and `DIR/summary.csv`;
+4. prints where the report is and the verdict: pre-trained minus scratch error with its
+   interval, "no detectable difference at this budget" when the interval holds 0.
 
 Re-running the same command resumes where it stopped. `--quick` (the `:quick` config) is the
 reduced setting CI runs. Any `--config.KEY=VALUE` override of the sweep config works too.
@@ -20,11 +23,15 @@ import os
 import sys
 import time
 
+import jax
 import numpy as np
 
 from synth_jax.config import apply_overrides, load_config_file, split_config_args
+from synth_jax.data.importer import import_dataset
 from synth_jax.errors import ArgumentParser, UsageError
+from synth_jax.experiments import sweep
 from synth_jax.files import atomic_path, folder_arg
+from synth_jax.scaling.compare import NO_DIFFERENCE
 
 DATASET = "sklearn_digits"
 TEST_IMAGES = 497  # of 1,797: a fixed, seeded split leaves 1,300 for training
@@ -58,8 +65,6 @@ def digits_arrays(seed: int = 0) -> dict[str, np.ndarray]:
 
 def import_digits(data_dir: str, out=None) -> str:
     """Imports the digits into `data_dir` as TFDS dataset `sklearn_digits` (once)."""
-    from synth_jax.data.importer import import_dataset
-
     out = out or sys.stdout
     if os.path.isdir(os.path.join(data_dir, DATASET)):
         print(f"demo: digits already imported in {data_dir}", file=out, flush=True)
@@ -79,34 +84,61 @@ def import_digits(data_dir: str, out=None) -> str:
 
 
 def headline(workdir: str) -> list[str]:
-    """The lines the demo ends with: the report's numbers in words."""
+    """The lines the demo ends with: the report's numbers in words, each with its interval."""
     with open(os.path.join(workdir, "report.json")) as f:
         numbers = json.load(f)
-    lines = []
     y = numbers["law"]["y"]
+    pct = f"{100 * numbers['law']['ci']:.0f}%"
+    lines = []
+
+    def size_line(name: str, summary: dict) -> str:
+        ci = summary.get("ci")
+        span = f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else " (one run: no interval)"
+        return f"  {name:<24} {y} {summary['mean']:.4f}{span} ({summary['runs']} runs)"
+
     for group in numbers["groups"]:
-        x, err = np.array(group["x"]), np.array(group["y"])
-        for size in np.unique(x):
-            lines.append(f"  1p-frac, {int(size):>5} images: {y} {err[x == size].mean():.4f}")
         if group["scratch"]["mean"] is not None:
-            lines.append(f"  from scratch:          {y} {group['scratch']['mean']:.4f}")
-            gain = group.get("gain_over_scratch")
-            if gain is not None:
-                verdict = "lowers" if gain > 0 else "raises"
-                lines.append(
-                    f"  the best pre-training {verdict} the error by {abs(gain):.4f} "
-                    f"({100 * abs(gain):.1f} points of top-1)"
-                )
+            lines.append(size_line("from scratch:", group["scratch"]))
+        source = ", ".join(group.get("sources") or ["pre-trained"])
+        for summary in group.get("per_size") or []:
+            lines.append(size_line(f"{source}, {int(summary['size'])} images:", summary))
+        vs = group.get("vs_scratch")
+        if vs:
+            best, pooled = vs["best"], vs["pooled"]
+            lines.append(
+                f"  verdict ({y}, pre-trained minus scratch, {pct} intervals over seeds): best "
+                f"size ({int(best['size'])} images) {best['text']}: {_verdict(best['verdict'])}; "
+                f"all sizes pooled {pooled['text']}: {_verdict(pooled['verdict'])}"
+            )
         fit = group.get("fit")
         if fit:
-            params = ", ".join(f"{k} = {v:.3g}" for k, v in fit["params"].items() if v is not None)
-            lines.append(f"  law {fit['formula']}: {params}; R^2 {fit['r2']:.3f}")
+            params = ", ".join(
+                f"{k} = {v:.3g}"
+                + (f" [{fit['ci'][k][0]:.3g}, {fit['ci'][k][1]:.3g}]" if k in fit["ci"] else "")
+                for k, v in fit["params"].items()
+                if v is not None
+            )
+            flags = "" if fit["converged"] else f"; NOT CONVERGED ({fit['status']})"
+            if fit["hit_bounds"]:
+                flags += f"; at a bound: {', '.join(fit['hit_bounds'])}"
+            lines.append(f"  law {fit['formula']}: {params}; R^2 {fit['r2']:.3f}{flags}")
+            if fit.get("ci_method"):
+                lines.append(f"    ({fit['ci_method']})")
         elif group.get("error"):
             lines.append(f"  law not fitted: {group['error']}")
         plan = group.get("plan") or {}
         if plan.get("summary"):
             lines.append(f"  planner: {plan['summary']}")
     return lines
+
+
+def _verdict(verdict: str) -> str:
+    return {
+        "lower": "pre-training LOWERS the error",
+        "higher": "pre-training RAISES the error",
+        NO_DIFFERENCE: f"{NO_DIFFERENCE} at this budget",
+        "no interval": "no interval (one seed)",
+    }[verdict]
 
 
 def main(argv: list[str]) -> int:
@@ -135,26 +167,33 @@ def main(argv: list[str]) -> int:
     config = load_config_file(spec)
     apply_overrides(config, overrides)
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     workdir = os.path.abspath(args.workdir)
+    seeds = len(config.finetune.seeds) or 1
     print(
         f"demo: pre-train a tiny ViT on 1p-frac at "
         f"{len(config.axes[0]['pretrain.data.num_classes'])} sizes, fine-tune each and a "
-        f"from-scratch baseline on handwritten digits, fit the scaling law, write the report.\n"
+        f"from-scratch baseline on handwritten digits with {seeds} seed(s), compare them, fit "
+        f"the scaling law, write the report.\n"
         f"demo: workdir {workdir} (re-run the same command to resume)",
         flush=True,
     )
+    # Runs with the same shapes (every seed, every size's fine-tuning) compile the same
+    # programs: the persistent cache compiles each once, and a re-run not at all.
+    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
     data_dir = import_digits(os.path.join(workdir, "data", "tfds"))
     if not config.finetune.data.data_dir:
         config.finetune.data.data_dir = data_dir
-
-    from synth_jax.experiments import sweep
 
     result = sweep.run(config, workdir)
     if result["preempted"]:
         return 143
     minutes = (time.perf_counter() - t0) / 60
-    print(f"\ndemo: finished in {minutes:.1f} min. Report: {result['report']}")
+    cpu = (time.process_time() - cpu0) / 60
+    print(
+        f"\ndemo: finished in {minutes:.1f} min ({cpu:.1f} min of CPU time). "
+        f"Report: {result['report']}"
+    )
     print("\n".join(headline(workdir)))
     print(f"demo: figures in {os.path.join(workdir, 'figures')}; numbers in report.json")
     return 0

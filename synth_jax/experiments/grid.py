@@ -56,7 +56,7 @@ class Cell:
         return {
             "cell_id": self.cell_id,
             "pretrain_id": self.pretrain_id,
-            "values": self.values,
+            "values": config_to_dict(self.values),
         }
 
 

@@ -31,6 +31,7 @@ from synth_jax import files
 from synth_jax.config import config_from_argv, config_to_dict, require_keys
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.experiments import grid, report
+from synth_jax.scaling.config import DEFAULTS as LAW_DEFAULTS
 from synth_jax.train import pretrain
 from synth_jax.transfer import finetune
 
@@ -41,17 +42,7 @@ SWEEP_KEYS = {
     "finetune": None,
     "axes": None,
     "scratch": None,
-    "law": {
-        "name": None,
-        "x": None,
-        "y": None,
-        "group": None,
-        "fix": None,
-        "bootstrap": None,
-        "holdout": None,
-        "target": None,
-        "seed": None,
-    },
+    "law": dict.fromkeys(LAW_DEFAULTS),
     "report": {"families": None, "samples": None, "image_size": None},
 }
 
@@ -241,8 +232,7 @@ def _top1(summary) -> str:
 
 
 def write_report(config, cells, workdir, out=None) -> str:
-    path = report.write(config, cells, workdir, out=out or sys.stdout)
-    return path
+    return report.write(config, cells, workdir, out=out or sys.stdout)
 
 
 def main(argv: list[str]) -> int:

@@ -10,10 +10,13 @@
 """
 
 from synth_jax.scaling.extrapolate import extrapolation_check, leave_one_out
-from synth_jax.scaling.fitter import FitResult, Problem, fit, prepare, solve
+from synth_jax.scaling.fitting import fit
 from synth_jax.scaling.laws import LAWS, Law, Param, get_law
 from synth_jax.scaling.plan import plan
 from synth_jax.scaling.plot import Curve, plot_fits
+from synth_jax.scaling.problem import Problem, prepare
+from synth_jax.scaling.result import FitResult
+from synth_jax.scaling.solver import solve
 
 __all__ = [
     "LAWS",

@@ -6,12 +6,17 @@ Fits a scaling law to every group of a results table and writes fit.json (and a 
         --group model,dataset --fix D=0.48 --bounds alpha=0.1:1.5 --bootstrap 1000 \\
         --holdout 2 --loo --target 0.2 --out fit.json --plot fit.png
 
-Everything is validated and fitted before anything is written: on bad input nothing is written.
+Every interval says how it was obtained (bootstrap method and replicates used). A group with
+scratch rows also gets the comparison of each size with scratch, paired by seed, with intervals
+(the best size's adjusted for being the best of several). Defaults come from
+synth_jax.scaling.config. Everything is validated and fitted before anything is written: on bad
+input nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 import sys
@@ -20,14 +25,30 @@ import numpy as np
 
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import write_json
+from synth_jax.scaling import compare
+from synth_jax.scaling.bootstrap import METHODS
+from synth_jax.scaling.config import DEFAULTS
 from synth_jax.scaling.extrapolate import extrapolation_check, leave_one_out
-from synth_jax.scaling.fitter import LOSSES, fit
+from synth_jax.scaling.fitting import fit
 from synth_jax.scaling.laws import LAWS, get_law
 from synth_jax.scaling.plan import plan
 from synth_jax.scaling.plot import Curve, plot_fits
-from synth_jax.scaling.table import read_curves
+from synth_jax.scaling.problem import LOSSES
+from synth_jax.scaling.table import Group, read_curves
 
 _PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def _default_group(path: str) -> list[str]:
+    """The default group columns the table has: synth_jax's results.csv has them all; a table
+    written by hand with only sizes and errors is one curve. (A missing or unreadable file is
+    left to read_curves, which names it.)"""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [c for c in DEFAULTS["group"] if c in {h.strip() for h in header}]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,25 +59,51 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"laws: {laws}",
     )
     p.add_argument("results", help="results CSV (one row per fine-tuning run)")
-    p.add_argument("--law", default="mikami", help="law name (default mikami)")
-    p.add_argument("--x", nargs="+", default=["pretrain_images"], help="input column(s)")
-    p.add_argument("--y", default="top1_error", help="error column (default top1_error)")
-    p.add_argument("--group", default="", help="comma-separated columns: one curve per value")
+    p.add_argument("--law", default=DEFAULTS["name"], help=f"law name (default {DEFAULTS['name']})")
+    p.add_argument("--x", nargs="+", default=[DEFAULTS["x"]], help="input column(s)")
+    p.add_argument("--y", default=DEFAULTS["y"], help=f"error column (default {DEFAULTS['y']})")
+    p.add_argument(
+        "--group",
+        default=None,
+        help="comma-separated columns: one curve per value (default: those of "
+        f"{','.join(DEFAULTS['group'])} the table has; '' fits all rows as one curve)",
+    )
     p.add_argument("--fix", action="append", default=[], help="NAME=VALUE[,NAME=VALUE]")
     p.add_argument("--bounds", action="append", default=[], help="NAME=LO:HI[,NAME=LO:HI]")
     p.add_argument("--init", action="append", default=[], help="NAME=V1:V2:... start values")
     p.add_argument("--loss", default="squared", choices=LOSSES)
     p.add_argument("--huber-delta", type=float, default=1e-3)
     p.add_argument("--method", choices=("lm", "lbfgs"), default=None)
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap refits (e.g. 1000)")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULTS["bootstrap"],
+        help=f"bootstrap refits (default {DEFAULTS['bootstrap']}; 0: no intervals)",
+    )
+    p.add_argument(
+        "--bootstrap-method",
+        default=DEFAULTS["resample"],
+        choices=METHODS,
+        help="auto (default): seed with 5+ seeds, case with 5+ rows per size, else residual",
+    )
     p.add_argument(
         "--resample-within",
         default="",
-        help="comma-separated columns: bootstrap resamples within each of their values "
+        help="comma-separated columns: case resampling within each of their values "
         "(e.g. pretrain_images keeps every size in every refit)",
     )
-    p.add_argument("--ci", type=float, default=0.95, help="interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed-column",
+        default="seed",
+        help="column naming each run's seed: seed resampling and paired comparisons (default seed)",
+    )
+    p.add_argument(
+        "--ci",
+        type=float,
+        default=DEFAULTS["ci"],
+        help=f"interval level (default {DEFAULTS['ci']})",
+    )
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="the bootstrap's seed")
     p.add_argument("--holdout", type=int, default=0, help="extrapolation check: largest sizes")
     p.add_argument("--loo", action="store_true", help="leave-one-size-out check")
     p.add_argument("--target", type=float, default=None, help="planner: target error")
@@ -158,7 +205,12 @@ def main(argv: list[str]) -> int:
     if args.plot:
         _output_path(args.plot, "--plot")
     groups = read_curves(
-        args.results, args.x, args.y, _columns(args.group), _columns(args.resample_within)
+        args.results,
+        args.x,
+        args.y,
+        _columns(args.group) if args.group is not None else _default_group(args.results),
+        _columns(args.resample_within),
+        seed_column=args.seed_column or None,
     )
 
     options = dict(fix=fix, bounds=bounds, init=init, loss=args.loss, huber_delta=args.huber_delta)
@@ -174,7 +226,11 @@ def main(argv: list[str]) -> int:
                 **options,
                 method=args.method,
                 bootstrap=args.bootstrap,
+                resample=args.bootstrap_method,
                 strata=group.strata,
+                clusters=None
+                if group.seeds is None
+                else np.unique(group.seeds, return_inverse=True)[1],
                 seed=args.seed,
                 ci=args.ci,
             )
@@ -192,12 +248,17 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"group {group.label}: {e}") from None
         entry = {"group": group.key, **result.to_dict(), "rows": group.rows, "notes": group.notes}
         entry["scratch_error"] = group.scratch_error
+        if group.scratch and law.num_inputs == 1:
+            entry["comparison_with_scratch"] = compare_with_scratch(group, args.ci)
         if extrapolation is not None:
             entry["extrapolation"] = extrapolation
         if loo is not None:
             entry["leave_one_out"] = loo
         if law.num_inputs == 1:
-            entry["plan"] = plan(result, args.target, x_name=args.x[0], y_name=args.y)
+            try:
+                entry["plan"] = plan(result, args.target, x_name=args.x[0], y_name=args.y)
+            except UsageError as e:
+                entry["plan"] = {"error": str(e), "message": f"planner refused: {e}"}
         entries.append(entry)
         curves.append(Curve(result, group.label, extrapolation, group.scratch_error))
         _print_summary(group.label, entry)
@@ -222,6 +283,17 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def compare_with_scratch(group: Group, level: float) -> dict:
+    """The group's sizes against its scratch rows, paired by seed (see compare.py)."""
+    seeds = group.seeds if group.seeds is not None else [f"row {r}" for r in group.rows]
+    by_size: dict[float, dict] = {}
+    for size, seed, y in zip(group.x[:, 0], seeds, group.y):
+        by_size.setdefault(float(size), {}).setdefault(str(seed), []).append(float(y))
+    by_size = {s: {k: float(np.mean(v)) for k, v in runs.items()} for s, runs in by_size.items()}
+    scratch = {k: float(np.mean(v)) for k, v in group.scratch.items()}
+    return compare.against_baseline(by_size, scratch, level)
+
+
 def _g(value, spec: str = ".4g") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -236,10 +308,19 @@ def _print_summary(label: str, entry: dict):
         )
         for k, v in entry["params"].items()
     )
-    flags = "" if entry["converged"] else " NOT CONVERGED"
+    flags = "" if entry["converged"] else f" NOT CONVERGED ({entry['status']})"
     if entry["hit_bounds"]:
-        flags += f"; at a bound: {', '.join(entry['hit_bounds'])}"
+        flags += f"; AT A BOUND: {', '.join(entry['hit_bounds'])}"
     print(f"[{label}] {entry['n_points']} points: {params}; R^2={_g(entry['r2'])}{flags}")
+    if entry["ci_method"]:
+        print(f"  intervals: {entry['ci_method']}; {entry['bootstrap']['note']}")
+    if "comparison_with_scratch" in entry:
+        best = entry["comparison_with_scratch"]["best"]
+        pooled = entry["comparison_with_scratch"]["pooled"]
+        print(
+            f"  vs scratch: best size {best['size']:.4g}: {best['text']}: "
+            f"{best['verdict']}; all sizes pooled: {pooled['text']}: {pooled['verdict']}"
+        )
     for note in entry["notes"]:
         print(f"  note: {note}", file=sys.stderr)
     if "extrapolation" in entry:

@@ -12,7 +12,8 @@ import numpy as np
 
 from synth_jax.errors import UsageError
 from synth_jax.scaling import stats
-from synth_jax.scaling.fitter import Problem, prepare, solve
+from synth_jax.scaling.problem import Problem, prepare
+from synth_jax.scaling.solver import solve
 
 _SOLVE_OPTIONS = ("method", "tol", "max_iter")
 

@@ -117,8 +117,9 @@ def _m3(p, x):
 def _m4(p, x):
     """Solves (L - e_inf) / (e_0 - L)^a = b x^c for L in (e_inf, e_0).
 
-    The left side increases in L on that interval, so bisection finds the root; one Newton step
-    from the (gradient-stopped) root gives the implicit-function derivative wrt the parameters.
+    The left side increases in L on that interval, so bisection brackets the root to 2^-36 of
+    the interval, a (gradient-stopped) Newton step takes it to rounding, and a last Newton step
+    gives the implicit-function derivative wrt the parameters.
     """
     e_inf, e_0, a = p["e_inf"], jnp.maximum(p["e_0"], p["e_inf"]), p["a"]
     rhs = p["b"] * _pow(x, p["c"])
@@ -135,10 +136,15 @@ def _m4(p, x):
         below = g_sg(g(mid)) < 0
         return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
 
-    lo, hi = jax.lax.fori_loop(0, 60, bisect, (lo0, hi0))
-    root = jax.lax.stop_gradient(0.5 * (lo + hi))
-    slope = 1.0 + rhs * a * jnp.maximum(e_0 - root, 1e-300) ** (a - 1.0)
-    return root - g(root) / slope
+    def newton(root):
+        slope = 1.0 + rhs * a * jnp.maximum(e_0 - root, 1e-300) ** (a - 1.0)
+        return root - g(root) / slope
+
+    lo, hi = jax.lax.fori_loop(0, 36, bisect, (lo0, hi0))
+    mid = 0.5 * (lo + hi)
+    # the Newton step must stay in the bracket (where g is increasing and the root unique)
+    root = jax.lax.stop_gradient(jnp.clip(newton(mid), lo, hi))
+    return newton(root)
 
 
 def _chinchilla(p, N, D):

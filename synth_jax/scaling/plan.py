@@ -1,13 +1,19 @@
 """The planner: invert a fitted law, with bootstrap intervals, to answer data questions.
 
-- How many pre-training images does a target error need? (None when the target is at or below
-  the law's floor, the transfer gap: more data of this kind cannot reach it.)
+- How many pre-training images does a target error need? (unreachable when the target is at
+  or below the law's floor, the transfer gap: more data of this kind cannot reach it.)
 - What does doubling the largest size tried buy?
 
-Each answer is computed for the best fit and for every bootstrap refit; the interval is the
-percentile interval over refits, and the share of refits for which a target is unreachable is
-reported too. The law is assumed to decrease in the data size (all built-in laws do, within
-their default bounds); the inversion is a bisection in log size.
+Each answer is computed for the best fit and for every bootstrap refit. A refit that can never
+reach the target is an answer too ("unreachable", an infinite size): it stays in the percentile
+interval, so when more than the interval's upper tail of refits cannot reach the target, the
+upper bound is "unreachable", and `reach_fraction` says what share of refits reach it.
+
+The inversion assumes the law decreases in the size over the range it searches (from the
+smallest size tried up): a best fit that rises anywhere there (a broken law with a rising
+segment, say) is refused with a UsageError. The size needed is the first crossing of the target,
+found on a log grid and refined by bisection, so a refit that is not monotone still gets the
+smallest size at which it reaches the target.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ import numpy as np
 
 from synth_jax.errors import UsageError
 from synth_jax.scaling import stats
-from synth_jax.scaling.fitter import FitResult
+from synth_jax.scaling.result import FitResult
 
-_LOG_SIZE_RANGE = (0.0, np.log(1e30))  # sizes searched: 1 .. 1e30
+_LARGEST = 1e30  # sizes searched: the smallest tried .. 1e30
+_GRID = 512  # log-spaced sizes scanned for the first crossing and for monotonicity
+_RISE_TOLERANCE = 1e-9  # relative rise between grid sizes still counted as flat
+UNREACHABLE = "unreachable"
 
 
 def _param_sets(result: FitResult) -> dict[str, np.ndarray]:
@@ -35,53 +44,106 @@ def _param_sets(result: FitResult) -> dict[str, np.ndarray]:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _law_at(law, params, sizes):
-    return law(params, sizes)
+def _law_on_grid(law, params, log_sizes):
+    """The law float64[M, G] for M parameter sets at sizes exp(log_sizes float[G])."""
+    return jax.vmap(lambda p: law(p, jnp.exp(log_sizes)))(params)
 
 
 def _evaluate(result: FitResult, params: dict[str, np.ndarray], sizes: np.ndarray) -> np.ndarray:
-    """The law at sizes float[M] for M parameter sets (elementwise), float64[M]."""
+    """The law at sizes float[G] for M parameter sets, float64[M, G]."""
     with jax.enable_x64(True):
         p = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
-        return np.asarray(_law_at(result.law, p, jnp.asarray(sizes, jnp.float64)))
+        log_sizes = jnp.log(jnp.asarray(sizes, jnp.float64))
+        return np.asarray(_law_on_grid(result.law, p, log_sizes))
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _bisect_log_size(law, params, target, lo, hi):
-    """Smallest log size in [lo, hi] where law <= target, per parameter set (hi if none)."""
+    """Refines a crossing: law(lo) > target >= law(hi) per parameter set; returns hi."""
 
     def step(_, bounds):
         lo, hi = bounds
         mid = 0.5 * (lo + hi)
-        reached = law(params, jnp.exp(mid)) <= target
+        reached = jax.vmap(lambda p, m: law(p, jnp.exp(m)))(params, mid) <= target
         return jnp.where(reached, lo, mid), jnp.where(reached, mid, hi)
 
-    return jax.lax.fori_loop(0, 200, step, (lo, hi))[1]
+    return jax.lax.fori_loop(0, 100, step, (lo, hi))[1]
 
 
-def _size_needed(result: FitResult, params, target: float) -> np.ndarray:
-    """Smallest size at which the law reaches target, per parameter set (inf: never)."""
-    count = len(next(iter(params.values())))
-    lo = np.full(count, _LOG_SIZE_RANGE[0])
-    hi = np.full(count, _LOG_SIZE_RANGE[1])
-    reached_at_hi = _evaluate(result, params, np.exp(hi)) <= target
+def _log_grid(smallest: float) -> np.ndarray:
+    return np.linspace(np.log(smallest), np.log(_LARGEST), _GRID)
+
+
+def _size_needed(result: FitResult, params, target: float, smallest: float) -> np.ndarray:
+    """The smallest size >= `smallest` at which the law reaches target, per parameter set
+    (float64[M]; inf: never within 1e30)."""
+    grid = _log_grid(smallest)
+    values = _evaluate(result, params, np.exp(grid))  # [M, G]
+    reached = values <= target
+    first = np.argmax(reached, axis=1)
+    ever = reached.any(axis=1)
+    at_start = ever & (first == 0)
+    lo = grid[np.maximum(first - 1, 0)]
+    hi = grid[first]
     with jax.enable_x64(True):
         p = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
-        log_size = np.asarray(
+        refined = np.asarray(
             _bisect_log_size(result.law, p, jnp.float64(target), jnp.asarray(lo), jnp.asarray(hi))
         )
-    return np.where(reached_at_hi, np.exp(log_size), np.inf)
+    size = np.where(at_start, smallest, np.exp(refined))
+    return np.where(ever, size, np.inf)
 
 
-def _summary(best: float, samples: np.ndarray, level: float) -> dict:
-    lower, upper = stats.percentile_interval(samples[:, None], level) if len(samples) else ([], [])
+def check_decreasing(result: FitResult, smallest: float, x_name: str = "n") -> None:
+    """Raises UsageError when the best fit rises anywhere between `smallest` and 1e30."""
+    grid = _log_grid(smallest)
+    best = {k: np.array([v]) for k, v in result.params.items()}
+    values = _evaluate(result, best, np.exp(grid))[0]
+    rise = np.diff(values) > _RISE_TOLERANCE * np.maximum(np.abs(values[:-1]), 1e-300)
+    if rise.any():
+        where = float(np.exp(grid[np.argmax(rise)]))
+        raise UsageError(
+            f"the planner inverts laws that decrease in {x_name}; the fitted {result.law.name} "
+            f"rises from {x_name} = {where:.3g} on (its parameters: "
+            + ", ".join(f"{k}={v:.3g}" for k, v in result.params.items())
+            + "): fit a monotone law (e.g. mikami) or bound the parameters that let it rise"
+        )
+
+
+def interval(samples: np.ndarray, tail: float) -> list | None:
+    """Percentile interval [lower, upper] (the `tail` and 1 - `tail` quantiles) of samples
+    float[B] that may hold inf (an answer that is never reached): a bound that falls on inf is
+    UNREACHABLE. None when there are none."""
+    samples = np.asarray(samples, np.float64)
+    samples = samples[~np.isnan(samples)]
+    if not len(samples):
+        return None
+    tail = 100.0 * tail
+    # inf sorts last, so a bound that lands among them is inf; order statistics (the outer
+    # neighbours, never interpolated: interpolating towards inf gives nan or inf) keep that
+    # exact and make the interval conservative by at most one replicate on each side
+    bounds = (
+        np.percentile(samples, tail, method="lower"),
+        np.percentile(samples, 100.0 - tail, method="higher"),
+    )
+    return [float(b) if np.isfinite(b) else UNREACHABLE for b in bounds]
+
+
+def _summary(best: float, samples: np.ndarray, tail: float) -> dict:
+    lower, upper = (
+        stats.percentile_interval(samples[:, None], 1 - 2 * tail, tail)
+        if len(samples)
+        else ([], [])
+    )
     return {
         "value": best,
         "ci": [float(lower[0]), float(upper[0])] if len(samples) else None,
     }
 
 
-def _fmt(v: float) -> str:
+def _fmt(v) -> str:
+    if isinstance(v, str):
+        return v
     return f"{v:.3g}" if np.isfinite(v) else "n/a"
 
 
@@ -95,19 +157,26 @@ def plan(
     """Planner answers for a fitted one-input law; `message` says them in plain words.
 
     Returns floor (the transfer gap, if the law has one), doubling (error at the largest size
-    tried and at twice that, and the gain), and with a target: size_needed (value and interval
-    over refits, None when unreachable), unreachable_fraction (share of refits that can never
-    reach it) and reachable (False when the best fit cannot reach it).
+    tried and at twice that, and the gain), and with a target: size_needed (value, and the
+    interval over refits whose upper bound is "unreachable" when too few refits reach it),
+    reach_fraction (share of refits that reach it), unreachable_fraction (1 - reach_fraction)
+    and reachable (whether the best fit reaches it). Raises UsageError for a two-input law or
+    a best fit that is not decreasing over the range searched.
     """
     law = result.law
     if law.num_inputs != 1:
         raise UsageError(f"the planner inverts one-input laws; {law.name!r} has {law.num_inputs}")
+    smallest = float(np.min(result.problem.x[:, 0]))
+    check_decreasing(result, smallest, x_name)
     level = result.ci_level
+    tail = result.bootstrap.tail if result.bootstrap else (1 - level) / 2
     params = _param_sets(result)
     ok = np.all([np.isfinite(v) for v in params.values()], axis=0)
     params = {k: v[ok] for k, v in params.items()}
     boot = slice(1, None)
-    out: dict = {"x": x_name, "y": y_name}
+    out: dict = {"x": x_name, "y": y_name, "refits": int(ok.sum() - 1)}
+    if result.bootstrap is not None:
+        out["ci_method"] = result.bootstrap.describe()
     lines = []
 
     if law.floor is not None:
@@ -115,7 +184,7 @@ def plan(
             floor = np.asarray(
                 law.floor({k: jnp.asarray(v) for k, v in params.items()}), np.float64
             ) * np.ones(len(params[law.param_names[0]]))
-        out["floor"] = _summary(float(floor[0]), floor[boot], level)
+        out["floor"] = _summary(float(floor[0]), floor[boot], tail)
         ci = out["floor"]["ci"]
         lines.append(
             f"floor (transfer gap): {y_name} -> {_fmt(floor[0])}"
@@ -126,15 +195,14 @@ def plan(
         floor = None
 
     largest = float(np.max(result.problem.x[:, 0]))
-    now = _evaluate(result, params, np.full(len(ok[ok]), largest))
-    doubled = _evaluate(result, params, np.full(len(ok[ok]), 2 * largest))
+    now, doubled = _evaluate(result, params, np.array([largest, 2 * largest])).T
     gain = now - doubled
     out["doubling"] = {
         "from": largest,
         "to": 2 * largest,
-        "error_now": _summary(float(now[0]), now[boot], level),
-        "error_doubled": _summary(float(doubled[0]), doubled[boot], level),
-        "gain": _summary(float(gain[0]), gain[boot], level),
+        "error_now": _summary(float(now[0]), now[boot], tail),
+        "error_doubled": _summary(float(doubled[0]), doubled[boot], tail),
+        "gain": _summary(float(gain[0]), gain[boot], tail),
     }
     ci = out["doubling"]["gain"]["ci"]
     lines.append(
@@ -145,55 +213,62 @@ def plan(
     )
 
     if target is not None:
-        target = float(target)
-        needed = _size_needed(result, params, target)
-        if floor is not None:
-            needed = np.where(target <= floor, np.inf, needed)
-        reachable = bool(np.isfinite(needed[0]))
-        refits = needed[boot]
-        unreachable_fraction = float(np.mean(~np.isfinite(refits))) if len(refits) else None
-        finite = np.where(np.isfinite(refits), refits, np.inf)
-        lower, upper = (
-            stats.percentile_interval(finite[:, None], level) if len(refits) else ([], [])
-        )
-        out["target"] = target
-        out["reachable"] = reachable
-        out["size_needed"] = {
-            "value": float(needed[0]) if reachable else None,
-            "ci": [float(lower[0]), float(upper[0])] if len(refits) else None,
-            "times_largest_tried": float(needed[0] / largest) if reachable else None,
-        }
-        out["unreachable_fraction"] = unreachable_fraction
-        if not reachable and floor is not None and target <= floor[0]:
-            lines.append(
-                f"target {y_name} {target:.3g} is at or below the floor {_fmt(floor[0])}: "
-                f"UNREACHABLE with more data of this kind; a better-matched pre-training "
-                f"source or a bigger model must lower the floor first"
-            )
-        elif not reachable:
-            lines.append(
-                f"target {y_name} {target:.3g} is not reached even at {x_name} = 1e30: "
-                "UNREACHABLE under this law"
-            )
-        elif needed[0] <= largest:
-            lines.append(
-                f"target {y_name} {target:.3g} is already reached at {x_name} = "
-                f"{needed[0]:.3g} (within the sizes tried)"
-            )
-        else:
-            span = (
-                f" [{lower[0]:.3g}, {upper[0]:.3g}]".replace("inf", "unreachable")
-                if len(refits)
-                else ""
-            )
-            lines.append(
-                f"target {y_name} {target:.3g} needs {x_name} = {needed[0]:.3g}{span}, "
-                f"{needed[0] / largest:.3g}x the largest size tried: an extrapolation, as "
-                "trustworthy as the extrapolation check says"
-            )
-        if unreachable_fraction:
-            lines.append(
-                f"{100 * unreachable_fraction:.0f}% of bootstrap refits cannot reach the target"
-            )
+        lines += _target(out, result, params, float(target), floor, smallest, largest, tail)
     out["message"] = "; ".join(lines)
     return out
+
+
+def _target(out, result, params, target, floor, smallest, largest, tail) -> list[str]:
+    """Fills out's target answers; returns their lines."""
+    x_name, y_name = out["x"], out["y"]
+    needed = _size_needed(result, params, target, smallest)
+    if floor is not None:
+        needed = np.where(target <= floor, np.inf, needed)
+    reachable = bool(np.isfinite(needed[0]))
+    refits = needed[1:]
+    reach = float(np.mean(np.isfinite(refits))) if len(refits) else None
+    ci = interval(refits, tail)
+    out["target"] = target
+    out["reachable"] = reachable
+    out["size_needed"] = {
+        "value": float(needed[0]) if reachable else None,
+        "ci": ci,
+        "times_largest_tried": float(needed[0] / largest) if reachable else None,
+    }
+    out["reach_fraction"] = reach
+    out["unreachable_fraction"] = None if reach is None else 1.0 - reach
+    lines = []
+    span = f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
+    if not reachable and floor is not None and target <= floor[0]:
+        lines.append(
+            f"target {y_name} {target:.3g} is at or below the floor {_fmt(floor[0])}: "
+            f"UNREACHABLE with more data of this kind; a better-matched pre-training "
+            f"source or a bigger model must lower the floor first"
+        )
+    elif not reachable:
+        lines.append(
+            f"target {y_name} {target:.3g} is not reached even at {x_name} = {_LARGEST:.0e}: "
+            "UNREACHABLE under this law"
+        )
+    elif needed[0] <= largest:
+        lines.append(
+            f"target {y_name} {target:.3g} is already reached at {x_name} = "
+            f"{needed[0]:.3g}{span} (within the sizes tried)"
+        )
+    else:
+        lines.append(
+            f"target {y_name} {target:.3g} needs {x_name} = {needed[0]:.3g}{span}, "
+            f"{needed[0] / largest:.3g}x the largest size tried: an extrapolation, as "
+            "trustworthy as the extrapolation check says"
+        )
+    if reach is not None and reach < 1:
+        lines.append(
+            f"only {100 * reach:.0f}% of bootstrap refits reach the target"
+            + (
+                f" (fewer than the {100 * (1 - tail):.3g}% a finite upper bound needs: the "
+                f"interval's upper bound is unreachable)"
+                if ci and ci[1] == UNREACHABLE
+                else ""
+            )
+        )
+    return lines

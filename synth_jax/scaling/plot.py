@@ -1,6 +1,9 @@
-"""Plots of fitted laws: data with error bars, fitted curve, bootstrap band, held-out points.
+"""Plots of fitted laws: per-size means with seed error bars, fitted curve, bootstrap band,
+held-out points.
 
-Log-log axes; one colour per curve (group). Matplotlib's Agg backend, so it runs headless.
+Log-log axes; one colour per curve (group). Error bars are t-intervals of each size's mean over
+its runs (seeds) at the fit's level; the band is the bootstrap's, labelled with its method and
+replicate count. Matplotlib's Agg backend, so it runs headless.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import dataclasses
 import numpy as np
 
 from synth_jax.files import atomic_path
-from synth_jax.scaling.fitter import FitResult
+from synth_jax.scaling.compare import mean_interval
+from synth_jax.scaling.result import FitResult
 
 
 @dataclasses.dataclass
@@ -36,7 +40,7 @@ def _band(result: FitResult, grid: np.ndarray, level: float, at: np.ndarray | No
     curves = np.stack(
         [result.problem.predict(dict(zip(names, row)), x) for row in boot[:400]], axis=0
     )
-    tail = 100 * (1 - level) / 2
+    tail = 100 * (result.bootstrap.tail if result.bootstrap else (1 - level) / 2)
     return np.nanpercentile(curves, tail, axis=0), np.nanpercentile(curves, 100 - tail, axis=0)
 
 
@@ -66,23 +70,26 @@ def plot_fits(
         held = np.zeros(len(y), bool)
         if curve.extrapolation:
             held = x[:, 0] >= min(curve.extrapolation["heldout_sizes"])
-        # data: mean and standard deviation over repeats (seeds) at each input
+        # data: mean and its t-interval over repeats (seeds) at each input
         keys, inverse = np.unique(x, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
-        means = np.array([y[inverse == k].mean() for k in range(len(keys))])
-        stds = np.array([y[inverse == k].std() for k in range(len(keys))])
+        summaries = [mean_interval(y[inverse == k], result.ci_level) for k in range(len(keys))]
+        means = np.array([m["mean"] for m in summaries])
+        half = np.array([0.0 if m["ci"] is None else m["ci"][1] - m["mean"] for m in summaries])
         held_key = np.array([held[inverse == k].any() for k in range(len(keys))])
         for mask, face in ((~held_key, color), (held_key, "none")):
             if mask.any():
                 ax.errorbar(
                     keys[mask, 0],
                     means[mask],
-                    yerr=stds[mask],
+                    yerr=half[mask],
                     fmt="o",
                     color=color,
                     markerfacecolor=face,
                     capsize=3,
-                    label=None if face == "none" else f"{curve.label}",
+                    label=None
+                    if face == "none"
+                    else f"{curve.label}: mean, {100 * result.ci_level:.0f}% CI over runs",
                 )
         grid = np.geomspace(x[:, 0].min() / 1.5, x[:, 0].max() * 4, 200)
         levels = [None] if problem.x.shape[1] == 1 else list(np.unique(x[:, 1]))[:4]
@@ -100,7 +107,9 @@ def plot_fits(
                 )
             band = _band(result, grid, result.ci_level, at)
             if band is not None:
-                ax.fill_between(grid, band[0], band[1], color=color, alpha=0.2, lw=0)
+                b = result.bootstrap
+                label = f"{b.method} bootstrap, {b.used} refits" if at == levels[0] else None
+                ax.fill_between(grid, band[0], band[1], color=color, alpha=0.2, lw=0, label=label)
         if curve.extrapolation and problem.x.shape[1] == 1:
             params = curve.extrapolation["params"]
             ax.plot(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 
 def r_squared(y: np.ndarray, predicted: np.ndarray) -> float:
@@ -58,10 +59,13 @@ def jacobian_stderr(jacobian: np.ndarray, sum_squares: float, n_points: int) -> 
     return np.where(diag >= 0, np.sqrt(np.abs(diag)), np.nan)
 
 
-def percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(
+    samples: np.ndarray, level: float, tail: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Bootstrap percentile interval of each column of samples float[B, k] (non-finite rows of a
-    column are ignored). Returns (lower[k], upper[k])."""
-    tail = 100.0 * (1.0 - level) / 2.0
+    column are ignored): the `tail` and 1 - `tail` quantiles (default tail: (1 - level) / 2; an
+    expanded interval passes a smaller one, see `expanded_tail`). Returns (lower[k], upper[k])."""
+    tail = 100.0 * ((1.0 - level) / 2.0 if tail is None else tail)
     lower, upper = [], []
     for column in np.asarray(samples, dtype=np.float64).reshape(len(samples), -1).T:
         finite = column[np.isfinite(column)]
@@ -74,21 +78,16 @@ def percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, 
     return np.array(lower), np.array(upper)
 
 
-def bootstrap_weights(
-    n_points: int, replicates: int, seed: int, strata: np.ndarray | None = None
-) -> np.ndarray:
-    """Resampling counts float64[replicates, N]: how often each point is drawn in each replicate.
+def expanded_tail(level: float, dof: float, variance_factor: float = 1.0) -> float:
+    """The tail probability of an expanded percentile interval (Hesterberg 2015).
 
-    Without strata, N points are drawn with replacement from all points. With strata (int[N],
-    e.g. one label per pre-training size or per group), each stratum is resampled on its own,
-    keeping its size: a curve never loses a size, and groups keep their share of the points.
-    Counts (not gathered copies) let every replicate keep the same shape for the batched fitter.
-    """
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((replicates, n_points), dtype=np.float64)
-    labels = np.zeros(n_points, dtype=np.int64) if strata is None else np.asarray(strata)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        pvals = np.full(len(members), 1.0 / len(members))
-        counts[:, members] = rng.multinomial(len(members), pvals, size=replicates)
-    return counts
+    A percentile interval acts like mean +- z * sd with the normal quantile z: on few residual
+    degrees of freedom it is too narrow, and a resampling scheme whose spread is biased low by
+    a known factor (case resampling of m points: (m - 1) / m in variance) narrows it further.
+    The expanded interval takes the quantiles at Phi(-z'), z' = sqrt(variance_factor) *
+    t_{dof, 1 - (1 - level) / 2}, so that on near-linear problems it covers at about `level`.
+    dof: residual degrees of freedom (points minus free parameters, or seeds minus 1)."""
+    if dof < 1:
+        return 0.0  # no degrees of freedom: the widest interval the replicates give
+    z = math.sqrt(variance_factor) * scipy_stats.t.ppf(1.0 - (1.0 - level) / 2.0, dof)
+    return float(scipy_stats.norm.cdf(-z))

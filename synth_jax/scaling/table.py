@@ -1,10 +1,14 @@
 """Reading the results table (one row per fine-tuning run) into curves to fit.
 
 The table is the CSV that every `synth-jax finetune` run appends to (columns `run_id,
-pretrain_family, pretrain_classes, pretrain_images, ...`). Rows are grouped by the `--group`
-columns; each group becomes one curve. Rows trained from scratch (`pretrain_family == scratch`,
-or an empty or zero size) cannot enter a law in the size, so they are set aside, noted, and their
-mean error is kept as context (the from-scratch baseline).
+pretrain_family, pretrain_classes, pretrain_images, ..., seed, ...`). Rows are grouped by the
+`--group` columns; each group becomes one curve. Rows trained from scratch (`pretrain_family ==
+scratch`; in a table without that column, an empty or zero size) cannot enter a law in the
+size, so they are set aside, noted, and kept per seed as the baseline to compare against.
+
+A row pre-trained on something (`pretrain_family` names a source) whose `pretrain_images` is
+empty was fine-tuned from a pre-training that had not finished (it had written no summary): it
+is an error naming the run, never a scratch run or a silently dropped point.
 """
 
 from __future__ import annotations
@@ -18,24 +22,34 @@ import numpy as np
 
 from synth_jax.errors import UsageError
 
+SCRATCH = "scratch"
+
 
 @dataclasses.dataclass
 class Group:
-    """One group's points: key {column: value}; x float64[N, K]; y float64[N]; strata int[N]
-    (labels for within-stratum bootstrap, or None); scratch_error (mean y of set-aside scratch
-    rows, or None); notes (what was set aside and why)."""
+    """One group's points: key {column: value}; x float64[N, K]; y float64[N]; rows (line
+    numbers); seeds (str[N], the seed column's value per point, or None without that column);
+    strata int[N] (labels for within-stratum bootstrap, or None); scratch {seed: [errors]} of
+    the set-aside scratch rows; notes (what was set aside and why)."""
 
     key: dict[str, str]
     x: np.ndarray
     y: np.ndarray
     rows: list[int]
+    seeds: np.ndarray | None = None
     strata: np.ndarray | None = None
-    scratch_error: float | None = None
+    scratch: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.key.items()) or "all rows"
+
+    @property
+    def scratch_error(self) -> float | None:
+        """Mean error of the scratch rows, or None."""
+        values = [v for runs in self.scratch.values() for v in runs]
+        return float(np.mean(values)) if values else None
 
 
 _EXTRA = "\0extra"  # where DictReader puts the cells of a row longer than the header
@@ -51,19 +65,44 @@ def _number(text: str, path: str, line: int, column: str) -> float:
     return value
 
 
+def _run_name(row: dict) -> str:
+    return (row.get("run_id") or row.get("workdir") or "").strip() or "(no run_id)"
+
+
+def _is_scratch(row: dict, first: str, path: str, line: int, x_column: str) -> bool:
+    family = (row.get("pretrain_family") or "").strip()
+    if family == SCRATCH:
+        return True
+    if family:
+        if "pretrain_images" in row and not (row.get("pretrain_images") or "").strip():
+            raise UsageError(
+                f"{path}: line {line}: run {_run_name(row)} was fine-tuned from a "
+                f"{family} pre-training that had not finished (pretrain_images is empty; "
+                f"init_from {row.get('init_from') or '?'}): finish that pre-training and "
+                "fine-tune again, or delete the row"
+            )
+        return False
+    # a table without pretrain_family: an empty or zero size is a run without pre-training
+    return not first or _number(first, path, line, x_column) == 0
+
+
 def read_curves(
     path: str,
     x_columns: list[str],
     y_column: str,
     group_columns: list[str] = (),
     strata_columns: list[str] = (),
+    seed_column: str | None = "seed",
 ) -> list[Group]:
-    """Reads path and returns one Curve per group (in order of first appearance).
+    """Reads path and returns one Group per group (in order of first appearance).
 
-    Errors (UsageError naming the file, line and column): a missing file or column, a file that
-    is not UTF-8, a row with more or fewer cells than the header, a non-numeric or NaN x or y, a
-    negative x or y, a group with no usable rows. Rows with an empty or zero first x
-    (scratch runs) are set aside with a note.
+    seed_column: the column naming each run's seed (for seed resampling and paired comparisons
+    with scratch); None, or a table without it, leaves seeds unknown.
+
+    Errors (UsageError naming the file, line and column or run): a missing file or column, a
+    file that is not UTF-8, a row with more or fewer cells than the header, a non-numeric or NaN
+    x or y, a negative x or y, a pre-trained row whose pre-training had not finished, a group
+    with no usable rows. Scratch rows are set aside with a note.
     """
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such results file")
@@ -93,10 +132,13 @@ def read_curves(
         )
     if not rows:
         raise UsageError(f"{path}: the table has no rows")
+    seed_column = seed_column if seed_column in header else None
     groups: dict[tuple, dict] = {}
     for line, row in enumerate(rows, start=2):
         key = tuple(row[c] for c in group_columns)
-        group = groups.setdefault(key, {"x": [], "y": [], "rows": [], "strata": [], "scratch": []})
+        group = groups.setdefault(
+            key, {"x": [], "y": [], "rows": [], "strata": [], "seeds": [], "scratch": {}}
+        )
         y_text = (row[y_column] or "").strip()
         if not y_text:
             raise UsageError(f"{path}: line {line}: column {y_column!r} is empty")
@@ -106,10 +148,10 @@ def read_curves(
                 f"{path}: line {line}: column {y_column!r} is {y_text!r}; an error must be a "
                 f"finite number >= 0"
             )
+        seed = (row.get(seed_column) or "").strip() if seed_column else ""
         first = (row[x_columns[0]] or "").strip()
-        scratch = row.get("pretrain_family", "").strip() == "scratch"
-        if scratch or not first or (first and _number(first, path, line, x_columns[0]) == 0):
-            group["scratch"].append(y)
+        if _is_scratch(row, first, path, line, x_columns[0]):
+            group["scratch"].setdefault(seed or f"line {line}", []).append(y)
             continue
         xs = []
         for column in x_columns:
@@ -126,16 +168,18 @@ def read_curves(
         group["x"].append(xs)
         group["y"].append(y)
         group["rows"].append(line)
+        group["seeds"].append(seed)
         group["strata"].append(tuple(row[c] for c in strata_columns))
     curves = []
     for key, group in groups.items():
         label = dict(zip(group_columns, key))
         notes = []
-        if group["scratch"]:
+        scratch_runs = sum(len(v) for v in group["scratch"].values())
+        if scratch_runs:
             notes.append(
-                f"{len(group['scratch'])} row(s) with no pre-training data ({x_columns[0]} empty "
-                "or 0, or pretrain_family scratch) set aside: a law in the size cannot use "
-                "n = 0; their mean error is reported as scratch_error"
+                f"{scratch_runs} row(s) with no pre-training data (pretrain_family scratch) set "
+                "aside: a law in the size cannot use n = 0; they are the baseline of the "
+                "comparison"
             )
         if not group["x"]:
             raise UsageError(
@@ -147,14 +191,19 @@ def read_curves(
                 np.array(group["strata"], dtype=object).astype(str), axis=0, return_inverse=True
             )
             strata = strata.reshape(-1)
+        seeds = np.array(group["seeds"], dtype=str) if seed_column else None
+        if seeds is not None and np.any(seeds == ""):
+            seeds = None
+            notes.append(f"some rows have no {seed_column!r}: seeds unknown for this group")
         curves.append(
             Group(
                 key=label,
                 x=np.array(group["x"], dtype=np.float64),
                 y=np.array(group["y"], dtype=np.float64),
                 rows=group["rows"],
+                seeds=seeds,
                 strata=strata,
-                scratch_error=float(np.mean(group["scratch"])) if group["scratch"] else None,
+                scratch=group["scratch"],
                 notes=notes,
             )
         )
