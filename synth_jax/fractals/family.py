@@ -10,7 +10,8 @@ Adding a family is one module and one table entry. The module defines
 
     DEFAULTS: dict           its keys with their defaults; may also change a shared default
                              (data_keys.SHARED_DEFAULTS: image_size, points, patch, colour, ...)
-    CHOICES: dict            optional: key -> allowed values (checked before `validate`)
+    CHOICES: dict            optional: key -> allowed values (checked before `validate`); a
+                             shared key here (e.g. degenerate) takes the family's values
     TABLE_FREE_KEYS: tuple   its keys that change the images but not the table
     validate(config)         raises synth_jax.errors.UsageError naming the first bad key (use
                              synth_jax.config.check / check_choice); the shared keys are checked
@@ -49,13 +50,33 @@ import numpy as np
 from synth_jax.config import check_choice, config_to_dict, require_keys
 from synth_jax.errors import UsageError
 from synth_jax.files import atomic_path, write_json
-from synth_jax.fractals import data_keys, fractaldb, one_image, onepfrac, sigma
+from synth_jax.fractals import (
+    data_keys,
+    dead_leaves,
+    fractaldb,
+    one_image,
+    onepfrac,
+    rcdb,
+    sigma,
+    spectrum,
+    visualatom,
+)
 from synth_jax.registry import Registry
 
 FAMILIES = Registry(
     "data family",
     "family",
-    {"fractaldb": fractaldb, "sigma": sigma, "onepfrac": onepfrac, "one_image": one_image},
+    {
+        "fractaldb": fractaldb,
+        "sigma": sigma,
+        "onepfrac": onepfrac,
+        "one_image": one_image,
+        # contour and noise families: tables of drawn category values, instances on the device
+        "visualatom": visualatom,
+        "rcdb": rcdb,
+        "dead_leaves": dead_leaves,
+        "spectrum": spectrum,
+    },
     required=("DEFAULTS", "validate", "build_table", "renderer", "preview_overrides"),
 )
 
@@ -78,8 +99,9 @@ def validate(config) -> None:
     """Raises UsageError naming the first bad key of a data config."""
     module = FAMILIES.lookup(config.get("family"))
     require_keys(config, {k: None for k in _defaults(config.family)})
-    data_keys.check_shared(config)
-    for key, choices in getattr(module, "CHOICES", {}).items():
+    own_choices = getattr(module, "CHOICES", {})
+    data_keys.check_shared(config, own_choices)
+    for key, choices in own_choices.items():
         check_choice(config, key, choices)
     module.validate(config)
 

@@ -1,0 +1,232 @@
+"""The orbit engine VisualAtom and RCDB share: closed polygons grown outward from a centre, drawn
+as 1-pixel strokes on a square canvas, later orbits over earlier ones, then resized.
+
+An image is K orbits of V vertices (padded to static maxima and masked). Orbit k is orbit k-1
+pushed outward along each vertex's direction theta_v, so the orbit-k vertices are orbit 0 plus a
+cumulative sum over k of the steps (the steps are independent across orbits).
+
+Strokes are drawn the way PIL draws the originals' `line`s: hard 1-pixel lines on a canvas
+(`canvas_size`, 512 for the published frame), no anti-aliasing, later orbits overwriting earlier
+ones. A segment of L-infinity length m pixels gets ceil(m) sample points, one per pixel step
+along its major axis, so every line is 8-connected: no gaps (RCDB's failure-mode experiment
+shows that broken contours destroy transfer). All samples of an image share one static budget:
+segment s owns samples [start_s, start_s + m_s) of a running count (an exclusive cumulative
+sum); a sample finds its segment by a scatter of segment starts and a running maximum, and
+segments wholly outside the canvas get no samples. An image whose strokes need more samples than
+the budget is drawn with evenly thinned samples (dotted lines) and reported (`overflow`).
+"Last drawn wins" is a scatter-max of the orbit number per pixel, then a look-up of its grey.
+
+Rendering at 512 and resizing to the training size is the original pipeline (PNGs at 512,
+random-resized-crops at 224): the resize turns a 1-pixel stroke into a coverage-weighted stroke
+of width R/512, so thin lines stay thin at low resolution.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from synth_jax.config import check
+from synth_jax.fractals import data_keys, draw_keys
+
+FRAME = 512.0  # the originals' frame: every px@512 value is scaled by canvas_size / FRAME
+
+
+def orbit_positions(start: jax.Array, steps: jax.Array) -> jax.Array:
+    """Vertices of orbits 1..K: start float[V] (orbit 0) + cumulative steps float[K, V]."""
+    return start[None, :] + jnp.cumsum(steps, axis=0)
+
+
+def stroke_samples(x, y, num_vertices, num_orbits, canvas: int, budget: int):
+    """Sample points along the closed polygons (x[k], y[k]) of one image, in canvas pixels.
+
+    Like PIL's `line`, each vertex is truncated to its pixel first and a segment of n = L-inf
+    length pixels is drawn as the n pixels at steps 0..n-1 of its major axis, the minor axis
+    rounded (Bresenham's line; its end pixel is the next segment's first): 8-connected, no gaps.
+
+    x, y: float32[K, V] vertex coordinates (vertices v >= num_vertices and orbits
+    k >= num_orbits are padding); the polygon of orbit k closes from vertex num_vertices - 1 back
+    to vertex 0. Returns (pixel int32[budget]: flat canvas index, or canvas**2 for none;
+    orbit int32[budget]: the sample's orbit number 1..K, 0 for none; needed: int32, the samples
+    the strokes need (more than `budget`: drawn thinned))."""
+    k_max, v_max = x.shape
+    v = jnp.arange(v_max)
+    nxt = jnp.where(v + 1 < num_vertices, v + 1, 0)
+    # Far-off vertices are clamped (they are off the canvas either way) so that casts stay exact.
+    x0 = jnp.trunc(jnp.clip(jnp.nan_to_num(x, nan=-1e6), -1e6, 1e6))
+    y0 = jnp.trunc(jnp.clip(jnp.nan_to_num(y, nan=-1e6), -1e6, 1e6))
+    x1, y1 = x0[:, nxt], y0[:, nxt]
+    dx, dy = x1 - x0, y1 - y0
+    valid = (v < num_vertices)[None, :] & (jnp.arange(k_max) < num_orbits)[:, None]
+    inside = (
+        (jnp.maximum(x0, x1) >= 0) & (jnp.minimum(x0, x1) < canvas)
+        & (jnp.maximum(y0, y1) >= 0) & (jnp.minimum(y0, y1) < canvas)
+    )  # fmt: skip
+    steps = jnp.maximum(jnp.abs(dx), jnp.abs(dy))
+    # One sample per step of the major axis; one for a segment within a single pixel.
+    count = jnp.where(valid & inside, jnp.maximum(steps, 1.0), 0.0).astype(jnp.int32).reshape(-1)
+    cum = jnp.cumsum(count)
+    start = cum - count
+    needed = cum[-1]
+    # More samples needed than the budget: sample j stands at position j * rate (thinned).
+    rate = jnp.maximum(needed.astype(jnp.float32) / budget, 1.0)
+    first = jnp.ceil(start.astype(jnp.float32) / rate).astype(jnp.int32)
+    first = jnp.where(count > 0, first, budget)  # empty segments own no sample
+    owner = jnp.full(budget, -1, jnp.int32).at[first].max(jnp.arange(count.size), mode="drop")
+    segment = jax.lax.associative_scan(jnp.maximum, owner)
+    position = jnp.arange(budget, dtype=jnp.float32) * rate
+    ok = (segment >= 0) & (position < needed.astype(jnp.float32))
+    segment = jnp.maximum(segment, 0)
+    # One gather of a row per sample instead of six gathers.
+    rows = jnp.stack(
+        [
+            x0.reshape(-1),
+            y0.reshape(-1),
+            dx.reshape(-1),
+            dy.reshape(-1),
+            start.astype(jnp.float32),
+            jnp.maximum(count, 1).astype(jnp.float32),
+        ],
+        1,
+    )
+    sx0, sy0, sdx, sdy, first_sample, n = rows[segment].T
+    step = jnp.floor(position - first_sample)  # 0..n-1 along the major axis
+    # Bresenham's offsets as PIL draws them: |offset| rounded half up, then the sign.
+    px = sx0 + jnp.sign(sdx) * jnp.floor(step * jnp.abs(sdx) / n + 0.5)
+    py = sy0 + jnp.sign(sdy) * jnp.floor(step * jnp.abs(sdy) / n + 0.5)
+    ok &= (px >= 0) & (px < canvas) & (py >= 0) & (py < canvas)
+    pixel = jnp.where(ok, py.astype(jnp.int32) * canvas + px.astype(jnp.int32), canvas * canvas)
+    orbit = jnp.where(ok, segment // v_max + 1, 0)
+    return pixel, orbit, needed
+
+
+def last_orbit(pixel: jax.Array, orbit: jax.Array, canvas: int) -> jax.Array:
+    """The last orbit drawn on each canvas pixel (0: none): int32[B, canvas, canvas] from samples
+    pixel, orbit int32[B, P]. One scatter-max over the flattened batch (faster on the CPU than
+    the per-image scatter vmap makes, like the chaos game's histogram)."""
+    batch = pixel.shape[0]
+    bins = canvas * canvas + 1
+    flat = (pixel + bins * jnp.arange(batch, dtype=jnp.int32)[:, None]).reshape(-1)
+    top = jnp.zeros(batch * bins, jnp.int32).at[flat].max(orbit.reshape(-1))
+    return top.reshape(batch, bins)[:, :-1].reshape(batch, canvas, canvas)
+
+
+def paint(top: jax.Array, greys: jax.Array, background: float) -> jax.Array:
+    """Canvas of orbit numbers int32[H, W] (0: background) and greys float[K] of orbits 1..K ->
+    float32[H, W] grey levels on the 0..255 scale."""
+    grey = jnp.concatenate([jnp.full((1,), background, jnp.float32), greys.astype(jnp.float32)])
+    return grey[top]
+
+
+def to_image(grey: jax.Array, image_size: int, dtype: str) -> jax.Array:
+    """Grey canvas float32[C, C] (0..255) -> [image_size, image_size, 3] in `dtype` (uint8 or
+    bfloat16, the 0..255 scale), resized with an antialiasing triangle filter when C differs."""
+    if grey.shape[0] != image_size:
+        grey = jax.image.resize(grey, (image_size, image_size), "linear", antialias=True)
+    grey = jnp.round(jnp.clip(grey, 0.0, 255.0))
+    image = jnp.repeat(grey[..., None], 3, axis=-1)
+    return image.astype(jnp.uint8 if dtype == "uint8" else jnp.bfloat16)
+
+
+# -- config keys of an orbit family ---------------------------------------------------------
+MAX_STROKE_SAMPLES = 1 << 24
+
+
+def check_canvas_keys(config) -> None:
+    """canvas_size, stroke_samples and images_per_category of an orbit family."""
+    check(config, "canvas_size", lambda v: isinstance(v, int) and 32 <= v <= 2048,
+          "an integer in 32..2048")  # fmt: skip
+    budget = lambda v: isinstance(v, int) and 1024 <= v <= MAX_STROKE_SAMPLES
+    check(config, "stroke_samples", budget, f"an integer in 1024..{MAX_STROKE_SAMPLES}")
+    check(config, "images_per_category", data_keys.positive_int, "a positive integer")
+
+
+def check_range(config, low: str, high: str, bounds, integer: bool) -> None:
+    """low <= high, both within bounds (lo, hi); integers where `integer`."""
+    lo, hi = bounds
+    kind = "an integer" if integer else "a number"
+    ok = lambda v: (isinstance(v, int) or not integer) and lo <= v <= hi
+    check(config, low, ok, f"{kind} in {lo}..{hi}")
+    check(config, high, lambda v: ok(v) and v >= config[low], f"{kind} in {low}..{hi}")
+
+
+# An image with fewer visible stroke pixels than this (on the canvas; visible: at least
+# VISIBLE_CONTRAST grey levels from the background) is degenerate: an empty frame, e.g. one
+# orbit drawn in a grey close to the background's.
+MIN_VISIBLE_PIXELS = 8
+VISIBLE_CONTRAST = 8.0
+MAX_ATTEMPTS = 8  # degenerate="resample": redraws of an instance before it is kept as drawn
+
+
+class OrbitImages:
+    """The renderer of an orbit family over its category table.
+
+    `draw(row, key)` is the family's: one image's orbits from its category's table row (a dict
+    of scalars) and its instance key -> (x, y: float32[K, V] vertex coordinates in px@512,
+    num_vertices, num_orbits: int32 scalars, greys: float32[K] levels 0..255 of orbits 1..K).
+    Image i shows category i // images_per_category, instance i % images_per_category.
+    """
+
+    def __init__(self, name: str, table, draw, config, background: float):
+        self.name = name
+        self.draw = draw
+        self.images_per_category = int(config.images_per_category)
+        self.image_size = int(config.image_size)
+        self.canvas = int(config.canvas_size)
+        self.budget = int(config.stroke_samples)
+        self.dtype = config.dtype
+        self.resample = config.degenerate == "resample"
+        self.background = float(background)
+        self._table = {k: jnp.asarray(v) for k, v in table.arrays.items()}
+
+    def decompose(self, indices):
+        """Global indices int[B] -> (category, instance), each int32[B]."""
+        return jnp.divmod(jnp.asarray(indices, jnp.int32), self.images_per_category)
+
+    def render(self, seed, indices):
+        """seed: uint32 scalar; indices int32[B] -> (images [B, H, W, 3] uint8|bfloat16 on the
+        0..255 scale, labels int32[B], info of [B]: degenerate (still, after any redraws), fill
+        (canvas fraction under strokes), overflow (strokes needed more samples than
+        stroke_samples: drawn thinned), attempts (draws made))."""
+        category, instance = self.decompose(indices)
+        keys = draw_keys.instance_keys(seed, self.name, category, instance)
+        rows = {k: v[category] for k, v in self._table.items()}
+        grey, info = self._draw_batch(rows, keys)
+        attempts = jnp.ones(len(indices), jnp.int32)
+        if self.resample:
+
+            def redraw(state):
+                attempt, grey, info, attempts = state
+                again = jax.vmap(lambda k: jax.random.fold_in(k, attempt))(keys)
+                new_grey, new_info = self._draw_batch(rows, again)
+                take = info["degenerate"]
+                grey = jnp.where(take[:, None, None], new_grey, grey)
+                info = jax.tree.map(lambda n, o: jnp.where(take, n, o), new_info, info)
+                return attempt + 1, grey, info, attempts + take.astype(jnp.int32)
+
+            def more(state):
+                attempt, _, info, _ = state
+                return jnp.any(info["degenerate"]) & (attempt < MAX_ATTEMPTS)
+
+            _, grey, info, attempts = jax.lax.while_loop(
+                more, redraw, (jnp.int32(1), grey, info, attempts)
+            )
+        images = jax.vmap(lambda g: to_image(g, self.image_size, self.dtype))(grey)
+        return images, category, {**info, "attempts": attempts}
+
+    def _draw_batch(self, rows, keys):
+        """Grey canvases float32[B, C, C] and their info."""
+        x, y, num_vertices, num_orbits, greys = jax.vmap(self.draw)(rows, keys)
+        scale = self.canvas / FRAME
+        pixel, orbit, needed = jax.vmap(
+            lambda a, b, nv, nk: stroke_samples(a, b, nv, nk, self.canvas, self.budget)
+        )(x * scale, y * scale, num_vertices, num_orbits)
+        top = last_orbit(pixel, orbit, self.canvas)
+        grey = jax.vmap(lambda t, g: paint(t, g, self.background))(top, greys)
+        visible = (top > 0) & (jnp.abs(grey - self.background) >= VISIBLE_CONTRAST)
+        info = {
+            "degenerate": jnp.sum(visible, axis=(1, 2)) < MIN_VISIBLE_PIXELS,
+            "fill": jnp.mean(top > 0, axis=(1, 2)),
+            "overflow": needed > self.budget,
+        }
+        return grey, info
