@@ -54,3 +54,15 @@ def category_table(name: str, config, sample, int_columns=()) -> dict:
     rows = [sample(category_rng(config.seed, name, c), config) for c in range(config.num_classes)]
     return {key: np.array([r[key] for r in rows], np.int32 if key in int_columns else np.float32)
             for key in rows[0]}  # fmt: skip
+
+
+def integers(bits: jax.Array, low: int, high: int) -> jax.Array:
+    """Uniform integers in low..high (inclusive) from uint32 random bits: bits mod (high - low +
+    1), whose bias (under (high - low + 1) / 2^32) is far below any statistic of an image."""
+    span = jnp.uint32(high - low + 1)
+    return (bits % span).astype(jnp.int32) + low
+
+
+def unit(bits: jax.Array) -> jax.Array:
+    """Uniform float32 in [0, 1) from uint32 random bits (their top 24)."""
+    return (bits >> 8).astype(jnp.float32) * jnp.float32(2**-24)

@@ -73,7 +73,7 @@ def stroke_samples(x, y, num_vertices, num_orbits, canvas: int, budget: int):
     first = jnp.ceil(start.astype(jnp.float32) / rate).astype(jnp.int32)
     first = jnp.where(count > 0, first, budget)  # empty segments own no sample
     owner = jnp.full(budget, -1, jnp.int32).at[first].max(jnp.arange(count.size), mode="drop")
-    segment = jax.lax.associative_scan(jnp.maximum, owner)
+    segment = jax.lax.cummax(owner)
     position = jnp.arange(budget, dtype=jnp.float32) * rate
     ok = (segment >= 0) & (position < needed.astype(jnp.float32))
     segment = jnp.maximum(segment, 0)
@@ -185,34 +185,43 @@ class OrbitImages:
 
     def render(self, seed, indices):
         """seed: uint32 scalar; indices int32[B] -> (images [B, H, W, 3] uint8|bfloat16 on the
-        0..255 scale, labels int32[B], info of [B]: degenerate (still, after any redraws), fill
-        (canvas fraction under strokes), overflow (strokes needed more samples than
-        stroke_samples: drawn thinned), attempts (draws made))."""
+        0..255 scale, labels int32[B], info of [B]; see render_rows)."""
         category, instance = self.decompose(indices)
         keys = draw_keys.instance_keys(seed, self.name, category, instance)
-        rows = {k: v[category] for k, v in self._table.items()}
-        grey, info = self._draw_batch(rows, keys)
-        attempts = jnp.ones(len(indices), jnp.int32)
-        if self.resample:
+        images, info = self.render_rows({k: v[category] for k, v in self._table.items()}, keys)
+        return images, category, info
 
-            def redraw(state):
-                attempt, grey, info, attempts = state
-                again = jax.vmap(lambda k: jax.random.fold_in(k, attempt))(keys)
-                new_grey, new_info = self._draw_batch(rows, again)
-                take = info["degenerate"]
-                grey = jnp.where(take[:, None, None], new_grey, grey)
-                info = jax.tree.map(lambda n, o: jnp.where(take, n, o), new_info, info)
-                return attempt + 1, grey, info, attempts + take.astype(jnp.int32)
+    def render_rows(self, rows, keys):
+        """Images of category values `rows` (the table's columns, each [B]) and instance keys[B]:
+        (images [B, H, W, 3], info of [B]: degenerate (still, after any redraws), fill (canvas
+        fraction under strokes), overflow (strokes needed more samples than stroke_samples:
+        drawn thinned), attempts (draws made)).
 
-            def more(state):
-                attempt, _, info, _ = state
-                return jnp.any(info["degenerate"]) & (attempt < MAX_ATTEMPTS)
+        Draw a = 0, 1, ... of an instance uses fold_in(key, a); one loop serves both policies
+        (keep: a single pass), so the drawing is compiled once."""
+        batch = len(keys)
+        limit = MAX_ATTEMPTS if self.resample else 1
 
-            _, grey, info, attempts = jax.lax.while_loop(
-                more, redraw, (jnp.int32(1), grey, info, attempts)
-            )
+        def draw(state):
+            attempt, grey, info, attempts = state
+            again = jax.vmap(lambda k: jax.random.fold_in(k, attempt))(keys)
+            new_grey, new_info = self._draw_batch(rows, again)
+            take = info["degenerate"]
+            grey = jnp.where(take[:, None, None], new_grey, grey)
+            info = jax.tree.map(lambda n, o: jnp.where(take, n, o), new_info, info)
+            return attempt + 1, grey, info, attempts + take.astype(jnp.int32)
+
+        def more(state):
+            attempt, _, info, _ = state
+            return jnp.any(info["degenerate"]) & (attempt < limit)
+
+        blank = {"degenerate": jnp.ones(batch, bool), "fill": jnp.zeros(batch),
+                 "overflow": jnp.zeros(batch, bool)}  # fmt: skip
+        start = (jnp.int32(0), jnp.zeros((batch, self.canvas, self.canvas)), blank,
+                 jnp.zeros(batch, jnp.int32))  # fmt: skip
+        _, grey, info, attempts = jax.lax.while_loop(more, draw, start)
         images = jax.vmap(lambda g: to_image(g, self.image_size, self.dtype))(grey)
-        return images, category, {**info, "attempts": attempts}
+        return images, {**info, "attempts": attempts}
 
     def _draw_batch(self, rows, keys):
         """Grey canvases float32[B, C, C] and their info."""

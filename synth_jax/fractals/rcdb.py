@@ -106,13 +106,13 @@ def make_draw(config):
     max_oval, invert = config.max_oval, config.invert
 
     def draw(row, key):
-        k_centre, k_radius, k_oval, k_grey, k_noise = jax.random.split(key, 5)
-        centre = (orbits.FRAME + jax.random.randint(k_centre, (2,), -spread, spread + 1)) / 2.0
-        radius = jax.random.randint(k_radius, (), r_lo, r_hi + 1).astype(jnp.float32)
-        oval = jax.random.uniform(k_oval, (2,), minval=1.0, maxval=max_oval)
-        greys = jnp.minimum(jax.random.randint(k_grey, (k_max,), 0, 257), 255)
+        bits = jax.random.bits(key, (7 + k_max,), jnp.uint32)  # one threefry call per image
+        centre = (orbits.FRAME + draw_keys.integers(bits[:2], -spread, spread)) / 2.0
+        radius = draw_keys.integers(bits[2], r_lo, r_hi).astype(jnp.float32)
+        oval = 1.0 + (max_oval - 1.0) * draw_keys.unit(bits[3:5])
+        greys = jnp.minimum(draw_keys.integers(bits[7:], 0, 256), 255)
         greys = (255 - greys if invert else greys).astype(jnp.float32)
-        words = jax.random.bits(k_noise, (2,), jnp.uint32)
+        words = bits[5:7]
         theta = 2.0 * math.pi * jnp.arange(v_max, dtype=jnp.float32) / row["vertices"]
         cos, sin = jnp.cos(theta), jnp.sin(theta)
         c, lw = row["noise"], row["line_width"]

@@ -105,10 +105,10 @@ def make_draw(config):
                + jnp.arange(v_max, dtype=jnp.uint32)[None, :]) * 2  # fmt: skip
 
     def draw(row, key):
-        k_centre, k_grey, k_noise = jax.random.split(key, 3)
-        centre = (orbits.FRAME + jax.random.randint(k_centre, (2,), -512, 513)) / 2.0
-        greys = jax.random.randint(k_grey, (k_max,), 0, 256).astype(jnp.float32)
-        words = jax.random.bits(k_noise, (2,), jnp.uint32)
+        bits = jax.random.bits(key, (4 + k_max,), jnp.uint32)  # one threefry call per image
+        centre = (orbits.FRAME + draw_keys.integers(bits[:2], -512, 512)) / 2.0
+        greys = draw_keys.integers(bits[4:], 0, 255).astype(jnp.float32)
+        words = bits[2:4]
         theta = 2.0 * math.pi * jnp.arange(v_max, dtype=jnp.float32) / row["vertices"]
         cos, sin = jnp.cos(theta), jnp.sin(theta)
         wave = WAVE_AMPLITUDE * (jnp.sin(row["n1"] * theta) + jnp.sin(row["n2"] * theta))

@@ -1,0 +1,128 @@
+"""Sequential NumPy references of the noise baselines (dead leaves, Spectrum), written plainly the
+way the original generators run: one shape after another painted on top until no pixel is left
+uncovered; the spectrum model step by step with numpy's FFT.
+
+The device renderers (synth_jax.fractals.dead_leaves, spectrum) are tested against these: pixel
+for pixel given the same shapes, and at the level of distributions with independent streams.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from synth_jax.fractals.dead_leaves import RADIUS_CDF, RADIUS_GRID
+
+SHAPE_KINDS = ("circle", "square", "oriented", "rectangle", "triangle", "quadrilateral")
+
+
+def dead_leaves_shape(rng: np.random.Generator, size: int, shapes: str) -> dict:
+    """One shape: centre (x, y), radius (pixels), kind, vertices float[k, 2] (rounded offsets in
+    increasing angle; none for circles), colour int[3]."""
+    u = rng.uniform()
+    radius = max(int(RADIUS_GRID[np.argmin(np.abs(RADIUS_CDF - u))] * size), 1)
+    centre = rng.integers(0, size, 2)
+    colour = rng.integers(0, 256, 3)
+    kind = {"squares": "square", "oriented": "oriented"}.get(shapes)
+    if kind is None:
+        kind = SHAPE_KINDS[rng.integers(0, len(SHAPE_KINDS))]
+    vertices = None
+    if kind in ("square", "oriented"):
+        h = math.floor(radius / math.sqrt(2))
+        vertices = np.array([[h, h], [-h, h], [-h, -h], [h, -h]], float)
+        if kind == "oriented":
+            a = rng.uniform(0, 2 * math.pi)
+            rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+            vertices = vertices @ rot.T
+    elif kind == "rectangle":
+        a = rng.uniform(0, math.pi / 2)
+        w, h = radius * math.cos(a), radius * math.sin(a)
+        vertices = np.array([[w, h], [-w, h], [-w, -h], [w, -h]])
+    elif kind in ("triangle", "quadrilateral"):
+        angles = np.sort(rng.uniform(0, 2 * math.pi, 3 if kind == "triangle" else 4))
+        vertices = radius * np.stack([np.cos(angles), np.sin(angles)], 1)
+    if vertices is not None:
+        vertices = np.round(vertices)
+    return dict(centre=centre, radius=radius, kind=kind, vertices=vertices, colour=colour)
+
+
+def shape_mask(shape: dict, size: int) -> np.ndarray:
+    """bool[size, size]: the pixels (centres at integer x, y) the shape covers."""
+    ys, xs = np.mgrid[0:size, 0:size]
+    dx, dy = xs - shape["centre"][0], ys - shape["centre"][1]
+    if shape["kind"] == "circle":
+        return dx * dx + dy * dy <= shape["radius"] ** 2
+    v = shape["vertices"]
+    mask = (dx >= v[:, 0].min()) & (dx <= v[:, 0].max())
+    mask &= (dy >= v[:, 1].min()) & (dy <= v[:, 1].max())
+    for a, b in zip(v, np.roll(v, -1, axis=0)):
+        mask &= (b[0] - a[0]) * (dy - a[1]) - (b[1] - a[1]) * (dx - a[0]) >= 0
+    return mask
+
+
+def dead_leaves_paint(shapes, size: int):
+    """Paints `shapes` (an iterable of shape dicts, in order) each on top of the last until no
+    pixel is uncovered: (image uint8[size, size, 3], shapes painted)."""
+    image = np.zeros((size, size, 3), np.uint8)
+    covered = np.zeros((size, size), bool)
+    painted = 0
+    for shape in shapes:
+        mask = shape_mask(shape, size)
+        image[mask] = shape["colour"]
+        covered |= mask
+        painted += 1
+        if covered.all():
+            break
+    return image, painted
+
+
+def dead_leaves_image(rng: np.random.Generator, size: int, shapes: str, max_shapes: int = 5000):
+    """One dead-leaves image with its own stream: (uint8[size, size, 3], shapes painted)."""
+    return dead_leaves_paint(
+        (dead_leaves_shape(rng, size, shapes) for _ in range(max_shapes)), size
+    )
+
+
+def spectrum_colour_basis(rng: np.random.Generator, size: int):
+    """(M float[3], E float[3, 3]): mean colour and scatter eigenvectors of a random blurred
+    palette image (see synth_jax.fractals.spectrum)."""
+    count = 3 + int(math.floor(rng.uniform(0, 20)))
+    proportions = 0.001 + rng.uniform(size=count)
+    colours = rng.uniform(0, 255, (count, 3))
+    pixels = rng.multinomial(size * size, proportions / proportions.sum())
+    labels = np.repeat(np.arange(count), pixels)
+    palette = colours[labels].reshape(size, size, 3)
+    m = max(int(math.ceil(rng.uniform(0, 10))), 1)
+    lo = (m - 1) // 2
+    padded = np.pad(palette, ((m, m), (m, m), (0, 0)))
+    blurred = np.zeros_like(palette)
+    for i in range(-lo, m - lo):
+        for j in range(-lo, m - lo):
+            blurred += padded[m + i : m + i + size, m + j : m + j + size]
+    palette = blurred / (m * m) + rng.uniform(0, 10, palette.shape)
+    palette = (palette - palette.min()) / (palette.max() - palette.min()) * 255
+    flat = palette.reshape(-1, 3)
+    mean = flat.mean(0)
+    _, vectors = np.linalg.eigh((flat - mean).T @ (flat - mean))
+    return mean, vectors
+
+
+def spectrum_image(rng: np.random.Generator, size: int, slopes=(0.5, 3.5), anisotropy=3 / 60):
+    """One Spectrum image uint8[size, size, 3] and its (ax, ay)."""
+    mean, vectors = spectrum_colour_basis(rng, size)
+    s = rng.uniform(*slopes)
+    d = rng.normal() * anisotropy
+    ax, ay = s + d, s - d
+    f = np.abs(np.fft.fftfreq(size))
+    mag = 1.0 / (1e-16 + f[None, :] ** ax + f[:, None] ** ay)
+    mag[0, 0] = 0.0
+    channels = []
+    for _ in range(3):
+        x = 256 * rng.uniform(size=(size, size))
+        phase = np.angle(np.fft.fft2(x - x.mean()))
+        y = np.real(np.fft.ifft2(mag * np.exp(1j * phase)))
+        channels.append((y - y.mean()) / y.std() * x.std() + x.mean())
+    rgb = np.einsum("ji,jhw->hwi", vectors, np.stack(channels)) + mean
+    rgb = (rgb - rgb.min()) / (rgb.max() - rgb.min()) * 255
+    return np.round(rgb).astype(np.uint8), (ax, ay)
