@@ -17,11 +17,17 @@ from synth_jax.fractals.dead_leaves import RADIUS_CDF, RADIUS_GRID
 SHAPE_KINDS = ("circle", "square", "oriented", "rectangle", "triangle", "quadrilateral")
 
 
-def dead_leaves_shape(rng: np.random.Generator, size: int, shapes: str) -> dict:
+def radius_cdf(exponent: float = 3.0) -> np.ndarray:
+    """CDF on the radius grid of the pmf proportional to r^-exponent - 1 (the paper: 3)."""
+    pmf = RADIUS_GRID**-exponent - 1.0
+    return np.cumsum(pmf) / pmf.sum()
+
+
+def dead_leaves_shape(rng: np.random.Generator, size: int, shapes: str, cdf=RADIUS_CDF) -> dict:
     """One shape: centre (x, y), radius (pixels), kind, vertices float[k, 2] (rounded offsets in
-    increasing angle; none for circles), colour int[3]."""
+    increasing angle; none for circles), colour int[3]. `cdf`: the radius law (radius_cdf)."""
     u = rng.uniform()
-    radius = max(int(RADIUS_GRID[np.argmin(np.abs(RADIUS_CDF - u))] * size), 1)
+    radius = max(int(RADIUS_GRID[np.argmin(np.abs(cdf - u))] * size), 1)
     centre = rng.integers(0, size, 2)
     colour = rng.integers(0, 256, 3)
     kind = {"squares": "square", "oriented": "oriented"}.get(shapes)
@@ -77,10 +83,10 @@ def dead_leaves_paint(shapes, size: int):
     return image, painted
 
 
-def dead_leaves_image(rng: np.random.Generator, size: int, shapes: str, max_shapes: int = 5000):
+def dead_leaves_image(rng, size: int, shapes: str, max_shapes: int = 5000, cdf=RADIUS_CDF):
     """One dead-leaves image with its own stream: (uint8[size, size, 3], shapes painted)."""
     return dead_leaves_paint(
-        (dead_leaves_shape(rng, size, shapes) for _ in range(max_shapes)), size
+        (dead_leaves_shape(rng, size, shapes, cdf) for _ in range(max_shapes)), size
     )
 
 
@@ -117,12 +123,23 @@ def spectrum_image(rng: np.random.Generator, size: int, slopes=(0.5, 3.5), aniso
     f = np.abs(np.fft.fftfreq(size))
     mag = 1.0 / (1e-16 + f[None, :] ** ax + f[:, None] ** ay)
     mag[0, 0] = 0.0
-    channels = []
-    for _ in range(3):
-        x = 256 * rng.uniform(size=(size, size))
-        phase = np.angle(np.fft.fft2(x - x.mean()))
-        y = np.real(np.fft.ifft2(mag * np.exp(1j * phase)))
-        channels.append((y - y.mean()) / y.std() * x.std() + x.mean())
-    rgb = np.einsum("ji,jhw->hwi", vectors, np.stack(channels)) + mean
-    rgb = (rgb - rgb.min()) / (rgb.max() - rgb.min()) * 255
+    x = 256 * rng.uniform(size=(3, size, size))
+    rgb = spectrum_compose(spectrum_impose(x, mag), mean, vectors)
     return np.round(rgb).astype(np.uint8), (ax, ay)
+
+
+def spectrum_impose(x: np.ndarray, mag: np.ndarray) -> np.ndarray:
+    """Each channel of x float[3, N, N]: the phase of FFT(x - mean) with magnitude `mag`,
+    transformed back (real part), rescaled to the channel's mean and standard deviation."""
+    channels = []
+    for c in x:
+        phase = np.angle(np.fft.fft2(c - c.mean()))
+        y = np.real(np.fft.ifft2(mag * np.exp(1j * phase)))
+        channels.append((y - y.mean()) / y.std() * c.std() + c.mean())
+    return np.stack(channels)
+
+
+def spectrum_compose(channels: np.ndarray, mean: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """rgb = E^T channels + M per pixel, min-max normalised jointly to [0, 255]: float[N, N, 3]."""
+    rgb = np.einsum("ji,jhw->hwi", vectors, channels) + mean
+    return (rgb - rgb.min()) / (rgb.max() - rgb.min()) * 255

@@ -105,10 +105,9 @@ def magnitude(size: int, ax: jax.Array, ay: jax.Array) -> jax.Array:
     return mag.at[0, 0].set(0.0)
 
 
-def spectral_noise(key: jax.Array, mag: jax.Array) -> jax.Array:
-    """Three channels float32[3, N, N] of 256 U(0, 1) noise given the magnitude `mag`, each
-    rescaled to its own noise's mean and standard deviation."""
-    x = jax.random.uniform(key, (3, *mag.shape), maxval=256.0)
+def impose_spectrum(x: jax.Array, mag: jax.Array) -> jax.Array:
+    """Channels float32[C, N, N] with the magnitude `mag` imposed on their Fourier phases, each
+    rescaled to the mean and standard deviation it had."""
     mean = x.mean(axis=(1, 2), keepdims=True)
     std = x.std(axis=(1, 2), keepdims=True)
     phase = jnp.angle(jnp.fft.fft2(x - mean))
@@ -151,7 +150,8 @@ class SpectrumImages:
     def draw(self, category_key, instance_key):
         """One image float32[N, N, 3] in [0, 255] and its slopes (ax, ay)."""
         ax, ay, mean, vectors = self.category(category_key)
-        channels = spectral_noise(instance_key, magnitude(self.size, ax, ay))
+        x = jax.random.uniform(instance_key, (3, self.size, self.size), maxval=256.0)
+        channels = impose_spectrum(x, magnitude(self.size, ax, ay))
         return compose(channels, mean, vectors), jnp.stack([ax, ay])
 
     def render(self, seed, indices):
