@@ -3,6 +3,10 @@
 Renders a batch of sigma-factor systems with the jitted, vmapped renderer (median of repeats after
 a warm-up, `block_until_ready`), and the NumPy sequential reference on the same run, and prints
 one JSON line: images_per_sec, points_per_sec, device, reference_points_per_sec, ...
+
+`--family NAME` (visualatom, rcdb, dead_leaves, spectrum) times that family's renderer instead,
+through the dataset (the family's default config at --size, `--set key=value` to change one),
+beside its sequential reference (reference_images_per_sec).
 """
 
 from __future__ import annotations
@@ -15,8 +19,18 @@ import time
 import jax
 import numpy as np
 
+from synth_jax.config import apply_overrides
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.fractals import ifs, reference, render, sigma
+from synth_jax.fractals import (
+    FractalDataset,
+    data_config,
+    ifs,
+    reference,
+    reference_contours,
+    reference_noise,
+    render,
+    sigma,
+)
 
 
 def _systems(batch: int, seed: int) -> np.ndarray:
@@ -61,6 +75,119 @@ def bench_reference(size: int, points: int, repeats: int = 3) -> float:
     return statistics.median(rates)
 
 
+# -- families rendered through their dataset (contours, noise) ---------------------------------
+def _reference_visualatom(dataset, rng, index):
+    row = {k: v[index // dataset.images_per_category] for k, v in dataset.table.arrays.items()}
+    cfg = dataset.config
+    return reference_contours.visualatom_image(row, rng, cfg.canvas_size, cfg.image_size)
+
+
+def _reference_rcdb(dataset, rng, index):
+    row = {k: v[index // dataset.images_per_category] for k, v in dataset.table.arrays.items()}
+    return reference_contours.rcdb_image(row, rng, dataset.config)
+
+
+def _reference_dead_leaves(dataset, rng, index):
+    cfg = dataset.config
+    return reference_noise.dead_leaves_image(rng, cfg.image_size, cfg.shapes, cfg.max_shapes)
+
+
+def _reference_spectrum(dataset, rng, index):
+    cfg = dataset.config
+    return reference_noise.spectrum_image(
+        rng, cfg.image_size, (cfg.min_slope, cfg.max_slope), cfg.anisotropy
+    )
+
+
+# family -> fn(dataset, rng, index): one image of its sequential reference
+FAMILY_REFERENCES = {
+    "visualatom": _reference_visualatom,
+    "rcdb": _reference_rcdb,
+    "dead_leaves": _reference_dead_leaves,
+    "spectrum": _reference_spectrum,
+}
+
+
+def bench_family(family: str, size: int, batch: int, repeats: int, overrides: dict,
+                 reference_images: int) -> dict:  # fmt: skip
+    """Median seconds per batch of `family`'s renderer (images spread over the categories), and
+    the images/s of its sequential reference."""
+    config = data_config(family, image_size=size)
+    apply_overrides(config, overrides)
+    dataset = FractalDataset(config)
+    fn = jax.jit(dataset.render_with_info)
+    stride = max(1, dataset.num_images // (batch * (repeats + 1)))
+
+    def indices(r):
+        return (np.arange(batch, dtype=np.int64) + r * batch) * stride % dataset.num_images
+
+    t0 = time.perf_counter()
+    _, _, info = jax.block_until_ready(fn(config.seed, indices(0).astype(np.int32)))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for r in range(repeats):
+        idx = indices(r + 1).astype(np.int32)
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(config.seed, idx))
+        times.append(time.perf_counter() - t0)
+    result = {
+        "compile_and_first_s": round(compile_s, 3),
+        "batch_s_median": round(statistics.median(times), 5),
+        "batch_s_min": round(min(times), 5),
+        "mean_fill": round(float(np.mean(info["fill"])), 4),
+        "degenerate": int(np.sum(info["degenerate"])),
+    }
+    for key in ("canvas_size", "stroke_samples", "shapes", "max_shapes"):
+        if key in config:
+            result[key] = config[key]
+    if "overflow" in info:
+        result["overflow"] = int(np.sum(info["overflow"]))
+    make = FAMILY_REFERENCES.get(family)
+    if make is not None and reference_images > 0:
+        rng = np.random.default_rng(0)
+        t0 = time.perf_counter()
+        for k in range(reference_images):
+            make(dataset, rng, int(indices(0)[k % batch]))
+        result["reference_images_per_sec"] = round(reference_images / (time.perf_counter() - t0), 3)
+    return result
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--set {pair}: expected key=value")
+        out[key] = value
+    return out
+
+
+def main_family(args, device) -> int:
+    batch = args.batch or (8 if device.platform == "cpu" else 256)
+    timing = bench_family(args.family, args.size, batch, args.repeats, _overrides(args.set),
+                          args.reference_images)  # fmt: skip
+    images_per_sec = batch / timing["batch_s_median"]
+    result = {
+        "bench": "render",
+        "family": args.family,
+        "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+        "devices": jax.device_count(),
+        "jax": jax.__version__,
+        "size": args.size,
+        "batch": batch,
+        "images_per_sec": round(images_per_sec, 2),
+        **timing,
+        "repeats": args.repeats,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+    }
+    ref = timing.get("reference_images_per_sec")
+    if ref:
+        result["speedup_vs_reference"] = round(images_per_sec / ref, 1)
+    print(json.dumps(result))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="synth-jax bench render", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=224, help="image size in pixels")
@@ -74,12 +201,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reference_points", type=int, default=20_000,
                         help="points for the (slow) NumPy reference timing")  # fmt: skip
+    parser.add_argument("--family", default="sigma", choices=("sigma", *FAMILY_REFERENCES),
+                        help="sigma: the chaos game on sigma-factor systems (points/s); "
+                        "others: that family's renderer through its dataset")  # fmt: skip
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="--family: a data-config override (repeatable)")  # fmt: skip
+    parser.add_argument("--reference_images", type=int, default=4,
+                        help="--family: images for the sequential reference timing")  # fmt: skip
     args = parser.parse_args(argv)
     if not 32 <= args.size <= 512:
         raise UsageError(f"--size {args.size}: expected 32..512")
     if args.points < 1 or args.repeats < 1:
         raise UsageError("--points and --repeats must be positive")
     device = jax.devices()[0]
+    if args.family != "sigma":
+        return main_family(args, device)
     batch = args.batch or (32 if device.platform == "cpu" else 1024)
     spec = render.RenderSpec(
         image_size=args.size, points=args.points, chains=min(args.chains, args.points),

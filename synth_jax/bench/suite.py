@@ -12,8 +12,9 @@ the table.
 
 The full settings follow the targets in BENCHMARKS.md: the renderer at 224 px / 100k points
 (sigma-factor), FractalDB's 362 px / 200k points (and the time to render all 1M FractalDB-1k
-images), 1p-frac at 512 px and 224 px; ViT-Ti/16 with rendering inside the step vs a fixed batch
-(the data-stall ratio), ViT-B/16 bf16 MFU, ResNet-50.
+images), 1p-frac at 512 px and 224 px, VisualAtom and RCDB at 224 px (strokes on the 512
+canvas), dead leaves and Spectrum at 128 px; ViT-Ti/16 with rendering inside the step vs a
+fixed batch (the data-stall ratio), ViT-B/16 bf16 MFU, ResNet-50.
 """
 
 from __future__ import annotations
@@ -36,9 +37,25 @@ RENDER_FULL = [
     ("1p-frac 512px 100k pts", ["--size", "512", "--points", "100000", "--patch", "point"]),
     ("1p-frac 224px 100k pts", ["--size", "224", "--points", "100000", "--patch", "point"]),
 ]
+# The contour and noise families at their training sizes (orbits: strokes on the 512 canvas).
+RENDER_FULL += [
+    ("VisualAtom 224px", ["--family", "visualatom", "--size", "224", "--batch", "256"]),
+    ("RCDB 224px", ["--family", "rcdb", "--size", "224", "--batch", "256"]),
+    ("dead leaves 128px", ["--family", "dead_leaves", "--size", "128", "--batch", "256"]),
+    ("Spectrum 128px", ["--family", "spectrum", "--size", "128", "--batch", "256"]),
+]
 RENDER_QUICK = [
     ("sigma 64px 10k pts", ["--size", "64", "--points", "10000", "--batch", "8", "--repeats", "2",
                             "--reference_points", "2000"]),
+]  # fmt: skip
+FAMILY_QUICK = ["--size", "32", "--batch", "4", "--repeats", "2", "--reference_images", "1"]
+RENDER_QUICK += [
+    ("VisualAtom 32px", ["--family", "visualatom", *FAMILY_QUICK, "--set", "canvas_size=128",
+                         "--set", "stroke_samples=65536"]),
+    ("RCDB 32px", ["--family", "rcdb", *FAMILY_QUICK, "--set", "canvas_size=128",
+                   "--set", "stroke_samples=65536"]),
+    ("dead leaves 32px", ["--family", "dead_leaves", *FAMILY_QUICK]),
+    ("Spectrum 32px", ["--family", "spectrum", *FAMILY_QUICK]),
 ]  # fmt: skip
 # (label, args of `synth-jax bench train`)
 TRAIN_FULL = [
@@ -118,16 +135,21 @@ def table(results: dict) -> str:
         f"Ceilings (measured): bf16 matmul {c['bf16_matmul_tflops']} TFLOP/s (n={c['matmul_n']}), "
         f"copy {c['copy_gb_per_s']} GB/s (read+write)",
         "",
-        "| renderer | images/s | points/s | NumPy reference points/s | speed-up |",
+        "| renderer | images/s | points/s | sequential reference (points/s) | speed-up |",
         "| --- | --- | --- | --- | --- |",
     ]
     for label, r in results["render"]:
         if "error" in r:
             lines.append(f"| {label} | error: {r['error']} | | | |")
             continue
+        if "points_per_sec" in r:
+            points, ref = f"{r['points_per_sec']:.3g}", f"{r['reference_points_per_sec']:.3g}"
+        else:  # a family rendered through its dataset: its reference in images/s
+            points, ref = "-", f"{_fmt(r.get('reference_images_per_sec'), 2)} images/s"
+        speedup = r.get("speedup_vs_reference")
         lines.append(
-            f"| {label} | {_fmt(r['images_per_sec'])} | {r['points_per_sec']:.3g} | "
-            f"{r['reference_points_per_sec']:.3g} | {_fmt(r['speedup_vs_reference'])}x |"
+            f"| {label} | {_fmt(r['images_per_sec'])} | {points} | {ref} | "
+            f"{_fmt(speedup) + 'x' if speedup is not None else '-'} |"
         )
     fdb = dict(results["render"]).get(RENDER_FULL[1][0])
     if fdb and "images_per_sec" in fdb:
