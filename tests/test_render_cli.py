@@ -55,6 +55,7 @@ def test_render_previews_one_grid_per_family(tmp_path):
     paths = render_previews(str(tmp_path), num=4, image_size=32)
     assert [p.rsplit("/", 1)[1] for p in paths] == [
         "fractaldb.png", "sigma.png", "onepfrac.png", "one_image.png",
+        "visualatom.png", "rcdb.png", "dead_leaves.png", "spectrum.png",
     ]  # fmt: skip
     for p in paths:
         with Image.open(p) as im:

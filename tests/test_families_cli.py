@@ -1,0 +1,83 @@
+"""The contour and noise families from the command line: every data config loads and validates,
+`synth-jax render` draws a labelled grid, `synth-jax export` writes PNGs that read back as the
+renderer's images, `synth-jax bench render --family` reports throughput."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_train_sources import use_compilation_cache
+
+from synth_jax import cli
+from synth_jax.config import load_config
+from synth_jax.errors import UsageError
+from synth_jax.fractals import FractalDataset, family
+from synth_jax.fractals.preview import render_images
+
+use_compilation_cache()  # the export's render and this test's are the same program
+
+CONFIGS = [
+    ("visualatom1k.py", "visualatom", 1000, 1_000_000),
+    ("visualatom21k.py", "visualatom", 21_000, 21_000_000),
+    ("rcdb1k.py", "rcdb", 1000, 1_000_000),
+    ("rcdb21k.py", "rcdb", 21_000, 21_000_000),
+    ("dead_leaves.py", "dead_leaves", 105_000, 105_000),
+    ("dead_leaves.py:oriented,large", "dead_leaves", 1_300_000, 1_300_000),
+    ("spectrum.py", "spectrum", 105_000, 105_000),
+    ("spectrum.py:large", "spectrum", 1_300_000, 1_300_000),
+]
+
+
+@pytest.mark.parametrize("spec, name, classes, images", CONFIGS)
+def test_published_scales_load_and_validate(spec, name, classes, images):
+    config = load_config(os.path.join("configs", "data", spec))
+    family.validate(config)
+    assert config.family == name and config.num_classes == classes
+    per_category = config.get("images_per_category", 1)
+    assert classes * per_category == images
+
+
+def test_config_arguments_are_checked():
+    with pytest.raises(UsageError, match="squares"):
+        load_config("configs/data/dead_leaves.py:hexagons")
+    with pytest.raises(UsageError, match="large"):
+        load_config("configs/data/spectrum.py:huge")
+
+
+def test_render_writes_a_grid_of_the_small_rcdb(tmp_path, capsys):
+    out = tmp_path / "rcdb.png"
+    argv = ["render", "--config", "configs/data/rcdb1k.py:small", "--config.image_size=32",
+            "--num", "4", "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["family"] == "rcdb" and summary["classes_shown"] == 4
+    assert summary["degenerate"] == 0 and 0 < summary["mean_fill"] < 1
+    with Image.open(out) as grid:
+        assert grid.size == (2 * 34, 2 * (32 + 12 + 2))
+
+
+def test_export_writes_the_renderers_images(tmp_path, capsys):
+    overrides = {"image_size": "32", "num_classes": "3", "images_per_category": "2"}
+    argv = ["export", "--config", "configs/data/spectrum.py", "--out", str(tmp_path / "png"),
+            *[f"--config.{k}={v}" for k, v in overrides.items()], "--num", "6",
+            "--batch", "6"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 6
+    dataset = FractalDataset(load_config("configs/data/spectrum.py", overrides))
+    images, labels, _ = render_images(dataset, np.arange(6), dataset.config.seed, batch=6)
+    for i in range(6):
+        path = tmp_path / "png" / f"{int(labels[i]):05d}" / f"{i:08d}.png"
+        with Image.open(path) as im:
+            np.testing.assert_array_equal(np.asarray(im), np.asarray(images[i]))
+
+
+def test_bench_render_reports_a_family(capsys):
+    argv = ["bench", "render", "--family", "spectrum", "--size", "32", "--batch", "2",
+            "--repeats", "1", "--reference_images", "1"]  # fmt: skip
+    assert cli.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["family"] == "spectrum" and result["images_per_sec"] > 0
+    assert result["reference_images_per_sec"] > 0 and result["speedup_vs_reference"] > 0
+    assert cli.main([*argv, "--set", "no_such_key=1"]) == 2
