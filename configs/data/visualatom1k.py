@@ -24,5 +24,5 @@ def get_config(arg=None):
     config = data_config("visualatom", num_classes=1000, images_per_category=1000)
     if arg == "small":
         config.update(dict(num_classes=16, image_size=64, canvas_size=128,
-                           stroke_samples=1 << 17))  # fmt: skip
+                           stroke_samples=1 << 14))  # fmt: skip
     return config

@@ -24,7 +24,7 @@ from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
 
-ORBITS = dict(image_size=32, canvas_size=128, stroke_samples=1 << 15, min_vertices=50,
+ORBITS = dict(image_size=32, canvas_size=128, stroke_samples=1 << 14, min_vertices=50,
               max_vertices=200, max_orbits=40)  # fmt: skip
 DATA = {
     "visualatom": dict(ORBITS, num_classes=4),

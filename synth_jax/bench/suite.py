@@ -51,9 +51,9 @@ RENDER_QUICK = [
 FAMILY_QUICK = ["--size", "32", "--batch", "4", "--repeats", "2", "--reference_images", "1"]
 RENDER_QUICK += [
     ("VisualAtom 32px", ["--family", "visualatom", *FAMILY_QUICK, "--set", "canvas_size=128",
-                         "--set", "stroke_samples=65536"]),
+                         "--set", "stroke_samples=16384"]),
     ("RCDB 32px", ["--family", "rcdb", *FAMILY_QUICK, "--set", "canvas_size=128",
-                   "--set", "stroke_samples=65536"]),
+                   "--set", "stroke_samples=16384"]),
     ("dead leaves 32px", ["--family", "dead_leaves", *FAMILY_QUICK]),
     ("Spectrum 32px", ["--family", "spectrum", *FAMILY_QUICK]),
 ]  # fmt: skip

@@ -7,13 +7,16 @@ cumulative sum over k of the steps (the steps are independent across orbits).
 
 Strokes are drawn the way PIL draws the originals' `line`s: hard 1-pixel lines on a canvas
 (`canvas_size`, 512 for the published frame), no anti-aliasing, later orbits overwriting earlier
-ones. A segment of L-infinity length m pixels gets ceil(m) sample points, one per pixel step
-along its major axis, so every line is 8-connected: no gaps (RCDB's failure-mode experiment
-shows that broken contours destroy transfer). All samples of an image share one static budget:
-segment s owns samples [start_s, start_s + m_s) of a running count (an exclusive cumulative
-sum); a sample finds its segment by a scatter of segment starts and a running maximum, and
-segments wholly outside the canvas get no samples. An image whose strokes need more samples than
-the budget is drawn with evenly thinned samples (dotted lines) and reported (`overflow`).
+ones. A segment of L-infinity length m pixels gets m sample points, one per pixel step along
+its major axis, so every line is 8-connected: no gaps (RCDB's failure-mode experiment shows
+that broken contours destroy transfer). The samples of a batch come from one static pool of
+(B + POOL_SPARE) x stroke_samples points: segment s of the flattened batch owns samples
+[start_s, start_s + m_s) of a running count (an exclusive cumulative sum), and a sample finds
+its segment by a scatter of segment starts and a running maximum; segments wholly outside the
+canvas get none. Pooling over the batch lets one image take several times the average (the need
+varies ~5x between images) while the pool tracks the batch's total. A batch whose strokes need
+more than the pool is drawn with evenly thinned samples (dotted lines) and reported
+(`overflow`).
 "Last drawn wins" is a scatter-max of the orbit number per pixel, then a look-up of its grey.
 
 Rendering at 512 and resizing to the training size is the original pipeline (PNGs at 512,
@@ -37,78 +40,80 @@ def orbit_positions(start: jax.Array, steps: jax.Array) -> jax.Array:
     return start[None, :] + jnp.cumsum(steps, axis=0)
 
 
-def stroke_samples(x, y, num_vertices, num_orbits, canvas: int, budget: int):
-    """Sample points along the closed polygons (x[k], y[k]) of one image, in canvas pixels.
+POOL_SPARE = 4  # a batch's pool: (B + POOL_SPARE) x stroke_samples sample points
+
+
+def stroke_samples(x, y, num_vertices, num_orbits, canvas: int, pool: int):
+    """Sample points along the closed polygons (x[b, k], y[b, k]) of a batch, in canvas pixels.
 
     Like PIL's `line`, each vertex is truncated to its pixel first and a segment of n = L-inf
     length pixels is drawn as the n pixels at steps 0..n-1 of its major axis, the minor axis
-    rounded (Bresenham's line; its end pixel is the next segment's first): 8-connected, no gaps.
+    rounded half up (Bresenham's line; its end pixel is the next segment's first).
 
-    x, y: float32[K, V] vertex coordinates (vertices v >= num_vertices and orbits
-    k >= num_orbits are padding); the polygon of orbit k closes from vertex num_vertices - 1 back
-    to vertex 0. Returns (pixel int32[budget]: flat canvas index, or canvas**2 for none;
-    orbit int32[budget]: the sample's orbit number 1..K, 0 for none; needed: int32, the samples
-    the strokes need (more than `budget`: drawn thinned))."""
-    k_max, v_max = x.shape
+    x, y: float32[B, K, V] vertex coordinates (vertices v >= num_vertices[b] and orbits
+    k >= num_orbits[b] are padding); the polygon of orbit k closes from vertex
+    num_vertices - 1 back to vertex 0. Returns (pixel int32[pool]: index into the flattened
+    batch of canvases B x canvas x canvas, B * canvas**2 for none; orbit int32[pool]: the
+    sample's orbit number 1..K, 0 for none; needed int32[B]: the samples each image's strokes
+    need; thinned: bool, the batch needed more than `pool` and was drawn thinned)."""
+    batch, k_max, v_max = x.shape
     v = jnp.arange(v_max)
-    nxt = jnp.where(v + 1 < num_vertices, v + 1, 0)
-    # Far-off vertices are clamped (they are off the canvas either way) so that casts stay exact.
+    nxt = jnp.where(v[None, :] + 1 < num_vertices[:, None], v[None, :] + 1, 0)  # [B, V]
+    # Far-off vertices are clamped (off the canvas either way) so that the casts stay exact.
     x0 = jnp.trunc(jnp.clip(jnp.nan_to_num(x, nan=-1e6), -1e6, 1e6))
     y0 = jnp.trunc(jnp.clip(jnp.nan_to_num(y, nan=-1e6), -1e6, 1e6))
-    x1, y1 = x0[:, nxt], y0[:, nxt]
+    x1 = jnp.take_along_axis(x0, nxt[:, None, :], axis=2)
+    y1 = jnp.take_along_axis(y0, nxt[:, None, :], axis=2)
     dx, dy = x1 - x0, y1 - y0
-    valid = (v < num_vertices)[None, :] & (jnp.arange(k_max) < num_orbits)[:, None]
+    valid = (v[None, None, :] < num_vertices[:, None, None]) & (
+        jnp.arange(k_max)[None, :, None] < num_orbits[:, None, None]
+    )
     inside = (
         (jnp.maximum(x0, x1) >= 0) & (jnp.minimum(x0, x1) < canvas)
         & (jnp.maximum(y0, y1) >= 0) & (jnp.minimum(y0, y1) < canvas)
     )  # fmt: skip
     steps = jnp.maximum(jnp.abs(dx), jnp.abs(dy))
     # One sample per step of the major axis; one for a segment within a single pixel.
-    count = jnp.where(valid & inside, jnp.maximum(steps, 1.0), 0.0).astype(jnp.int32).reshape(-1)
+    count = jnp.where(valid & inside, jnp.maximum(steps, 1.0), 0.0).astype(jnp.int32)
+    needed = jnp.sum(count, axis=(1, 2))
+    count = count.reshape(-1)
     cum = jnp.cumsum(count)
     start = cum - count
-    needed = cum[-1]
-    # More samples needed than the budget: sample j stands at position j * rate (thinned).
-    rate = jnp.maximum(needed.astype(jnp.float32) / budget, 1.0)
-    first = jnp.ceil(start.astype(jnp.float32) / rate).astype(jnp.int32)
-    first = jnp.where(count > 0, first, budget)  # empty segments own no sample
-    owner = jnp.full(budget, -1, jnp.int32).at[first].max(jnp.arange(count.size), mode="drop")
+    total = cum[-1]
+    thinned = total > pool
+    # Thinned: sample j stands at position j * rate (float; exact integers otherwise).
+    rate = jnp.maximum(total.astype(jnp.float32) / pool, 1.0)
+    first = jnp.where(thinned, jnp.ceil(start.astype(jnp.float32) / rate).astype(jnp.int32), start)
+    first = jnp.where(count > 0, first, pool)  # empty segments own no sample
+    owner = jnp.full(pool, -1, jnp.int32).at[first].max(jnp.arange(count.size), mode="drop")
     segment = jax.lax.cummax(owner)
-    position = jnp.arange(budget, dtype=jnp.float32) * rate
-    ok = (segment >= 0) & (position < needed.astype(jnp.float32))
+    j = jnp.arange(pool, dtype=jnp.int32)
+    ok = (segment >= 0) & jnp.where(thinned, j.astype(jnp.float32) * rate < total, j < total)
     segment = jnp.maximum(segment, 0)
     # One gather of a row per sample instead of six gathers.
-    rows = jnp.stack(
-        [
-            x0.reshape(-1),
-            y0.reshape(-1),
-            dx.reshape(-1),
-            dy.reshape(-1),
-            start.astype(jnp.float32),
-            jnp.maximum(count, 1).astype(jnp.float32),
-        ],
-        1,
-    )
-    sx0, sy0, sdx, sdy, first_sample, n = rows[segment].T
-    step = jnp.floor(position - first_sample)  # 0..n-1 along the major axis
+    rows = jnp.stack([x0.reshape(-1), y0.reshape(-1), dx.reshape(-1), dy.reshape(-1)], 1)
+    sx0, sy0, sdx, sdy = rows[segment].T
+    n = jnp.maximum(count[segment], 1).astype(jnp.float32)
+    offset = jnp.where(thinned, jnp.floor(j.astype(jnp.float32) * rate) - start[segment],
+                       j - start[segment])  # fmt: skip
+    step = jnp.clip(offset.astype(jnp.float32), 0.0, n - 1)  # 0..n-1 along the major axis
     # Bresenham's offsets as PIL draws them: |offset| rounded half up, then the sign.
     px = sx0 + jnp.sign(sdx) * jnp.floor(step * jnp.abs(sdx) / n + 0.5)
     py = sy0 + jnp.sign(sdy) * jnp.floor(step * jnp.abs(sdy) / n + 0.5)
     ok &= (px >= 0) & (px < canvas) & (py >= 0) & (py < canvas)
-    pixel = jnp.where(ok, py.astype(jnp.int32) * canvas + px.astype(jnp.int32), canvas * canvas)
-    orbit = jnp.where(ok, segment // v_max + 1, 0)
-    return pixel, orbit, needed
+    image, rest = jnp.divmod(segment, k_max * v_max)
+    flat = image * (canvas * canvas) + py.astype(jnp.int32) * canvas + px.astype(jnp.int32)
+    pixel = jnp.where(ok, flat, batch * canvas * canvas)
+    orbit = jnp.where(ok, rest // v_max + 1, 0)
+    return pixel, orbit, needed, thinned
 
 
-def last_orbit(pixel: jax.Array, orbit: jax.Array, canvas: int) -> jax.Array:
-    """The last orbit drawn on each canvas pixel (0: none): int32[B, canvas, canvas] from samples
-    pixel, orbit int32[B, P]. One scatter-max over the flattened batch (faster on the CPU than
-    the per-image scatter vmap makes, like the chaos game's histogram)."""
-    batch = pixel.shape[0]
-    bins = canvas * canvas + 1
-    flat = (pixel + bins * jnp.arange(batch, dtype=jnp.int32)[:, None]).reshape(-1)
-    top = jnp.zeros(batch * bins, jnp.int32).at[flat].max(orbit.reshape(-1))
-    return top.reshape(batch, bins)[:, :-1].reshape(batch, canvas, canvas)
+def last_orbit(pixel: jax.Array, orbit: jax.Array, batch: int, canvas: int) -> jax.Array:
+    """The last orbit drawn on each canvas pixel (0: none): int32[B, canvas, canvas] from the
+    samples of stroke_samples (one scatter-max over the batch's canvases)."""
+    size = batch * canvas * canvas
+    top = jnp.zeros(size + 1, jnp.int32).at[pixel].max(orbit)
+    return top[:size].reshape(batch, canvas, canvas)
 
 
 def paint(top: jax.Array, greys: jax.Array, background: float) -> jax.Array:
@@ -194,8 +199,9 @@ class OrbitImages:
     def render_rows(self, rows, keys):
         """Images of category values `rows` (the table's columns, each [B]) and instance keys[B]:
         (images [B, H, W, 3], info of [B]: degenerate (still, after any redraws), fill (canvas
-        fraction under strokes), overflow (strokes needed more samples than stroke_samples:
-        drawn thinned), attempts (draws made)).
+        fraction under strokes), overflow (the batch's strokes needed more samples than its
+        pool: drawn thinned), samples (sample points each image needed), attempts (draws
+        made)).
 
         Draw a = 0, 1, ... of an instance uses fold_in(key, a); one loop serves both policies
         (keep: a single pass), so the drawing is compiled once."""
@@ -216,7 +222,8 @@ class OrbitImages:
             return jnp.any(info["degenerate"]) & (attempt < limit)
 
         blank = {"degenerate": jnp.ones(batch, bool), "fill": jnp.zeros(batch),
-                 "overflow": jnp.zeros(batch, bool)}  # fmt: skip
+                 "overflow": jnp.zeros(batch, bool),
+                 "samples": jnp.zeros(batch, jnp.int32)}  # fmt: skip
         start = (jnp.int32(0), jnp.zeros((batch, self.canvas, self.canvas)), blank,
                  jnp.zeros(batch, jnp.int32))  # fmt: skip
         _, grey, info, attempts = jax.lax.while_loop(more, draw, start)
@@ -227,15 +234,20 @@ class OrbitImages:
         """Grey canvases float32[B, C, C] and their info."""
         x, y, num_vertices, num_orbits, greys = jax.vmap(self.draw)(rows, keys)
         scale = self.canvas / FRAME
-        pixel, orbit, needed = jax.vmap(
-            lambda a, b, nv, nk: stroke_samples(a, b, nv, nk, self.canvas, self.budget)
-        )(x * scale, y * scale, num_vertices, num_orbits)
-        top = last_orbit(pixel, orbit, self.canvas)
+        batch = len(keys)
+        pool = (batch + POOL_SPARE) * self.budget
+        if pool >= 2**31 or batch * self.canvas**2 >= 2**31:
+            raise ValueError(f"a batch of {batch}: its stroke pool or canvases exceed int32")
+        pixel, orbit, needed, thinned = stroke_samples(
+            x * scale, y * scale, num_vertices, num_orbits, self.canvas, pool
+        )
+        top = last_orbit(pixel, orbit, batch, self.canvas)
         grey = jax.vmap(lambda t, g: paint(t, g, self.background))(top, greys)
         visible = (top > 0) & (jnp.abs(grey - self.background) >= VISIBLE_CONTRAST)
         info = {
             "degenerate": jnp.sum(visible, axis=(1, 2)) < MIN_VISIBLE_PIXELS,
             "fill": jnp.mean(top > 0, axis=(1, 2)),
-            "overflow": needed > self.budget,
+            "overflow": jnp.broadcast_to(thinned, (batch,)),
+            "samples": needed,
         }
         return grey, info

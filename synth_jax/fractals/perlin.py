@@ -35,10 +35,13 @@ PERM = np.array([
 U_MAX = 10_000.0  # the generators evaluate the noise at u ~ U(0, 10^4)
 
 
-def _grad(h, x):
-    """Slope -1 (bit 3 set) or 1..8 (bits 0-2, plus one) times x."""
-    slope = jnp.where(h & 8, -1.0, (h & 7).astype(jnp.float32) + 1.0)
-    return slope * x
+def _slope(h: np.ndarray) -> np.ndarray:
+    """The gradient of table entry h: -1 (bit 3 set) or 1..8 (bits 0-2, plus one)."""
+    return np.where(h & 8, -1.0, (h & 7) + 1.0)
+
+
+# SLOPES[i] = (slope of PERM[i], slope of PERM[i + 1 mod 256]): a point reads both, one gather.
+SLOPES = np.stack([_slope(PERM), _slope(np.roll(PERM, -1))], 1).astype(np.float32)
 
 
 def noise1(u: jax.Array) -> jax.Array:
@@ -46,13 +49,12 @@ def noise1(u: jax.Array) -> jax.Array:
     u: float32[...] >= 0 -> float32[...] in [-0.952, 0.952]."""
     u = jnp.asarray(u, jnp.float32)
     whole = jnp.floor(u)
-    i0 = whole.astype(jnp.int32) % 1024
-    i1 = (i0 + 1) % 1024
-    perm = jnp.asarray(PERM)
-    h0, h1 = perm[i0 & 255], perm[i1 & 255]
+    # i0 = floor(u) mod 1024 and i1 = i0 + 1 mod 1024, both masked to 0..255: 1024 is a
+    # multiple of 256, so they are floor(u) mod 256 and the entry after it.
+    slopes = jnp.asarray(SLOPES)[whole.astype(jnp.int32) & 255]
     t = u - whole
     fade = t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
-    a, b = _grad(h0, t), _grad(h1, t - 1.0)
+    a, b = slopes[..., 0] * t, slopes[..., 1] * (t - 1.0)
     return (a + fade * (b - a)) * 0.4
 
 
