@@ -18,10 +18,9 @@ from synth_jax.fractals import reference_noise as ref
 @functools.cache
 def dead_leaves_fn(size: int, shapes: str, max_shapes: int = 5000):
     """Compiled: key -> (shapes dict, shown index per pixel, complete, stop)."""
-    count = -(-max_shapes // dead_leaves.SHAPES_PER_PASS) * dead_leaves.SHAPES_PER_PASS
 
     def run(key):
-        drawn = dead_leaves.sample_shapes(key, count, size, shapes)
+        drawn = dead_leaves.sample_shapes(key, max_shapes, size, shapes)
         return (drawn, *dead_leaves.paint(drawn, size, max_shapes))
 
     return jax.jit(run)

@@ -16,9 +16,10 @@ Shape vertices are rounded to pixels and a pixel is covered when its centre lies
 
 The stop rule without a sequential loop (the two-pass form): with first[p] the smallest shape
 index covering pixel p, coverage completes at T = max_p first[p], and pixel p shows the colour of
-the largest index <= T covering it. The device walks the shapes in chunks of SHAPES_PER_PASS,
-keeping for each pixel the latest covering shape, and stops in the chunk where the last pixel is
-covered (T: about 1,300-2,750 shapes at 256 px, so a handful of chunks).
+the largest index <= T covering it. The device walks the pixels of the shapes' bounding boxes,
+shape after shape, in fixed windows, keeping for each pixel the first and the latest covering
+shape, and stops in the window where the last pixel is covered (T: about 1,100-2,750 shapes,
+a few dozen bounding-box pixels each, so a handful of windows).
 
 Categories: a dead-leaves image has no parameters besides its random draw, so a category is one
 image (exemplar classification: the supervised stand-in for the paper's contrastive training, in
@@ -40,7 +41,7 @@ from synth_jax.fractals import draw_keys
 NAME = "dead_leaves"
 RADIUS_GRID = np.linspace(0.03, 1.0, 200)
 RADIUS_CDF = np.cumsum(RADIUS_GRID**-3.0 - 1.0) / np.sum(RADIUS_GRID**-3.0 - 1.0)
-SHAPES_PER_PASS = 256
+WINDOW_IMAGES = 4  # the painter's window: 4 images' worth of bounding-box pixels per pass
 KINDS = ("circle", "square", "oriented", "rectangle", "triangle", "quadrilateral")
 
 DEFAULTS = dict(
@@ -109,63 +110,93 @@ def sample_shapes(key: jax.Array, count: int, size: int, shapes: str) -> dict:
     return dict(centre=centre, radius=radius, kind=kind, vertices=vertices, colour=colour)
 
 
-def covers(shapes: dict, size: int) -> jax.Array:
-    """bool[S, size * size]: does shape s cover pixel p (row-major, centre at integer x, y)?
-    Circles: dx^2 + dy^2 <= r^2; polygons: the pixel centre inside the vertices' bounding box and
-    on the inner side of (or on) every edge of the convex polygon."""
-    grid = jnp.arange(size, dtype=jnp.float32)
-    py, px = jnp.meshgrid(grid, grid, indexing="ij")
-    dx = px.reshape(1, -1) - shapes["centre"][:, 0:1].astype(jnp.float32)
-    dy = py.reshape(1, -1) - shapes["centre"][:, 1:2].astype(jnp.float32)
-    disc = dx * dx + dy * dy <= (shapes["radius"] ** 2)[:, None]
-    v = shapes["vertices"]
-    # The bounding box too: a polygon collapsed to a point (a square of radius 1) is that pixel.
-    inside = (dx >= v[:, :, 0].min(1, keepdims=True)) & (dx <= v[:, :, 0].max(1, keepdims=True))
-    inside &= (dy >= v[:, :, 1].min(1, keepdims=True)) & (dy <= v[:, :, 1].max(1, keepdims=True))
+def covers(shape: dict, dx: jax.Array, dy: jax.Array) -> jax.Array:
+    """Does the shape (one row of sample_shapes' arrays, broadcastable against dx, dy) cover the
+    pixel at offset (dx, dy) from its centre? Circles: dx^2 + dy^2 <= r^2; polygons: inside the
+    vertices' bounding box (a polygon collapsed to a point is that pixel) and on the inner side
+    of (or on) every edge of the convex polygon, vertices in increasing angle."""
+    v = shape["vertices"]
+    inside = (dx >= v[..., 0].min(-1)) & (dx <= v[..., 0].max(-1))
+    inside &= (dy >= v[..., 1].min(-1)) & (dy <= v[..., 1].max(-1))
     for i in range(4):
-        ax, ay = v[:, i, 0:1], v[:, i, 1:2]
-        bx, by = v[:, (i + 1) % 4, 0:1], v[:, (i + 1) % 4, 1:2]
+        ax, ay = v[..., i, 0], v[..., i, 1]
+        bx, by = v[..., (i + 1) % 4, 0], v[..., (i + 1) % 4, 1]
         inside &= (bx - ax) * (dy - ay) - (by - ay) * (dx - ax) >= 0
-    return jnp.where((shapes["kind"] == 0)[:, None], disc, inside)
+    disc = dx * dx + dy * dy <= shape["radius"] ** 2
+    return jnp.where(shape["kind"] == 0, disc, inside)
+
+
+def bounding_boxes(shapes: dict, size: int):
+    """Each shape's pixel bounding box clipped to the image: (x0, y0, width, height) int32[S]."""
+    centre = shapes["centre"].astype(jnp.float32)
+    r = shapes["radius"]
+    v = shapes["vertices"]
+    circle = shapes["kind"] == 0
+    lo_x = jnp.where(circle, -r, v[..., 0].min(-1)) + centre[:, 0]
+    hi_x = jnp.where(circle, r, v[..., 0].max(-1)) + centre[:, 0]
+    lo_y = jnp.where(circle, -r, v[..., 1].min(-1)) + centre[:, 1]
+    hi_y = jnp.where(circle, r, v[..., 1].max(-1)) + centre[:, 1]
+    x0 = jnp.clip(jnp.ceil(lo_x), 0, size - 1)
+    y0 = jnp.clip(jnp.ceil(lo_y), 0, size - 1)
+    width = jnp.maximum(jnp.minimum(jnp.floor(hi_x), size - 1) - x0 + 1, 0)
+    height = jnp.maximum(jnp.minimum(jnp.floor(hi_y), size - 1) - y0 + 1, 0)
+    return (x0.astype(jnp.int32), y0.astype(jnp.int32), width.astype(jnp.int32),
+            height.astype(jnp.int32))  # fmt: skip
 
 
 def paint(shapes: dict, size: int, max_shapes: int):
     """The dead-leaves image of `shapes` (draw order = paint order), stopped when coverage is
     complete: (shape index int32[size * size] shown at each pixel, -1 where uncovered;
-    complete bool; stop int32: the index T that completed coverage, or max_shapes)."""
+    complete bool; stop int32: the index T that completed coverage, or max_shapes).
+
+    The pixels of every shape's bounding box, shape after shape, form one stream; it is walked
+    in windows of WINDOW_IMAGES x size^2 samples (a sample finds its shape by a scatter of
+    shape starts and a running maximum). Each window lowers first[p] (the first shape covering
+    p) and raises shown[p] (the last); in the window where every pixel is covered, T = max_p
+    first[p] is known and only shapes up to T paint. Shapes in earlier windows precede T."""
     pixels = size * size
-    chunk = SHAPES_PER_PASS
-    passes = -(-max_shapes // chunk)
+    window = WINDOW_IMAGES * pixels
     big = jnp.int32(2**30)
-
-    def chunk_shapes(c):
-        return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, c * chunk, chunk), shapes)
-
-    def cover_chunk(c, limit):
-        idx = c * chunk + jnp.arange(chunk, dtype=jnp.int32)
-        hit = covers(chunk_shapes(c), size) & (idx <= limit)[:, None]
-        first = jnp.min(jnp.where(hit, idx[:, None], big), axis=0)
-        last = jnp.max(jnp.where(hit, idx[:, None], -1), axis=0)
-        return first, last
+    index = jnp.arange(len(shapes["radius"]), dtype=jnp.int32)
+    x0, y0, width, height = bounding_boxes(shapes, size)
+    area = jnp.where(index < max_shapes, width * height, 0)
+    cum = jnp.cumsum(area)
+    start, total = cum - area, cum[-1]
+    # Rows gathered per sample: the shape's vertices, radius, kind and box corner (float32).
+    table = jnp.concatenate([shapes["vertices"].reshape(-1, 8), shapes["radius"][:, None],
+                             shapes["kind"][:, None].astype(jnp.float32),
+                             shapes["centre"].astype(jnp.float32)], 1)  # fmt: skip
 
     def step(state):
-        c, shown, _, stop = state
-        first, last = cover_chunk(c, max_shapes - 1)
-        uncovered = shown < 0
-        complete = jnp.all(~uncovered | (first < big))
-        stop = jnp.where(complete, jnp.max(jnp.where(uncovered, first, -1)), stop)
-        # The chunk that completes coverage is painted after the loop, only up to `stop`.
-        shown = jnp.where(complete, shown, jnp.maximum(shown, last))
-        return c + 1, shown, complete, stop
+        w, first, shown, _, stop = state
+        base = w * window
+        # The shape holding the window's first sample, then those starting inside it.
+        s0 = jnp.searchsorted(cum, base, side="right").astype(jnp.int32)
+        local = jnp.where((area > 0) & (start >= base) & (start < base + window),
+                          start - base, window)  # fmt: skip
+        owner = jnp.full(window, -1, jnp.int32).at[local].max(index, mode="drop")
+        shape = jnp.minimum(jnp.maximum(jax.lax.cummax(owner), s0), len(index) - 1)
+        position = base + jnp.arange(window, dtype=jnp.int32)
+        qy, qx = jnp.divmod(position - start[shape], jnp.maximum(width[shape], 1))
+        px, py = x0[shape] + qx, y0[shape] + qy
+        row = table[shape]
+        one = dict(vertices=row[:, :8].reshape(-1, 4, 2), radius=row[:, 8], kind=row[:, 9])
+        hit = (position < total) & covers(one, px - row[:, 10], py - row[:, 11])
+        pixel = jnp.where(hit, py * size + px, pixels)
+        first = jnp.minimum(first, jnp.full(pixels + 1, big).at[pixel].min(shape)[:pixels])
+        complete = jnp.all(first < big)
+        stop = jnp.where(complete, jnp.max(first), stop)
+        painted = jnp.where(hit & (shape <= jnp.where(complete, stop, big)), pixel, pixels)
+        shown = jnp.maximum(shown, jnp.full(pixels + 1, -1).at[painted].max(shape)[:pixels])
+        return w + 1, first, shown, complete, stop
 
     def more(state):
-        c, _, complete, _ = state
-        return ~complete & (c < passes)
+        w, _, _, complete, _ = state
+        return ~complete & (w * window < total)
 
-    start = (jnp.int32(0), jnp.full(pixels, -1, jnp.int32), jnp.bool_(False), jnp.int32(max_shapes))
-    c, shown, complete, stop = jax.lax.while_loop(more, step, start)
-    _, last = cover_chunk(jnp.maximum(c - 1, 0), stop)
-    shown = jnp.where(complete, jnp.maximum(shown, last), shown)
+    start_state = (jnp.int32(0), jnp.full(pixels, big), jnp.full(pixels, -1, jnp.int32),
+                   jnp.bool_(False), jnp.int32(max_shapes))  # fmt: skip
+    _, _, shown, complete, stop = jax.lax.while_loop(more, step, start_state)
     return shown, complete, stop
 
 
@@ -180,8 +211,6 @@ class DeadLeavesImages:
         self.shapes = config.shapes
         self.seed = int(config.seed)
         self.dtype = config.dtype
-        # Shapes are drawn in whole chunks; those past max_shapes are never painted.
-        self.drawn = -(-self.max_shapes // SHAPES_PER_PASS) * SHAPES_PER_PASS
 
     def decompose(self, indices):
         """Global indices int[B] -> (category,): one image per category."""
@@ -189,7 +218,7 @@ class DeadLeavesImages:
 
     def draw(self, key):
         """One image of the category key `key`: (uint8[size, size, 3], info)."""
-        shapes = sample_shapes(key, self.drawn, self.size, self.shapes)
+        shapes = sample_shapes(key, self.max_shapes, self.size, self.shapes)
         shown, complete, stop = paint(shapes, self.size, self.max_shapes)
         colour = jnp.where(shown[:, None] >= 0, shapes["colour"][jnp.maximum(shown, 0)], 0)
         info = {"degenerate": ~complete, "fill": jnp.mean(shown >= 0), "shapes": stop}

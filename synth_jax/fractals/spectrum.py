@@ -80,11 +80,15 @@ def colour_basis(key: jax.Array, size: int):
     used = jnp.arange(MAX_COLOURS) < count
     proportions = jnp.where(used, 0.001 + jax.random.uniform(ks[1], (MAX_COLOURS,)), 0.0)
     colours = jax.random.uniform(ks[2], (MAX_COLOURS, 3), maxval=255.0)
-    # Multinomial counts of size^2 pixels, laid out in order: pixel j has the colour whose
-    # cumulative count first exceeds j.
-    drawn = jax.random.categorical(ks[3], jnp.log(proportions), shape=(size * size,))
-    cumulative = jnp.cumsum(jnp.zeros(MAX_COLOURS, jnp.int32).at[drawn].add(1))
-    label = jnp.sum(jnp.arange(size * size)[:, None] >= cumulative[None, :], axis=1)
+    # Multinomial counts of size^2 pixels (each pixel's colour by inverse CDF), laid out in
+    # order: pixel j has the colour whose cumulative count first exceeds j.
+    cdf = jnp.cumsum(proportions) / jnp.sum(proportions)
+    cdf = jnp.where(jnp.arange(MAX_COLOURS) >= count - 1, 2.0, cdf)  # no u falls past the last
+    u = jax.random.uniform(ks[3], (size * size,))
+    drawn = jnp.searchsorted(cdf, u, side="right", method="compare_all")
+    cumulative = jnp.cumsum(jnp.zeros(MAX_COLOURS, jnp.int32).at[drawn].add(1, mode="drop"))
+    label = jnp.searchsorted(cumulative, jnp.arange(size * size), side="right",
+                             method="compare_all")  # fmt: skip
     palette = colours[jnp.minimum(label, MAX_COLOURS - 1)].reshape(size, size, 3)
     m = jnp.maximum(jnp.ceil(jax.random.uniform(ks[4], (), maxval=float(MAX_BLUR))), 1)
     palette = box_blur(palette, m.astype(jnp.int32))
