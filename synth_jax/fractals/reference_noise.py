@@ -53,18 +53,28 @@ def dead_leaves_shape(rng: np.random.Generator, size: int, shapes: str, cdf=RADI
     return dict(centre=centre, radius=radius, kind=kind, vertices=vertices, colour=colour)
 
 
-def shape_mask(shape: dict, size: int) -> np.ndarray:
-    """bool[size, size]: the pixels (centres at integer x, y) the shape covers."""
-    ys, xs = np.mgrid[0:size, 0:size]
-    dx, dy = xs - shape["centre"][0], ys - shape["centre"][1]
+def shape_mask(shape: dict, size: int):
+    """(rows, cols, mask): the pixels (centres at integer x, y) the shape covers, as a boolean
+    mask over the slices rows x cols of the image (its bounding box, clipped)."""
+    cx, cy = shape["centre"]
     if shape["kind"] == "circle":
-        return dx * dx + dy * dy <= shape["radius"] ** 2
-    v = shape["vertices"]
-    mask = (dx >= v[:, 0].min()) & (dx <= v[:, 0].max())
-    mask &= (dy >= v[:, 1].min()) & (dy <= v[:, 1].max())
-    for a, b in zip(v, np.roll(v, -1, axis=0)):
-        mask &= (b[0] - a[0]) * (dy - a[1]) - (b[1] - a[1]) * (dx - a[0]) >= 0
-    return mask
+        r = shape["radius"]
+        lo_x, hi_x, lo_y, hi_y = -r, r, -r, r
+    else:
+        v = shape["vertices"]
+        lo_x, hi_x, lo_y, hi_y = v[:, 0].min(), v[:, 0].max(), v[:, 1].min(), v[:, 1].max()
+    x0, x1 = max(int(cx + lo_x), 0), min(int(cx + hi_x), size - 1)
+    y0, y1 = max(int(cy + lo_y), 0), min(int(cy + hi_y), size - 1)
+    x1, y1 = max(x1, x0 - 1), max(y1, y0 - 1)  # a box wholly off the image: empty
+    ys, xs = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
+    dx, dy = xs - cx, ys - cy
+    if shape["kind"] == "circle":
+        mask = dx * dx + dy * dy <= shape["radius"] ** 2
+    else:
+        mask = np.ones(dx.shape, bool)
+        for a, b in zip(v, np.roll(v, -1, axis=0)):
+            mask &= (b[0] - a[0]) * (dy - a[1]) - (b[1] - a[1]) * (dx - a[0]) >= 0
+    return slice(y0, y1 + 1), slice(x0, x1 + 1), mask
 
 
 def dead_leaves_paint(shapes, size: int):
@@ -74,9 +84,9 @@ def dead_leaves_paint(shapes, size: int):
     covered = np.zeros((size, size), bool)
     painted = 0
     for shape in shapes:
-        mask = shape_mask(shape, size)
-        image[mask] = shape["colour"]
-        covered |= mask
+        rows, cols, mask = shape_mask(shape, size)
+        image[rows, cols][mask] = shape["colour"]
+        covered[rows, cols] |= mask
         painted += 1
         if covered.all():
             break
