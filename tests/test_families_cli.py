@@ -81,3 +81,21 @@ def test_bench_render_reports_a_family(capsys):
     assert result["family"] == "spectrum" and result["images_per_sec"] > 0
     assert result["reference_images_per_sec"] > 0 and result["speedup_vs_reference"] > 0
     assert cli.main([*argv, "--set", "no_such_key=1"]) == 2
+
+
+def test_the_suite_has_a_gpu_row_per_family_and_tables_it():
+    from synth_jax.bench import suite
+
+    families = {args[args.index("--family") + 1] for _, args in suite.RENDER_FULL
+                if "--family" in args}  # fmt: skip
+    assert families == {"visualatom", "rcdb", "dead_leaves", "spectrum"}
+    results = {
+        "date": "2026-11-30", "command": "synth-jax bench suite",
+        "ceilings": {"device": "gpu:H200", "jax": "0.10.2", "matmul_n": 8192,
+                     "bf16_matmul_tflops": 800.0, "copy_bytes": 1 << 31, "copy_gb_per_s": 4000.0},
+        "render": [("VisualAtom 224px", {"images_per_sec": 5000.0,
+                                         "reference_images_per_sec": 16.8,
+                                         "speedup_vs_reference": 297.6})],
+        "train": [],
+    }  # fmt: skip
+    assert "| VisualAtom 224px | 5,000.0 | - | 16.80 images/s | 297.6x |" in suite.table(results)

@@ -9,7 +9,7 @@ views of an image differ).
 
 Arguments (comma-separated): the shapes `squares`, `oriented` or `mixed` (the default: the
 paper's "Shapes"), and `large` (the large scale: 1.3M images of 256 px).
-Hardware: anything. Runtime: no table; 2 shared CPU cores draw ~4 images/s at 128 px
+Hardware: anything. Runtime: no table; 2 shared CPU cores draw ~12 images/s at 128 px (~3 at 256)
 (BENCHMARKS.md); GPU not yet measured.
 Published (contrastive alignment + uniformity, AlexNet, 200 epochs; ImageNet-100 linear top-1
 read off a bar chart, +-0.5): squares ~35.2, oriented ~37.5, shapes ~39.0 (real ImageNet-100

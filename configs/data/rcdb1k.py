@@ -8,7 +8,7 @@ on black (`--config.invert=false`: the code's original white background).
     synth-jax export --config configs/data/rcdb1k.py --out rcdb1k --format tfds
 
 Hardware: anything; a GPU for pre-training (the paper: 300 epochs, batch 256). Runtime: the
-table builds in about 0.1 s; 2 shared CPU cores draw ~6 images/s at 224 px (BENCHMARKS.md);
+table builds in about 0.1 s; 2 shared CPU cores draw ~20 images/s at 224 px (BENCHMARKS.md);
 GPU not yet measured. Published (ViT-Tiny pre-trained on RCDB-1k, fine-tuned): C10 97.0,
 C100 82.2, Cars 86.5, Flowers 98.9, VOC12 80.9, P30 79.7, IN100 88.5, average 87.6; COCO
 detection AP50/AP/AP75 68.3/47.4/51.9. Variants: `:small` (16 categories, 64 px, 128 canvas),

@@ -8,7 +8,7 @@ colours, with fresh phases.
     synth-jax render --config configs/data/spectrum.py --num 64 --out spectrum.png
 
 Arguments: `large` (the large scale: 1.3M images of 256 px).
-Hardware: anything. Runtime: no table; 2 shared CPU cores draw ~50 images/s at 128 px
+Hardware: anything. Runtime: no table; 2 shared CPU cores draw ~50 images/s at 128 px (~12 at 256)
 (BENCHMARKS.md); GPU not yet measured.
 Published (contrastive alignment + uniformity, AlexNet; ImageNet-100 linear top-1 read off a bar
 chart, +-0.5): Spectrum ~30.7 (dead leaves shapes ~39.0, real ImageNet-100 ~63). The paper's

@@ -8,9 +8,9 @@ r0 ~ U{10..60} px@512, oval stretches U(1, 2); 1-px grey strokes on a 512 canvas
     synth-jax export --config configs/data/visualatom1k.py --out va1k --format tfds
 
 Hardware: anything; a GPU for pre-training. Runtime: the category table builds in about 0.3 s;
-on 2 shared CPU cores the renderer draws 224-px images at ~3 images/s (BENCHMARKS.md: rendering
-all 1M images this way would take days; on an H100/H200 `synth-jax bench suite` measures it, not
-yet run), which is why training renders them inside the step on the accelerator.
+on 2 shared CPU cores the renderer draws 224-px images at ~7 images/s (BENCHMARKS.md: all
+1M images this way would take about two days; `synth-jax bench suite` measures an H100/H200,
+not yet run), which is why training renders them inside the step on the accelerator.
 Published (ViT-Tiny pre-trained on VisualAtom-1k, DeiT recipe, fine-tuned): C10 97.6, C100 84.9,
 Cars 88.8, Flowers 98.9, VOC12 82.0, P30 81.2, IN100 90.3, average 89.1 (FractalDB-1k 87.1,
 scratch 62.6); ImageNet-1k top-1 74.2 (ViT-T) and 82.3 (ViT-B).

@@ -96,7 +96,8 @@ def sample_category(rng: np.random.Generator, config) -> dict:
 def build_table(config, rng, progress: bool) -> tuple[dict, dict]:
     """The category values of every category (`rng` is unused: each category has its own)."""
     arrays = draw_keys.category_table(NAME, config, sample_category, INT_COLUMNS)
-    pairs = {(int(a), int(b)) for a, b in zip(arrays["n1"], arrays["n2"])}
+    # sin(n1) + sin(n2) is symmetric: unordered pairs are the distinct waves (211 in 0..20).
+    pairs = {(min(a, b), max(a, b)) for a, b in zip(arrays["n1"].tolist(), arrays["n2"].tolist())}
     return arrays, {"distinct_frequency_pairs": len(pairs)}
 
 
