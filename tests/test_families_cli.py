@@ -1,19 +1,23 @@
 """The contour and noise families from the command line: every data config loads and validates,
 `synth-jax render` draws a labelled grid, `synth-jax export` writes PNGs that read back as the
-renderer's images, `synth-jax bench render --family` reports throughput."""
+renderer's images, `synth-jax bench render --family` reports throughput and the suite has a GPU
+row per family, and a batch sharded over four devices renders the same images."""
 
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 from PIL import Image
 from test_train_sources import use_compilation_cache
 
 from synth_jax import cli
+from synth_jax.bench import suite
 from synth_jax.config import load_config
 from synth_jax.errors import UsageError
-from synth_jax.fractals import FractalDataset, family
+from synth_jax.fractals import FractalDataset, data_config, family
 from synth_jax.fractals.preview import render_images
 
 use_compilation_cache()  # the export's render and this test's are the same program
@@ -84,8 +88,6 @@ def test_bench_render_reports_a_family(capsys):
 
 
 def test_the_suite_has_a_gpu_row_per_family_and_tables_it():
-    from synth_jax.bench import suite
-
     families = {args[args.index("--family") + 1] for _, args in suite.RENDER_FULL
                 if "--family" in args}  # fmt: skip
     assert families == {"visualatom", "rcdb", "dead_leaves", "spectrum"}
@@ -99,3 +101,28 @@ def test_the_suite_has_a_gpu_row_per_family_and_tables_it():
         "train": [],
     }  # fmt: skip
     assert "| VisualAtom 224px | 5,000.0 | - | 16.80 images/s | 297.6x |" in suite.table(results)
+
+
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("visualatom", dict(num_classes=4, image_size=32, canvas_size=128, max_vertices=200,
+                            max_orbits=24, stroke_samples=1 << 13)),
+        ("dead_leaves", dict(num_classes=8, image_size=32)),
+    ],
+)  # fmt: skip
+def test_same_images_on_one_and_four_devices(name, overrides):
+    """Each device renders its own slice (its own stroke pool, its own painter loop): the images
+    are those of one device."""
+    assert len(jax.devices()) == 4, "tests run with 4 fake CPU devices (conftest)"
+    dataset = FractalDataset(data_config(name, **overrides))
+    indices = dataset.indices_for_step(3, 1, 8)
+    single = jax.jit(dataset.render_with_info)(3, jax.device_put(indices, jax.devices()[0]))
+    mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    batch = NamedSharding(mesh, PartitionSpec("data"))
+    fn = jax.jit(dataset.render_with_info, in_shardings=(None, batch), out_shardings=batch)
+    images, labels, info = fn(3, jax.device_put(indices, batch))
+    assert {s.data.shape for s in images.addressable_shards} == {(2, 32, 32, 3)}
+    np.testing.assert_array_equal(np.asarray(images), np.asarray(single[0]))
+    np.testing.assert_array_equal(np.asarray(labels), np.asarray(single[1]))
+    assert not np.asarray(info["degenerate"]).any()
