@@ -1,7 +1,8 @@
 """The contour and noise families from the command line: every data config loads and validates,
 `synth-jax render` draws a labelled grid, `synth-jax export` writes PNGs that read back as the
-renderer's images, `synth-jax bench render --family` reports throughput and the suite has a GPU
-row per family, and a batch sharded over four devices renders the same images."""
+renderer's images, `synth-jax bench render --config` reports throughput beside the sequential
+reference and the suite has a GPU row per family, and a batch sharded over four devices renders
+the same images."""
 
 import json
 import os
@@ -78,29 +79,29 @@ def test_export_writes_the_renderers_images(tmp_path, capsys):
 
 
 def test_bench_render_reports_a_family(capsys):
-    argv = ["bench", "render", "--family", "spectrum", "--size", "32", "--batch", "2",
-            "--repeats", "1", "--reference_images", "1"]  # fmt: skip
+    argv = ["bench", "render", "--config", "configs/data/spectrum.py", "--config.image_size=32",
+            "--batch", "2", "--repeats", "1", "--reference_images", "1"]  # fmt: skip
     assert cli.main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["family"] == "spectrum" and result["images_per_sec"] > 0
+    assert result["family"] == "spectrum" and result["images_per_sec"] > 0 and result["size"] == 32
     assert result["reference_images_per_sec"] > 0 and result["speedup_vs_reference"] > 0
-    assert cli.main([*argv, "--set", "no_such_key=1"]) == 2
+    assert cli.main([*argv, "--config.no_such_key=1"]) == 2
+    assert cli.main([*argv, "--reference_images", "-1"]) == 2
 
 
 def test_the_suite_has_a_gpu_row_per_family_and_tables_it():
-    families = {args[args.index("--family") + 1] for _, args in suite.RENDER_FULL
-                if "--family" in args}  # fmt: skip
-    assert families == {"visualatom", "rcdb", "dead_leaves", "spectrum"}
+    configs = {os.path.basename(args[args.index("--config") + 1]) for _, args in suite.FAMILY_FULL}
+    assert {"visualatom1k.py", "rcdb1k.py", "dead_leaves.py", "spectrum.py"} <= configs
     results = {
         "date": "2026-11-30", "command": "synth-jax bench suite",
         "ceilings": {"device": "gpu:H200", "jax": "0.10.2", "matmul_n": 8192,
                      "bf16_matmul_tflops": 800.0, "copy_bytes": 1 << 31, "copy_gb_per_s": 4000.0},
-        "render": [("VisualAtom 224px", {"images_per_sec": 5000.0,
-                                         "reference_images_per_sec": 16.8,
-                                         "speedup_vs_reference": 297.6})],
+        "render": [],
+        "families": [("VisualAtom 224px", {"images_per_sec": 5000.0, "batch": 256, "size": 224,
+                                           "reference_images_per_sec": 16.8})],
         "train": [],
     }  # fmt: skip
-    assert "| VisualAtom 224px | 5,000.0 | - | 16.80 images/s | 297.6x |" in suite.table(results)
+    assert "| VisualAtom 224px | 5,000.0 | 256 | 224 | 16.80 |" in suite.table(results)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The cpu_tiny recipe (configs/pretrain/cpu_tiny.py: a 6-block, 96-wide ViT "Nano/4" at 32 px,
-AdamW, 300 steps of 64 images) on another formula family, scaled to a laptop CPU:
+AdamW, 300 steps of 64 images) on another formula family, scaled to a laptop CPU (the same
+config, built from cpu_tiny.py, with its data swapped):
 
     synth-jax pretrain --config configs/pretrain/cpu_tiny_family.py:visualatom --workdir runs/va
     synth-jax pretrain --config configs/pretrain/cpu_tiny_family.py:rcdb,mu --workdir runs/rc
@@ -16,13 +17,9 @@ included; measured losses: visualatom and rcdb ln 4 = 1.39 -> ~1.05 by step 40, 
 leaves (each step renders its batch).
 """
 
-import ml_collections
-
+from synth_jax.config import sibling
 from synth_jax.errors import UsageError
 from synth_jax.fractals import data_config
-from synth_jax.models import model_config
-from synth_jax.train.augment import augment_config
-from synth_jax.train.optim import optim_config
 
 ORBITS = dict(image_size=32, canvas_size=128, stroke_samples=1 << 14, min_vertices=50,
               max_vertices=200, max_orbits=40)  # fmt: skip
@@ -41,19 +38,6 @@ def get_config(arg=None):
         raise UsageError(
             f"cpu_tiny_family.py:{arg}: expected one of {', '.join(DATA)}, optionally ',mu'"
         )
-    config = ml_collections.ConfigDict()
-    config.seed = 0
+    config = sibling(__file__, "cpu_tiny.py").get_config(",".join(options) or None)
     config.data = data_config(family, **DATA[family])
-    config.image_size = 32
-    config.batch_size = 64
-    config.total_steps = 300
-    config.total_epochs = 0.0
-    config.log_every_steps = 10
-    config.model = model_config("mu/4" if "mu" in options else "Nano/4")
-    config.optim = optim_config(
-        name="adamw", lr=1e-3, weight_decay=0.05, warmup_steps=20, end_lr=1e-5, grad_clip_norm=1.0
-    )
-    config.augment = augment_config(crop="resize")
-    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
-    config.checkpoint = ml_collections.ConfigDict(dict(every_steps=100, keep=2, async_save=True))
     return config

@@ -4,9 +4,11 @@ Renders a batch of sigma-factor systems with the jitted, vmapped renderer (media
 a warm-up, `block_until_ready`), and the NumPy sequential reference on the same run, and prints
 one JSON line: images_per_sec, points_per_sec, device, reference_points_per_sec, ...
 
-`--family NAME` (visualatom, rcdb, dead_leaves, spectrum) times that family's renderer instead,
-through the dataset (the family's default config at --size, `--set key=value` to change one),
-beside its sequential reference (reference_images_per_sec).
+`synth-jax bench render --config configs/data/<family>.py [--config.KEY=VALUE ...]` times a
+whole family instead: index -> image through `FractalDataset.render` (table built first, not
+timed), fresh indices each repeat; JSON: family, images_per_sec, batch, size, mean_fill, ...;
+for the families with a sequential reference (visualatom, rcdb, dead_leaves, spectrum) also
+reference_images_per_sec, timed on the same indices.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ import time
 import jax
 import numpy as np
 
-from synth_jax.config import apply_overrides
+from synth_jax.config import config_from_argv
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.fractals import (
     FractalDataset,
-    data_config,
     ifs,
     reference,
     reference_contours,
@@ -108,76 +109,73 @@ FAMILY_REFERENCES = {
 }
 
 
-def bench_family(family: str, size: int, batch: int, repeats: int, overrides: dict,
-                 reference_images: int) -> dict:  # fmt: skip
-    """Median seconds per batch of `family`'s renderer (images spread over the categories), and
-    the images/s of its sequential reference."""
-    config = data_config(family, image_size=size)
-    apply_overrides(config, overrides)
-    dataset = FractalDataset(config)
+def bench_family(config, batch: int, repeats: int, reference_images: int = 0) -> dict:
+    """Median seconds per batch of a family's render(seed, indices), indices walking the epoch;
+    with `reference_images` > 0, the images/s of its sequential reference (where it has one) on
+    the first batch's indices."""
+    dataset = FractalDataset(config, progress=True)
     fn = jax.jit(dataset.render_with_info)
-    stride = max(1, dataset.num_images // (batch * (repeats + 1)))
-
-    def indices(r):
-        return (np.arange(batch, dtype=np.int64) + r * batch) * stride % dataset.num_images
-
+    steps = jax.jit(lambda s: dataset.indices_for_step(0, s, batch))
     t0 = time.perf_counter()
-    _, _, info = jax.block_until_ready(fn(config.seed, indices(0).astype(np.int32)))
+    _, _, info = jax.block_until_ready(fn(0, steps(0)))
     compile_s = time.perf_counter() - t0
     times = []
     for r in range(repeats):
-        idx = indices(r + 1).astype(np.int32)
+        indices = jax.block_until_ready(steps(r + 1))
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(config.seed, idx))
+        jax.block_until_ready(fn(0, indices))
         times.append(time.perf_counter() - t0)
-    result = {
-        "compile_and_first_s": round(compile_s, 3),
-        "batch_s_median": round(statistics.median(times), 5),
-        "batch_s_min": round(min(times), 5),
-        "mean_fill": round(float(np.mean(info["fill"])), 4),
-        "degenerate": int(np.sum(info["degenerate"])),
-    }
+    result = {"family": config.family, "num_classes": dataset.num_classes,
+              "compile_and_first_s": round(compile_s, 3),
+              "batch_s_median": round(statistics.median(times), 5),
+              "batch_s_min": round(min(times), 5),
+              "mean_fill": round(float(np.mean(info["fill"])), 4),
+              "degenerate": int(np.sum(info["degenerate"]))}  # fmt: skip
     for key in ("canvas_size", "stroke_samples", "shapes", "max_shapes"):
         if key in config:
             result[key] = config[key]
     if "overflow" in info:
         result["overflow"] = int(np.sum(info["overflow"]))
-    make = FAMILY_REFERENCES.get(family)
+    make = FAMILY_REFERENCES.get(config.family)
     if make is not None and reference_images > 0:
+        first = np.asarray(steps(0))
         rng = np.random.default_rng(0)
         t0 = time.perf_counter()
         for k in range(reference_images):
-            make(dataset, rng, int(indices(0)[k % batch]))
+            make(dataset, rng, int(first[k % batch]))
         result["reference_images_per_sec"] = round(reference_images / (time.perf_counter() - t0), 3)
     return result
 
 
-def _overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise UsageError(f"--set {pair}: expected key=value")
-        out[key] = value
-    return out
-
-
-def main_family(args, device) -> int:
-    batch = args.batch or (8 if device.platform == "cpu" else 256)
-    timing = bench_family(args.family, args.size, batch, args.repeats, _overrides(args.set),
-                          args.reference_images)  # fmt: skip
+def main_family(config, argv: list[str]) -> int:
+    """`bench render --config ...`: one family's images/s (JSON line)."""
+    parser = ArgumentParser(prog="synth-jax bench render --config FILE.py",
+                            description="a family's render throughput")  # fmt: skip
+    parser.add_argument("--batch", type=int, default=None, help="images per call (default: 32 "
+                        "on CPU, 256 on accelerators)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reference_images", type=int, default=4,
+                        help="images for the sequential reference timing (families that have "
+                        "one: visualatom, rcdb, dead_leaves, spectrum); 0: skip it")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or (args.batch is not None and args.batch < 1):
+        raise UsageError("--batch and --repeats must be positive")
+    if args.reference_images < 0:
+        raise UsageError("--reference_images must be 0 or more")
+    device = jax.devices()[0]
+    batch = args.batch or (32 if device.platform == "cpu" else 256)
+    timing = bench_family(config, batch, args.repeats, args.reference_images)
     images_per_sec = batch / timing["batch_s_median"]
     result = {
         "bench": "render",
-        "family": args.family,
         "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
         "devices": jax.device_count(),
         "jax": jax.__version__,
-        "size": args.size,
+        "size": int(config.image_size),
         "batch": batch,
         "images_per_sec": round(images_per_sec, 2),
-        **timing,
         "repeats": args.repeats,
+        **timing,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
     }
@@ -189,6 +187,9 @@ def main_family(args, device) -> int:
 
 
 def main(argv: list[str]) -> int:
+    config, argv = config_from_argv(argv, required=False)
+    if config is not None:
+        return main_family(config, argv)
     parser = ArgumentParser(prog="synth-jax bench render", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=224, help="image size in pixels")
     parser.add_argument("--points", type=int, default=100_000, help="points per image")
@@ -201,21 +202,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reference_points", type=int, default=20_000,
                         help="points for the (slow) NumPy reference timing")  # fmt: skip
-    parser.add_argument("--family", default="sigma", choices=("sigma", *FAMILY_REFERENCES),
-                        help="sigma: the chaos game on sigma-factor systems (points/s); "
-                        "others: that family's renderer through its dataset")  # fmt: skip
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="--family: a data-config override (repeatable)")  # fmt: skip
-    parser.add_argument("--reference_images", type=int, default=4,
-                        help="--family: images for the sequential reference timing")  # fmt: skip
     args = parser.parse_args(argv)
     if not 32 <= args.size <= 512:
         raise UsageError(f"--size {args.size}: expected 32..512")
     if args.points < 1 or args.repeats < 1:
         raise UsageError("--points and --repeats must be positive")
     device = jax.devices()[0]
-    if args.family != "sigma":
-        return main_family(args, device)
     batch = args.batch or (32 if device.platform == "cpu" else 1024)
     spec = render.RenderSpec(
         image_size=args.size, points=args.points, chains=min(args.chains, args.points),

@@ -14,7 +14,8 @@ The full settings follow the targets in BENCHMARKS.md: the renderer at 224 px / 
 (sigma-factor), FractalDB's 362 px / 200k points (and the time to render all 1M FractalDB-1k
 images), 1p-frac at 512 px and 224 px, VisualAtom and RCDB at 224 px (strokes on the 512
 canvas), dead leaves and Spectrum at 128 px; ViT-Ti/16 with rendering inside the step vs a
-fixed batch (the data-stall ratio), ViT-B/16 bf16 MFU, ResNet-50.
+fixed batch (the data-stall ratio), ViT-B/16 bf16 MFU, ResNet-50; and whole families (index ->
+image: multi-instance fractals, OFDB, a mixture) through `synth-jax bench render --config`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import subprocess
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
+
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import write_json, write_text
 
@@ -37,25 +41,9 @@ RENDER_FULL = [
     ("1p-frac 512px 100k pts", ["--size", "512", "--points", "100000", "--patch", "point"]),
     ("1p-frac 224px 100k pts", ["--size", "224", "--points", "100000", "--patch", "point"]),
 ]
-# The contour and noise families at their training sizes (orbits: strokes on the 512 canvas).
-RENDER_FULL += [
-    ("VisualAtom 224px", ["--family", "visualatom", "--size", "224", "--batch", "256"]),
-    ("RCDB 224px", ["--family", "rcdb", "--size", "224", "--batch", "256"]),
-    ("dead leaves 128px", ["--family", "dead_leaves", "--size", "128", "--batch", "256"]),
-    ("Spectrum 128px", ["--family", "spectrum", "--size", "128", "--batch", "256"]),
-]
 RENDER_QUICK = [
     ("sigma 64px 10k pts", ["--size", "64", "--points", "10000", "--batch", "8", "--repeats", "2",
                             "--reference_points", "2000"]),
-]  # fmt: skip
-FAMILY_QUICK = ["--size", "32", "--batch", "4", "--repeats", "2", "--reference_images", "1"]
-RENDER_QUICK += [
-    ("VisualAtom 32px", ["--family", "visualatom", *FAMILY_QUICK, "--set", "canvas_size=128",
-                         "--set", "stroke_samples=16384"]),
-    ("RCDB 32px", ["--family", "rcdb", *FAMILY_QUICK, "--set", "canvas_size=128",
-                   "--set", "stroke_samples=16384"]),
-    ("dead leaves 32px", ["--family", "dead_leaves", *FAMILY_QUICK]),
-    ("Spectrum 32px", ["--family", "spectrum", *FAMILY_QUICK]),
 ]  # fmt: skip
 # (label, args of `synth-jax bench train`)
 TRAIN_FULL = [
@@ -66,6 +54,66 @@ TRAIN_FULL = [
 TRAIN_QUICK = [
     ("ViT-mu/4 32px", ["--model", "mu/4", "--image-size", "32", "--batch", "8", "--steps", "8",
                        "--classes", "10", "--points", "2000", "--dtype", "float32"]),
+]  # fmt: skip
+# (label, args of `synth-jax bench render --config ...`): whole families, index -> image; fewer
+# classes than published (the table build is not timed; a family's images/s does not depend on it).
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
+MIXTURE_SMALL = [
+    "--config.components.fractaldb.num_classes=64",
+    "--config.components.ofdb.num_classes=32",
+    "--config.components.sigma.num_classes=32",
+    "--config.num_classes=128",
+]
+FAMILY_FULL = [
+    # Anderson & Farrell's multi-instance images, OFDB, a mixture of three families
+    (
+        "multi_instance 224px, 1-5 x 100k pts",
+        ["--config", f"{CONFIGS}/data/multi_instance_1k.py", "--config.num_classes=100"],
+    ),
+    ("OFDB 362px 200k pts", ["--config", f"{CONFIGS}/data/ofdb_1k.py", "--config.num_classes=64"]),
+    (
+        "mixture FractalDB/OFDB/sigma 224px",
+        ["--config", f"{CONFIGS}/data/mixture.py", *MIXTURE_SMALL],
+    ),
+    # the contour and noise families at their training sizes (orbits: strokes on the 512 canvas)
+    ("VisualAtom 224px", ["--config", f"{CONFIGS}/data/visualatom1k.py",
+                          "--config.image_size=224", "--batch", "256"]),
+    ("RCDB 224px", ["--config", f"{CONFIGS}/data/rcdb1k.py", "--config.image_size=224",
+                    "--batch", "256"]),
+    ("dead leaves 128px", ["--config", f"{CONFIGS}/data/dead_leaves.py", "--batch", "256"]),
+    ("Spectrum 128px", ["--config", f"{CONFIGS}/data/spectrum.py", "--batch", "256"]),
+]  # fmt: skip
+FAMILY_QUICK = [
+    (
+        "OFDB 64px 10k pts",
+        [
+            "--config",
+            f"{CONFIGS}/data/ofdb_1k.py",
+            "--config.num_classes=4",
+            "--config.image_size=64",
+            "--config.points=10000",
+            "--config.search_points=8192",
+            "--config.search_size=64",
+            "--config.fill_threshold=0.05",
+            "--batch",
+            "8",
+            "--repeats",
+            "2",
+        ],
+    ),
+]
+# 32 px, one sequential reference image each; the orbit families on a 128 canvas
+QUICK = ["--batch", "4", "--repeats", "2", "--reference_images", "1"]
+ORBITS_QUICK = ["--config.canvas_size=128", "--config.stroke_samples=16384"]
+FAMILY_QUICK += [
+    ("VisualAtom 32px", ["--config", f"{CONFIGS}/data/visualatom1k.py", "--config.image_size=32",
+                         *ORBITS_QUICK, *QUICK]),
+    ("RCDB 32px", ["--config", f"{CONFIGS}/data/rcdb1k.py", "--config.image_size=32",
+                   *ORBITS_QUICK, *QUICK]),
+    ("dead leaves 32px", ["--config", f"{CONFIGS}/data/dead_leaves.py", "--config.image_size=32",
+                          *QUICK]),
+    ("Spectrum 32px", ["--config", f"{CONFIGS}/data/spectrum.py", "--config.image_size=32",
+                       *QUICK]),
 ]  # fmt: skip
 FRACTALDB_1K_IMAGES = 1_000_000
 
@@ -83,9 +131,6 @@ def _time(fn, repeats: int) -> float:
 
 def measure_ceilings(quick: bool) -> dict:
     """The device's bf16 matrix-product rate and copy bandwidth, measured (not the datasheet)."""
-    import jax
-    import jax.numpy as jnp
-
     n = 512 if quick else 8192
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.bfloat16)  # random, never zeros
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.bfloat16)
@@ -142,19 +187,24 @@ def table(results: dict) -> str:
         if "error" in r:
             lines.append(f"| {label} | error: {r['error']} | | | |")
             continue
-        if "points_per_sec" in r:
-            points, ref = f"{r['points_per_sec']:.3g}", f"{r['reference_points_per_sec']:.3g}"
-        else:  # a family rendered through its dataset: its reference in images/s
-            points, ref = "-", f"{_fmt(r.get('reference_images_per_sec'), 2)} images/s"
-        speedup = r.get("speedup_vs_reference")
         lines.append(
-            f"| {label} | {_fmt(r['images_per_sec'])} | {points} | {ref} | "
-            f"{_fmt(speedup) + 'x' if speedup is not None else '-'} |"
+            f"| {label} | {_fmt(r['images_per_sec'])} | {r['points_per_sec']:.3g} | "
+            f"{r['reference_points_per_sec']:.3g} | {_fmt(r['speedup_vs_reference'])}x |"
         )
     fdb = dict(results["render"]).get(RENDER_FULL[1][0])
     if fdb and "images_per_sec" in fdb:
         minutes = FRACTALDB_1K_IMAGES / fdb["images_per_sec"] / 60
         lines += ["", f"All 1M FractalDB-1k images (362 px, 200k points): {minutes:.1f} min."]
+    if results.get("families"):
+        lines += ["", "| family renderer (index -> image) | images/s | batch | size | "
+                  "sequential reference (images/s) |",
+                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        for label, r in results["families"]:
+            if "error" in r:
+                lines.append(f"| {label} | error: {r['error']} | | | |")
+                continue
+            lines.append(f"| {label} | {_fmt(r['images_per_sec'])} | {r['batch']} | {r['size']} | "
+                         f"{_fmt(r.get('reference_images_per_sec'), 2)} |")  # fmt: skip
     lines += [
         "",
         "| training step | images/s (rendering in step) | images/s (fixed batch) | "
@@ -188,10 +238,12 @@ def main(argv: list[str]) -> int:
         "command": command,
         "ceilings": measure_ceilings(args.quick),
         "render": [],
+        "families": [],
         "train": [],
     }
     print(json.dumps({"ceilings": results["ceilings"]}), flush=True)
     plan = [("render", RENDER_QUICK if args.quick else RENDER_FULL),
+            ("families", FAMILY_QUICK if args.quick else FAMILY_FULL),
             ("train", TRAIN_QUICK if args.quick else TRAIN_FULL)]  # fmt: skip
     total = sum(len(settings) for _, settings in plan)
     done = 0
@@ -199,7 +251,7 @@ def main(argv: list[str]) -> int:
         for label, bench_args in settings:
             done += 1
             print(f"[{done}/{total}] bench {kind}: {label}", file=sys.stderr, flush=True)
-            result = run_bench(kind, bench_args, args.timeout)
+            result = run_bench("render" if kind == "families" else kind, bench_args, args.timeout)
             results[kind].append((label, result))
             print(json.dumps({"label": label, **result}), flush=True)
     text = table(results)

@@ -25,8 +25,8 @@ SHARED_DEFAULTS = dict(
     graded=False,  # intensity = hits / max hits, else binary
     flip="none",  # index (4 flips per instance, FractalDB) | random | none
     window=False,  # random window rescale U(0.5, 2) and shift +-0.2 (Anderson & Farrell)
-    colour="gray",  # gray | hsv
-    background="black",  # black | noise (smooth value noise, plasma-like)
+    colour="gray",  # gray | hsv | hsv8 (Anderson & Farrell's 8-bit OpenCV HSV colouring)
+    background="black",  # black | noise (smooth value noise) | plasma (diamond-square, A&F)
     gray_value=255,  # foreground level of gray images
     dtype="uint8",  # uint8 | bfloat16 (same 0..255 scale)
     # Degenerate systems (divergent, NaN, one pixel): resample (redraw a system; FractalDB: render
@@ -38,8 +38,8 @@ SHARED_DEFAULTS = dict(
 SHARED_CHOICES = {
     "patch": ("point", "stamp", "none"),
     "flip": ("index", "random", "none"),
-    "colour": ("gray", "hsv"),
-    "background": ("black", "noise"),
+    "colour": ("gray", "hsv", "hsv8"),
+    "background": ("black", "noise", "plasma"),
     "dtype": ("uint8", "bfloat16"),
     "degenerate": ("resample", "reject", "error"),
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from synth_jax.fractals import counter_random, family
@@ -19,21 +20,28 @@ class FractalDataset:
     """The shared dataset contract, for every family.
 
     Attributes: num_classes, num_images (one epoch of unique images), image_size, channels (3),
-    images_per_category, family (its name), table (the FamilyTable), renderer (the family's;
-    see synth_jax.fractals.family).
+    images_per_category, multi_label (labels are multi-hot int32[B, C] instead of int32[B]),
+    family (its name), table (the FamilyTable), renderer (the family's; see
+    synth_jax.fractals.family). `table` may be passed in when it is already built.
     """
 
     channels = 3
 
-    def __init__(self, data_config, progress: bool = False):
+    def __init__(self, data_config, progress: bool = False, table=None):
         self.config = data_config
-        self.table = family.build_table(data_config, progress=progress)
+        if table is None:
+            table = family.build_table(data_config, progress=progress)
+        self.table = table
         self.family = data_config.family
         self.renderer = family.FAMILIES.lookup(self.family).renderer(data_config, self.table)
         self.num_classes = self.table.num_classes
         self.image_size = data_config.image_size
-        self.images_per_category = int(self.renderer.images_per_category)
-        self.num_images = self.num_classes * self.images_per_category
+        self.multi_label = bool(getattr(self.renderer, "multi_label", False))
+        self.images_per_category = getattr(self.renderer, "images_per_category", None)
+        self.num_images = int(
+            getattr(self.renderer, "num_images", None)
+            or self.num_classes * self.images_per_category
+        )
         if self.num_images >= 2**31:
             raise ValueError(f"{self.num_images} images do not fit int32 indices")
 
@@ -43,7 +51,10 @@ class FractalDataset:
         return self.renderer.decompose(indices)
 
     def categories(self, indices):
-        """The category int32[B] whose image each global index int[B] shows."""
+        """The category int32[B] whose image each global index int[B] shows (single-label
+        families; a renderer with its own index layout defines `categories`)."""
+        if hasattr(self.renderer, "categories"):
+            return self.renderer.categories(indices)
         return jnp.asarray(indices, jnp.int32) // self.images_per_category
 
     # -- rendering -----------------------------------------------------------------------------
@@ -78,16 +89,34 @@ class FractalDataset:
         """Pure and jittable: the global indices int32[batch_size] of training step `step`.
         Sample k = step * batch_size + j of the run is position k mod num_images of epoch
         k // num_images, whose order is a seeded bijection of [0, num_images): every image once
-        per epoch, a fresh order each epoch, O(batch) work. Counts up to 2^32 samples."""
+        per epoch, a fresh order each epoch, O(batch) work. Counts up to 2^32 samples. (A
+        renderer with its own batch layout, the mixture's, defines `indices_for_step`.)"""
+        if hasattr(self.renderer, "indices_for_step"):
+            return self.renderer.indices_for_step(seed, step, batch_size)
         k = jnp.asarray(step, jnp.uint32) * jnp.uint32(batch_size) + jnp.arange(
             batch_size, dtype=jnp.uint32
         )
-        n = jnp.uint32(self.num_images)
-        epoch, position = k // n, k % n
-        round_keys = counter_random.mix32(
-            counter_random.mix32(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x9E3779B9)) ^ epoch
-        )
-        return shuffle_position(position, round_keys, self.num_images).astype(jnp.int32)
+        return epoch_order(seed, k, self.num_images)
+
+
+def category_walk(num_classes: int, images_per_category: int, num: int) -> np.ndarray:
+    """`num` global indices that walk through the categories first: image k shows category
+    k mod C (its (k // C)-th image), so a preview shows as many categories as it can."""
+    k = np.arange(num)
+    category = k % num_classes
+    instance = (k // num_classes) % images_per_category
+    return (category * images_per_category + instance).astype(np.int32)
+
+
+def epoch_order(seed, sample, n: int):
+    """Sample numbers uint32[B] of a run -> indices int32[B] in [0, n): sample k is position
+    k mod n of epoch k // n, whose order is a bijection of [0, n) keyed by (seed, epoch)."""
+    n32 = jnp.uint32(n)
+    epoch, position = sample // n32, sample % n32
+    round_keys = counter_random.mix32(
+        counter_random.mix32(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x9E3779B9)) ^ epoch
+    )
+    return shuffle_position(position, round_keys, n).astype(jnp.int32)
 
 
 def _explicit_batch_axes(indices):

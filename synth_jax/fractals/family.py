@@ -22,15 +22,27 @@ Adding a family is one module and one table entry. The module defines
         images_per_category: int     the index layout: image i shows category
                                      i // images_per_category
         render(seed, indices) -> (images uint8|bfloat16[B, H, W, 3] on the 0..255 scale,
-                                  labels int32[B], info {"degenerate": bool[B], "fill": float[B]})
+                                  labels int32[B] (or multi-hot int32[B, C], below),
+                                  info {"degenerate": bool[B], "fill": float[B]})
                                      pure and jittable (vmap inside); seed: uint32 scalar,
                                      indices: int32[B] in [0, num_images)
     preview_overrides(num, image_size) -> dict
                              data-config overrides of a preview grid that builds in seconds
 
 and is registered with `FAMILIES.register("name", module)` (from the module itself or the config
-file that uses it; see docs/extending.md). The built-in families are fractaldb, sigma, onepfrac
-and one_image; the shared IFS renderer is `ifs_images.IFSImages`.
+file that uses it; see docs/extending.md). The built-in families are fractaldb, sigma, onepfrac,
+one_image, multi_instance, ofdb, visualatom, rcdb, dead_leaves and spectrum; `mixture`
+(mixture.py, which needs this table) registers itself when synth_jax.fractals is imported. The
+shared IFS renderer is `ifs_images.IFSImages`.
+
+A renderer may also define (all optional; FractalDataset falls back to the layout above):
+    multi_label: bool            True: render returns multi-hot labels int32[B, C] (several
+                                 classes per image; the trainer's loss is then the weighted
+                                 binary cross-entropy, and `synth-jax export` writes TFDS only)
+    num_images: int              an epoch, when it is not num_classes x images_per_category
+    indices_for_step(seed, step, batch) -> int32[batch]    its own batch layout (mixture)
+    categories(indices) -> int32[B]                        its own index -> class map
+    preview_indices(num) -> int[num]                       indices a preview grid shows
 
 Reproducibility: every candidate system comes from `np.random.default_rng(seed)`, so it is the
 same on any machine. The search filters (fill rate, degeneracy) render candidates with the device
@@ -54,6 +66,8 @@ from synth_jax.fractals import (
     data_keys,
     dead_leaves,
     fractaldb,
+    multi_instance,
+    ofdb,
     one_image,
     onepfrac,
     rcdb,
@@ -71,6 +85,9 @@ FAMILIES = Registry(
         "sigma": sigma,
         "onepfrac": onepfrac,
         "one_image": one_image,
+        # Anderson & Farrell's multi-instance images; OFDB (one image per class)
+        "multi_instance": multi_instance,
+        "ofdb": ofdb,
         # contour and noise families: tables of drawn category values, instances on the device
         "visualatom": visualatom,
         "rcdb": rcdb,
@@ -131,7 +148,7 @@ class FamilyTable:
             raise AttributeError(f"FamilyTable of {self.family!r} has no array {name!r}") from None
 
 
-def _fingerprint(config) -> dict:
+def table_fingerprint(config) -> dict:
     """The config keys that determine the table (image options do not)."""
     free = set(data_keys.TABLE_FREE_KEYS)
     free |= set(getattr(FAMILIES.lookup(config.family), "TABLE_FREE_KEYS", ()))
@@ -143,7 +160,7 @@ def build_table(config, progress: bool = False) -> FamilyTable:
     validate(config)
     if config.table_path and os.path.exists(config.table_path):
         table = load_table(config.table_path)
-        if table.config != _fingerprint(config):
+        if table.config != table_fingerprint(config):
             raise UsageError(
                 f"config key 'table_path'={config.table_path!r}: the table there was built from a "
                 f"different config ({table.config}); remove the file or point table_path elsewhere"
@@ -151,7 +168,7 @@ def build_table(config, progress: bool = False) -> FamilyTable:
         return table
     module = FAMILIES.lookup(config.family)
     arrays, stats = module.build_table(config, np.random.default_rng(config.seed), progress)
-    table = FamilyTable(config.family, dict(arrays), stats, _fingerprint(config))
+    table = FamilyTable(config.family, dict(arrays), stats, table_fingerprint(config))
     if config.table_path:
         save_table(config.table_path, table)
     return table

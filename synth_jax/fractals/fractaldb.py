@@ -141,7 +141,13 @@ def validate(config) -> None:
 
 
 def build_table(config, rng: np.random.Generator, progress: bool) -> tuple[dict, dict]:
-    variants = weight_rows(config.weights)
+    return search_table(config, rng, weight_rows(config.weights), progress)
+
+
+def search_table(config, rng, variants: np.ndarray, progress: bool) -> tuple[dict, dict]:
+    """The table of a FractalDB-style category search (search keys of `config`) with the weight
+    rows `variants` float[V, 6] (row 0: the accepted system itself), each checked per
+    config.degenerate."""
     meter = Progress(config.num_classes, "FractalDB search", "categories") if progress else None
     search = data_keys.search_spec(config)
     check_spec = dataclasses.replace(search, image_size=64, points=4096, chains=256)

@@ -4,7 +4,8 @@ loop over orbits, each orbit drawn with PIL's 1-pixel `line` over the ones befor
 
 The device renderer (synth_jax.fractals.orbits and the family modules) is tested against these
 at the level of distributions (different random streams) and, given the same vertices, of
-pixels; `synth-jax bench render --family visualatom|rcdb` times them beside it.
+pixels; `synth-jax bench render --config configs/data/visualatom1k.py` (or rcdb1k.py) times
+them beside it.
 """
 
 from __future__ import annotations

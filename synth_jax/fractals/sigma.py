@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from synth_jax.config import check, check_choice
 from synth_jax.errors import UsageError
-from synth_jax.fractals import data_keys, ifs, render
+from synth_jax.fractals import data_keys, ifs, image_ops, render
 from synth_jax.fractals.ifs_images import IFSImages, ifs_table
 
 
@@ -123,13 +125,16 @@ DEFAULTS = dict(
     sigma=0.0,  # 0: sigma ~ U((5 + N) / 2, (6 + N) / 2) per system
     sigma_sampler="sequential",  # sequential | rejection
     images_per_category=1000,  # an epoch: num_classes x this (random stamps, colours, windows)
+    blur=0.0,  # probability of a 3x3 Gaussian blur, sigma ~ U(0.5, 1) (Anderson & Farrell: 0.5)
 )
-TABLE_FREE_KEYS = ("images_per_category",)
+TABLE_FREE_KEYS = ("images_per_category", "blur")
+BLUR_TAG = 0x626C  # folded into an image's key for its blur draws
 
 
 def validate(config) -> None:
     check_choice(config, "sigma_sampler", ("sequential", "rejection"))
     check(config, "images_per_category", data_keys.positive_int, "a positive integer")
+    check_blur(config)
     data_keys.check_map_counts(config)
     check(config, "sigma", lambda v: v == 0 or v > 0, "0 (the default range) or a positive number")
     if config.sigma:
@@ -164,8 +169,30 @@ def build_table(config, rng: np.random.Generator, progress: bool) -> tuple[dict,
     raise RuntimeError("sigma family: degenerate systems after 100 redraws")
 
 
+def check_blur(config) -> None:
+    check(config, "blur", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+
+
+class BlurredIFSImages(IFSImages):
+    """IFSImages whose images are blurred with probability `blur` (Anderson & Farrell: 0.5),
+    the blur drawn from the image's key (so an image's flips share it too)."""
+
+    def __init__(self, table, spec, instances, blur: float):
+        super().__init__(table, spec, instances)
+        self.blur = float(blur)
+
+    def draw(self, params, game_keys, image_keys, flips):
+        images, info = super().draw(params, game_keys, image_keys, flips)
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, BLUR_TAG))(image_keys)
+        blur = lambda image, key: image_ops.random_blur(image.astype(jnp.float32), key, self.blur)
+        return render.to_dtype(jax.vmap(blur)(images, keys), self.spec.dtype), info
+
+
 def renderer(config, table) -> IFSImages:
-    return IFSImages(table, data_keys.render_spec(config), config.images_per_category)
+    spec = data_keys.render_spec(config)
+    if config.blur > 0:
+        return BlurredIFSImages(table, spec, config.images_per_category, config.blur)
+    return IFSImages(table, spec, config.images_per_category)
 
 
 def preview_overrides(num: int, image_size: int) -> dict:
