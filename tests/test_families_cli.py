@@ -16,10 +16,11 @@ from test_train_sources import use_compilation_cache
 
 from synth_jax import cli
 from synth_jax.bench import suite
-from synth_jax.config import load_config
+from synth_jax.config import load_config, load_config_file
 from synth_jax.errors import UsageError
 from synth_jax.fractals import FractalDataset, data_config, family
 from synth_jax.fractals.preview import render_images
+from synth_jax.train import pretrain
 
 use_compilation_cache()  # the export's render and this test's are the same program
 
@@ -44,11 +45,23 @@ def test_published_scales_load_and_validate(spec, name, classes, images):
     assert classes * per_category == images
 
 
+@pytest.mark.parametrize("arg", ["visualatom", "rcdb", "visualatom,21k,base", "rcdb,21k"])
+def test_pretraining_configs_pass_their_checks(arg):
+    config = load_config_file(f"configs/pretrain/contours_vit.py:{arg}")
+    pretrain.check_config(config)
+    assert config.data.family == arg.split(",")[0] and config.data.image_size == 224
+    assert (config.data.num_classes, config.batch_size) == (
+        (21_000, 8192) if "21k" in arg else (1000, 256)
+    )
+
+
 def test_config_arguments_are_checked():
     with pytest.raises(UsageError, match="squares"):
         load_config("configs/data/dead_leaves.py:hexagons")
     with pytest.raises(UsageError, match="large"):
         load_config("configs/data/spectrum.py:huge")
+    with pytest.raises(UsageError, match="visualatom"):
+        load_config_file("configs/pretrain/contours_vit.py:21k")
 
 
 def test_render_writes_a_grid_of_the_small_rcdb(tmp_path, capsys):
