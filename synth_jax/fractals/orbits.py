@@ -146,6 +146,14 @@ def check_canvas_keys(config) -> None:
     check(config, "images_per_category", data_keys.positive_int, "a positive integer")
 
 
+def preview_canvas(image_size: int, stroke_samples: int) -> dict:
+    """Preview overrides of an orbit family: a canvas of 4 x image_size (128..512 px; the strokes
+    stay about a canvas pixel wide after the resize) and a sample pool scaled with its side
+    (stroke lengths grow with it), so that a grid compiles and renders in seconds."""
+    canvas = min(512, max(128, 4 * image_size))
+    return dict(canvas_size=canvas, stroke_samples=max(1024, stroke_samples * canvas // 512))
+
+
 def check_range(config, low: str, high: str, bounds, integer: bool) -> None:
     """low <= high, both within bounds (lo, hi); integers where `integer`."""
     lo, hi = bounds

@@ -137,4 +137,4 @@ def renderer(config, table) -> orbits.OrbitImages:
 
 
 def preview_overrides(num: int, image_size: int) -> dict:
-    return {}
+    return orbits.preview_canvas(image_size, DEFAULTS["stroke_samples"])
