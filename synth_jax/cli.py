@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from synth_jax import progress
 from synth_jax.errors import UsageError
 
 # verb -> (module with main(argv), one-line help)
@@ -65,8 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(VERBS[verb][0])
         return int(module.main(rest) or 0)
     except UsageError as e:
-        print(f"synth-jax {verb}: error: {e}", file=sys.stderr)
+        progress.clear_open_line()
+        print(f"synth-jax {verb}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        progress.clear_open_line()
         print(f"synth-jax {verb}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:  # argparse after --help
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+
+
+def one_line(message: str) -> str:
+    """The message on one line (a file name or a library's message may hold line breaks)."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())

@@ -2,17 +2,21 @@
 
 A config file defines `get_config(arg=None) -> ConfigDict`. On the command line:
 
-    synth-jax VERB --config configs/pretrain/cpu_tiny.py:variant=x --config.lr=0.03
+    synth-jax VERB --config configs/pretrain/cpu_tiny.py:mu,knn --config.optim.lr=0.03
 
-`path.py:ARG` passes ARG (a string) to get_config; each `--config.a.b=value` overrides an existing
-key, parsed to the type the key already has. An unknown key is an error that names it.
+`path.py:ARG` passes ARG (a string) to get_config, which reads it with `config_args` (big_vision
+style `a,b,key=value`: names the file declares, anything else refused); each `--config.a.b=value`
+overrides an existing key, parsed to the type the key already has. An unknown key is an error
+that names it.
 """
 
 from __future__ import annotations
 
 import ast
 import copy
+import difflib
 import importlib.util
+import math
 import os
 from collections.abc import Sequence
 
@@ -54,8 +58,8 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
         raise UsageError(f"--config {path}: defines no get_config(arg=None)")
     try:
         config = module.get_config(arg) if arg else module.get_config()
-    except UsageError:
-        raise
+    except UsageError as e:
+        raise UsageError(f"--config {spec}: {e}") from None
     except Exception as e:
         raise UsageError(f"--config {spec}: get_config failed: {type(e).__name__}: {e}") from e
     if not isinstance(config, ml_collections.ConfigDict):
@@ -63,15 +67,16 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     return config
 
 
-def _parse_value(key: str, text: str, current):
-    """Parses `text` to the type of `current` (the value the key has in the config)."""
+def _parse_value(name: str, text: str, current):
+    """Parses `text` to the type of `current` (the value the key has in the config); errors show
+    it as `name=text` (e.g. `--config.optim.lr=x`). Numbers must be finite."""
     if isinstance(current, bool):
         low = text.lower()
         if low in ("true", "1", "yes"):
             return True
         if low in ("false", "0", "no"):
             return False
-        raise UsageError(f"--config.{key}={text}: expected true or false")
+        raise UsageError(f"{name}={text}: expected true or false")
     if isinstance(current, int) and not isinstance(current, bool):
         try:
             return int(text)
@@ -79,15 +84,18 @@ def _parse_value(key: str, text: str, current):
             try:
                 as_float = float(text)  # allow 1e6
             except ValueError:
-                raise UsageError(f"--config.{key}={text}: expected an integer") from None
-            if as_float != int(as_float):
-                raise UsageError(f"--config.{key}={text}: expected an integer") from None
+                raise UsageError(f"{name}={text}: expected an integer") from None
+            if not math.isfinite(as_float) or as_float != int(as_float):
+                raise UsageError(f"{name}={text}: expected an integer") from None
             return int(as_float)
     if isinstance(current, float):
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise UsageError(f"--config.{key}={text}: expected a number") from None
+            raise UsageError(f"{name}={text}: expected a number") from None
+        if not math.isfinite(value):
+            raise UsageError(f"{name}={text}: expected a finite number")
+        return value
     if isinstance(current, str):
         return text
     # None, tuples, lists, dicts: a Python literal, or a plain string.
@@ -98,8 +106,57 @@ def _parse_value(key: str, text: str, current):
     if isinstance(current, tuple) and isinstance(value, list):
         value = tuple(value)
     if isinstance(current, (list, tuple)) and not isinstance(value, (list, tuple)):
-        raise UsageError(f"--config.{key}={text}: expected a list such as [1,2,3]")
+        raise UsageError(f"{name}={text}: expected a list such as [1,2,3]")
     return value
+
+
+def config_args(arg: str | None, **known) -> ml_collections.ConfigDict:
+    """A config file's argument (`path.py:ARG`), big_vision style: `a,b,key=value`.
+
+    `known` declares every name the file accepts, with its default: a bare name sets a flag
+    (default False) to True, `key=value` parses value to the default's type. Anything else is a
+    one-line UsageError listing the known names, so that `:CPU` or a typo never silently gives
+    the default recipe. Returns a ConfigDict of all known names.
+
+        args = config_args(arg, cpu=False)      # get_config("cpu") -> args.cpu is True
+    """
+    out = ml_collections.ConfigDict(dict(known))
+    listing = ", ".join(
+        name if isinstance(default, bool) else f"{name}=<{type(default).__name__}>"
+        for name, default in known.items()
+    )
+    for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+        name, has_value, text = item.partition("=")
+        name = name.strip()
+        if name not in known:
+            close = difflib.get_close_matches(name.lower(), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(
+                f"config argument {name!r} is unknown{hint}; known: {listing or 'none'}"
+            )
+        if not has_value:
+            if not isinstance(known[name], bool):
+                raise UsageError(f"config argument {name!r} needs a value: {name}=VALUE")
+            out[name] = True
+        else:
+            out[name] = _parse_value(f"config argument {name}", text.strip(), known[name])
+    return out
+
+
+def config_variant(arg: str | None, *variants: str) -> str | None:
+    """A config file's argument when it names one of exclusive variants (`:short`, `:tiny`):
+    returns that name, or None without an argument. Unknown names are refused as by
+    `config_args`, and so are two variants at once (one line naming both).
+
+        variant = config_variant(arg, "short", "tiny")  # get_config("tiny") -> "tiny"
+    """
+    chosen = [name for name, on in config_args(arg, **dict.fromkeys(variants, False)).items() if on]
+    if len(chosen) > 1:
+        raise UsageError(
+            f"config arguments {' and '.join(map(repr, chosen))} are alternatives; choose one of: "
+            f"{', '.join(variants)}"
+        )
+    return chosen[0] if chosen else None
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]):
@@ -122,7 +179,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]
         current = node[leaf]
         if isinstance(current, ml_collections.ConfigDict):
             raise UsageError(f"--config.{key}: is a group of keys; set one of its fields instead")
-        value = _parse_value(key, text, current)
+        value = _parse_value(f"--config.{key}", text, current)
         try:
             node[leaf] = value
         except (TypeError, ValueError) as e:  # ConfigDict type-locking
@@ -170,8 +227,12 @@ def load_config(spec: str, overrides: dict[str, str] | None = None) -> ml_collec
 
 
 def config_from_argv(argv: Sequence[str], required: bool = True):
-    """Returns (config or None, remaining argv) for a verb's command line."""
+    """Returns (config or None, remaining argv) for a verb's command line.
+
+    With -h/--help the config is not loaded (None): the verb's parser prints its help."""
     spec, overrides, rest = split_config_args(argv)
+    if {"-h", "--help"} & set(rest):
+        return None, rest
     if spec is None:
         if required:
             raise UsageError("--config path/to/config.py is required")

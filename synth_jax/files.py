@@ -1,11 +1,43 @@
-"""Atomic file writes: a reader (or a resumed run) never sees a half-written file."""
+"""Atomic file writes: a reader (or a resumed run) never sees a half-written file.
+
+Temporary files and folders get the mode a plain `open()` or `mkdir` would give them (0666 or
+0777 less the umask), not the private 0600/0700 of `tempfile`: once renamed into place they are
+the results colleagues read on shared storage.
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+
+
+def _fresh_name(directory: str, prefix: str, suffix: str = "") -> str:
+    return os.path.join(directory, f"{prefix}{secrets.token_hex(4)}{suffix}")
+
+
+def make_temp_file(directory: str, prefix: str, suffix: str = "") -> str:
+    """Creates an empty, new file in `directory` (mode 0666 less the umask); returns its path."""
+    while True:
+        path = _fresh_name(directory, prefix, suffix)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
+
+
+def make_temp_dir(directory: str, prefix: str) -> str:
+    """Creates a new, empty folder in `directory` (mode 0777 less the umask); returns its path."""
+    while True:
+        path = _fresh_name(directory, prefix)
+        try:
+            os.mkdir(path, 0o777)
+            return path
+        except FileExistsError:
+            continue
 
 
 @contextlib.contextmanager
@@ -13,16 +45,21 @@ def atomic_path(path: str):
     """Yields a temporary path next to `path`; renames it onto `path` only if the block succeeds."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
-    )
-    os.close(fd)
+    tmp = make_temp_file(directory, "." + os.path.basename(path) + ".", ".tmp")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def folder_arg(path: str) -> str:
+    """argparse `type` of a folder to write into, new or existing: an existing file is refused
+    ("argument --workdir: ... is a file"), before anything starts."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path} is a file, not a folder; name a folder")
+    return path
 
 
 def write_text(path: str, text: str):

@@ -1,10 +1,17 @@
-"""A terminal progress line for long work: count, rate, ETA. Silent when stderr is not a TTY,
-except for a line every `every_s` seconds so that logs of batch jobs still show progress."""
+"""A terminal progress line for long work: count, rate, ETA. On a TTY the line is redrawn in
+place; elsewhere (logs of batch jobs) a line is written every `every_s` seconds, the first after
+`every_s`, so that work that ends (or fails) sooner leaves no progress lines before its result.
+
+A line left open on a TTY (work that stopped with an error) is erased by `clear_open_line()`
+before the error is printed, so that the error is the only thing on the screen's last line.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+
+_open: set[Progress] = set()  # progress lines drawn on a TTY and not yet ended
 
 
 class Progress:
@@ -25,14 +32,14 @@ class Progress:
         self.every_s = 0.2 if self.tty else every_s
         self.start_count = self.count = int(start)
         self.t0 = time.perf_counter()
-        self.last = -1e9
+        self.last = -1e9 if self.tty else self.t0
         self.extra = ""
 
     def update(self, count: int, extra: str = ""):
         self.count = int(count)
         self.extra = extra
         now = time.perf_counter()
-        if now - self.last >= self.every_s or self.count >= self.total:
+        if now - self.last >= self.every_s or (self.tty and self.count >= self.total):
             self.last = now
             self._draw(now)
 
@@ -51,15 +58,31 @@ class Progress:
             line += " " + self.extra
         if self.tty:
             self.stream.write("\r\033[K" + line)
+            _open.add(self)
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
 
     def close(self):
+        """The final line (the work is done)."""
         self._draw(time.perf_counter())
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+            _open.discard(self)
+
+    def abandon(self):
+        """Erases the line if it is still open (the work stopped early); no-op after close()."""
+        if self in _open:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            _open.discard(self)
+
+
+def clear_open_line() -> None:
+    """Erases every progress line still open on a TTY (before an error message is printed)."""
+    for progress in list(_open):
+        progress.abandon()
 
 
 def _fmt_time(seconds: float) -> str:

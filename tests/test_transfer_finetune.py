@@ -119,6 +119,21 @@ def test_finetune_beats_chance_and_scratch_differs_only_in_init_from(setup):
     # A finished run is not run (or recorded) twice.
     again = finetune.run(setup["config"](), str(root / "ft"))
     assert again["row"] == row and len(_rows(setup)) == len(csv_rows)
+    assert again["appended"] == 0 and pretrained["appended"] == 1
+    # ... nor returned for another config: one line naming the key, nothing changed.
+    table = (root / "results.csv").read_bytes()
+    other = setup["config"]()
+    other.optim.lr = 0.5
+    with pytest.raises(UsageError, match="'optim.lr'") as refused:
+        finetune.run(other, str(root / "ft"))
+    assert len(str(refused.value).splitlines()) == 1
+    assert (root / "results.csv").read_bytes() == table
+    # Killed after result.json, before its row: the rerun appends the row, once.
+    lines = table.decode().splitlines(keepends=True)
+    (root / "results.csv").write_text("".join(x for x in lines if not x.startswith("ft,")))
+    mended = finetune.run(setup["config"](), str(root / "ft"))
+    assert mended["appended"] == 1
+    assert sorted(r["run_id"] for r in _rows(setup)) == sorted(csv_rows)
 
 
 class _Preempted:

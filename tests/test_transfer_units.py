@@ -1,5 +1,11 @@
 """Few-shot and fraction sampling, the results table, metrics and the linear-probe solver."""
 
+import json
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -83,6 +89,50 @@ def test_results_table_appends_and_refuses_a_foreign_header(tmp_path):
         results.append_row(str(other), dict(run_id="c"))
 
 
+_WRITER = """
+import os, sys, time
+from synth_jax.transfer import results
+path, go, writer = sys.argv[1], sys.argv[2], int(sys.argv[3])
+while not os.path.exists(go):
+    time.sleep(0.001)
+for i in range(10):
+    results.append_row(path, dict(workdir=f"/runs/w{writer}_{i}", seed=writer, top1=i / 10,
+                                  timestamp="2026-11-30T00:00:00Z"))
+"""
+
+
+def test_concurrent_writers_create_and_append_every_row_once(tmp_path):
+    """Sweep shards finishing at once: six processes, released together, create the table and
+    append ten rows each; every row is there exactly once, under one header."""
+    path, go = str(tmp_path / "results.csv"), str(tmp_path / "go")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, path, go, str(w)], env=env)
+        for w in range(6)
+    ]
+    time.sleep(1.0)  # let every writer reach the start line
+    open(go, "w").close()
+    assert [w.wait(timeout=120) for w in writers] == [0] * 6
+    rows = results.read_rows(path)
+    assert sorted(r["workdir"] for r in rows) == sorted(
+        f"/runs/w{w}_{i}" for w in range(6) for i in range(10)
+    )
+    with open(path) as f:
+        assert f.read().count("pretrain_family") == 1  # one header
+
+
+def test_a_row_is_appended_once_and_a_torn_last_row_is_dropped(tmp_path, capsys):
+    path = str(tmp_path / "results.csv")
+    row = dict(workdir="/runs/a", mode="full", seed=0, top1=0.5, timestamp="2026-11-30T00:00:00Z")
+    assert results.append_row(path, row) is True
+    assert results.append_row(path, row) is False  # a rerun after a crash: already there
+    with open(path, "a") as f:
+        f.write("scratch,,,,mu/4,fashion,full,,,1,0.4")  # a writer killed mid-row
+    assert results.append_row(path, dict(row, workdir="/runs/b")) is True
+    assert [r["workdir"] for r in results.read_rows(path)] == ["/runs/a", "/runs/b"]
+    assert "dropped a partial last row" in capsys.readouterr().err
+
+
 def test_adapt_pretrained_lists_every_mismatch_and_resamples_posemb():
     model = {
         "embedding": {"kernel": np.zeros((4, 4, 3, 8))},
@@ -105,6 +155,15 @@ def test_adapt_pretrained_lists_every_mismatch_and_resamples_posemb():
     loaded["norm"] = {"scale": np.ones(8)}
     chosen = vit.adapt_pretrained(model, loaded)
     assert sorted(chosen) == ["embedding/kernel", "norm/scale", "posemb"]
+    # a class token the model has no place for (cls-pooled file, gap-pooled model) is refused
+    loaded["cls"] = np.zeros((1, 1, 8))
+    with pytest.raises(UsageError, match=r"cls \(in the checkpoint, not in the model\)"):
+        vit.adapt_pretrained(model, loaded)
+    # a wrong model mismatches everything: the one line names a few and counts the rest
+    many = {f"blocks/{i}": {"kernel": np.zeros(2)} for i in range(40)}
+    with pytest.raises(UsageError, match=r"; and 34 more\. Use") as info:
+        vit.adapt_pretrained(many, {})
+    assert len(str(info.value)) < 400
 
 
 @pytest.mark.parametrize(
@@ -120,3 +179,15 @@ def test_finetune_configs_pass_their_checks(name, arg):
     assert config.results_csv and config.image_size > 0
     with pytest.raises(UsageError, match="mode"):
         finetune.check_config(load_config(f"configs/finetune/{name}.py{arg}", {"mode": "x"}))
+
+
+def test_pretrain_info_of_a_weights_file_names_its_pretraining(tmp_path):
+    outside = tmp_path / "vit_base_in21k.npz"
+    assert results.pretrain_info(str(outside))["pretrain_family"] == "file:vit_base_in21k"
+    exported = tmp_path / "export"
+    exported.mkdir()
+    sidecar = {"architecture": "vit_tiny_patch16_224"}
+    sidecar["synth_jax"] = {"pretraining": {"family": "onepfrac", "num_classes": 1000}}
+    (exported / "config.json").write_text(json.dumps(sidecar))
+    info = results.pretrain_info(str(exported / "model.safetensors"))
+    assert info["pretrain_family"] == "onepfrac" and info["pretrain_classes"] == 1000

@@ -9,12 +9,13 @@ patches, 25 weight rows ("0.4") x 10 instances x 4 flips per category. A quick l
 `--config configs/data/fractaldb1k.py:small` (16 categories, 64 px, seconds).
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
     config = data_config("fractaldb")
-    if arg == "small":
+    if config_args(arg, small=False).small:
         config.update(dict(num_classes=16, image_size=64, points=20_000, search_points=20_000,
                            search_size=128, fill_threshold=0.1))  # fmt: skip
     return config

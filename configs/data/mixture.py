@@ -15,13 +15,14 @@ Variants: `:multi` mixes multi_instance (1,000 classes) and OFDB-1k 1:1: every l
 multi-hot over 2,000 classes and the objective the weighted binary cross-entropy.
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 from synth_jax.fractals.mixture import mixture_config
 
 
 def get_config(arg=None):
     ofdb = data_config("ofdb", num_classes=1000, image_size=224, seed=1)
-    if arg == "multi":
+    if config_args(arg, multi=False).multi:
         multi = data_config("multi_instance", num_classes=1000)
         return mixture_config({"multi": multi, "ofdb": ofdb}, {"multi": 0.5, "ofdb": 0.5},
                               period=2)  # fmt: skip

@@ -18,8 +18,10 @@ cache of recent renders; stamps never empty). Maps per system: 2..4 (the README'
 range of A&F's shipped systems is unknown).
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
+    config_args(arg)  # no variants: refuses any argument
     return data_config("multi_instance", num_classes=1000)

@@ -15,8 +15,10 @@ Variants: `:public_row` renders what the public renderer draws (its weights file
 parameter a x 0.2) instead of the accepted search fractal (the default; see ofdb.py).
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
-    return data_config("ofdb", num_classes=1000, first_weights_row=arg == "public_row")
+    public_row = config_args(arg, public_row=False).public_row
+    return data_config("ofdb", num_classes=1000, first_weights_row=public_row)

@@ -10,8 +10,10 @@ fine-tuned top-1): ViT-T 73.8, ViT-B 82.2 (ImageNet-21k: 74.1 / 81.8), 1,088 GPU
 Variants: `:public_row` as in ofdb_1k.py.
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
-    return data_config("ofdb", num_classes=21_000, first_weights_row=arg == "public_row")
+    public_row = config_args(arg, public_row=False).public_row
+    return data_config("ofdb", num_classes=21_000, first_weights_row=public_row)

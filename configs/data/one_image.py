@@ -7,11 +7,12 @@ CPU (2 shared cores): about 8 s. `:flower` uses scikit-learn's flower.jpg; `--co
 any image file.
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
     config = data_config("one_image")
-    if arg == "flower":
+    if config_args(arg, flower=False).flower:
         config.photo = "flower"
     return config

@@ -8,11 +8,12 @@ rate <= 0.05) takes about 30 s, the grid included. Variants: `:additive` uses th
 paper's additive perturbation U(-Delta/2, Delta/2).
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
     config = data_config("onepfrac", sigma=3.5, delta=0.1, num_classes=1000)
-    if arg == "additive":
+    if config_args(arg, additive=False).additive:
         config.perturbation = "additive"
     return config

@@ -12,13 +12,15 @@ with p = 0.5 (their single-fractal "multi-class" images; the default keeps the s
 background and a simpler HSV colouring).
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
+    args = config_args(arg, rejection=False, af=False)
     config = data_config("sigma")
-    if arg == "rejection":
+    if args.rejection:
         config.sigma_sampler = "rejection"
-    if arg == "af":
+    if args.af:
         config.update(dict(colour="hsv8", background="plasma", blur=0.5))
     return config

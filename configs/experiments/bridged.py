@@ -18,11 +18,11 @@ Published: Cars 83.8 -> 91.6, Aircraft +5.5 points, 4-shot gains of 9-13 points 
 generated images from a text-to-image model (REFERENCE 7).
 """
 
-from synth_jax.config import sibling
+from synth_jax.config import config_args, sibling
 
 
 def get_config(arg=None):
-    mini = arg == "mini"
+    mini = config_args(arg, mini=False).mini
     module = sibling(__file__, "scaling_backwards.py")
     config = module.get_config(arg)
     config.name = "bridged_mini" if mini else "bridged"

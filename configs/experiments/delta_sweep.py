@@ -16,14 +16,15 @@ The report lists each Delta's error (the cell ids name it); Delta is not a size,
 fitted.
 """
 
-from synth_jax.config import sibling
+from synth_jax.config import config_args, sibling
 
 DELTAS = [0.001, 0.01, 0.05, 0.1, 0.2]
 
 
 def get_config(arg=None):
+    mini = config_args(arg, mini=False).mini
     config = sibling(__file__, "scaling_backwards.py").get_config(arg)
-    config.name = "delta_sweep_mini" if arg == "mini" else "delta_sweep"
+    config.name = "delta_sweep_mini" if mini else "delta_sweep"
     config.axes = [{"pretrain.data.delta": DELTAS}]
     config.report.families = ["onepfrac"]
     return config

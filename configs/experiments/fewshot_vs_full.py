@@ -17,13 +17,13 @@ Published (qualitative, REFERENCE 8): the source matters most at few shots and l
 fine-tuning set grows; expect the gap between sources and to scratch to shrink from k = 1 to full.
 """
 
-from synth_jax.config import sibling
+from synth_jax.config import config_args, sibling
 
 SHOTS = [1, 5, 10, 20, 100, 200]
 
 
 def get_config(arg=None):
-    mini = arg == "mini"
+    mini = config_args(arg, mini=False).mini
     module = sibling(__file__, "scaling_backwards.py")
     config = module.get_config(arg)
     config.name = "fewshot_vs_full_mini" if mini else "fewshot_vs_full"

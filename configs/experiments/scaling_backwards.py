@@ -26,7 +26,7 @@ import os
 
 import ml_collections
 
-from synth_jax.config import load_config_file
+from synth_jax.config import config_args, load_config_file
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -100,7 +100,7 @@ def mini_finetune(dataset: str = "fashion_mnist"):
 
 
 def get_config(arg=None):
-    mini = arg == "mini"
+    mini = config_args(arg, mini=False).mini
     config = ml_collections.ConfigDict()
     config.name = "scaling_backwards_mini" if mini else "scaling_backwards"
     if mini:

@@ -14,15 +14,16 @@ more textured fractal transfers better).
 one GPU (estimate). No law is fitted (sigma is not a size): the report lists each run's error.
 """
 
-from synth_jax.config import sibling
+from synth_jax.config import config_args, sibling
 
 SIGMAS = [3.5, 5.0, 6.0]
 
 
 def get_config(arg=None):
+    mini = config_args(arg, mini=False).mini
     module = sibling(__file__, "scaling_backwards.py")
     config = module.get_config(arg)
-    config.name = "sigma_sweep_mini" if arg == "mini" else "sigma_sweep"
+    config.name = "sigma_sweep_mini" if mini else "sigma_sweep"
     # With N = 2 maps sigma cannot exceed 6 (each map's s1 + 2 s2 <= 3): sigma 6 gets no jitter.
     config.axes = [{"pretrain.data.sigma": SIGMAS, "pretrain.data.sigma_jitter": [0.1, 0.1, 0.0]}]
     config.report.families = ["onepfrac"]

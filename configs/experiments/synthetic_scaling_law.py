@@ -20,11 +20,11 @@ the one-GPU recipe of scaling_backwards.py:mini, Fashion-MNIST, two seeds; about
 GPU (estimate).
 """
 
-from synth_jax.config import sibling
+from synth_jax.config import config_args, sibling
 
 
 def get_config(arg=None):
-    mini = arg == "mini"
+    mini = config_args(arg, mini=False).mini
     module = sibling(__file__, "scaling_backwards.py")
     config = module.get_config(arg)
     config.name = "synthetic_scaling_law_mini" if mini else "synthetic_scaling_law"

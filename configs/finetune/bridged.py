@@ -16,6 +16,7 @@ of Fashion-MNIST's own training images standing in for generated ones (100 steps
 steps of real data; a few minutes. Neither measured here.
 """
 
+from synth_jax.config import config_args
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
@@ -23,7 +24,7 @@ from synth_jax.transfer.finetune import finetune_config
 
 
 def get_config(arg=None):
-    cpu = arg == "cpu"
+    cpu = config_args(arg, cpu=False).cpu
     config = finetune_config(mode="bridged")
     config.data.name = "fashion_mnist" if cpu else "cifar10"
     config.data.num_threads = 2 if cpu else 8

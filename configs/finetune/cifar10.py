@@ -14,6 +14,7 @@ CIFAR-10 is higher. Not measured here.
 of 64 images; several minutes (not measured here: CIFAR is not on this machine).
 """
 
+from synth_jax.config import config_args
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
@@ -21,7 +22,7 @@ from synth_jax.transfer.finetune import finetune_config
 
 
 def get_config(arg=None, name="cifar10"):
-    cpu = arg == "cpu"
+    cpu = config_args(arg, cpu=False).cpu
     config = finetune_config()
     config.data.name = name
     config.data.num_threads = 2 if cpu else 16

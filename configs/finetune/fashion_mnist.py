@@ -18,6 +18,7 @@ Default (one GPU): 10 epochs of batch 128 with the Entezari et al. protocol (Ada
 500 warmup steps); well under an hour on one GPU (not measured here).
 """
 
+from synth_jax.config import config_args
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
@@ -25,7 +26,7 @@ from synth_jax.transfer.finetune import finetune_config
 
 
 def get_config(arg=None):
-    cpu = arg == "cpu"
+    cpu = config_args(arg, cpu=False).cpu
     config = finetune_config()
     config.data.name = "fashion_mnist"
     config.data.num_threads = 2 if cpu else 8

@@ -14,6 +14,7 @@ seed; a few minutes for the three seeds. Default (one GPU): CIFAR-10 at 224 px w
 500 steps per seed; about ten minutes per seed. Neither measured here.
 """
 
+from synth_jax.config import config_args
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
@@ -21,7 +22,7 @@ from synth_jax.transfer.finetune import finetune_config
 
 
 def get_config(arg=None):
-    cpu = arg == "cpu"
+    cpu = config_args(arg, cpu=False).cpu
     config = finetune_config(mode="fewshot", shots=10, seeds=(0, 1, 2))
     config.data.name = "fashion_mnist" if cpu else "cifar10"
     config.data.num_threads = 2 if cpu else 8

@@ -14,12 +14,13 @@ in all, 54.6% top-1 (chance 10%). Default (one GPU): CIFAR-10 at 224 px through 
 few minutes (not measured here).
 """
 
+from synth_jax.config import config_args
 from synth_jax.models import model_config
 from synth_jax.transfer.finetune import finetune_config
 
 
 def get_config(arg=None):
-    cpu = arg == "cpu"
+    cpu = config_args(arg, cpu=False).cpu
     config = finetune_config(mode="linear_probe")
     config.data.name = "fashion_mnist" if cpu else "cifar10"
     config.data.num_threads = 2 if cpu else 8

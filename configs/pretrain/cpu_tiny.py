@@ -24,6 +24,7 @@ detectably between steps 100 and 300. The loss falls from 2.21 to 1.74 (first an
 logged steps).
 """
 
+from synth_jax.config import config_args
 from synth_jax.data.pipeline import tfds_config
 from synth_jax.evaluators import eval_config
 from synth_jax.fractals import data_config
@@ -32,13 +33,9 @@ from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
 from synth_jax.train.pretrain import pretrain_config
 
-VARIANTS = ("mu", "knn")
-
 
 def get_config(arg=None):
-    variants = set(filter(None, (arg or "").split(",")))
-    if variants - set(VARIANTS):
-        raise ValueError(f"unknown variant {sorted(variants - set(VARIANTS))}; one of {VARIANTS}")
+    variants = config_args(arg, mu=False, knn=False)
     # FractalDB recipe at thumbnail size; a coarser category search keeps the table build short.
     data = data_config(
         "fractaldb",
@@ -57,7 +54,7 @@ def get_config(arg=None):
         batch_size=64,
         total_steps=300,
         log_every_steps=10,
-        model=model_config("mu/4" if "mu" in variants else "Nano/4"),
+        model=model_config("mu/4" if variants.mu else "Nano/4"),
         optim=optim_config(
             name="adamw",
             lr=1e-3,
@@ -69,7 +66,7 @@ def get_config(arg=None):
         augment=augment_config(crop="resize"),
     )
     config.checkpoint.update(dict(every_steps=100, keep=2))
-    if "knn" in variants:
+    if variants.knn:
         fashion = tfds_config(name="fashion_mnist", num_threads=2)
         config.evals.knn = eval_config("knn", every_steps=100, data=fashion)
     return config

@@ -11,6 +11,7 @@ Expected result: the training loss falls through the two lr steps; transfer qual
 Variants: `:short` runs 1 epoch.
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -19,6 +20,7 @@ from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
+    short = config_args(arg, short=False).short
     # RandomCrop(224) of 362: a box of fixed area (224/362)^2 and aspect 1, kept at 1:1 scale.
     side = (224 / 362) ** 2
     config = pretrain_config(
@@ -27,7 +29,7 @@ def get_config(arg=None):
         ),
         image_size=224,
         batch_size=256,
-        total_epochs=1.0 if arg == "short" else 90.0,
+        total_epochs=1.0 if short else 90.0,
         log_every_steps=100,
         model=model_config("ResNet-50", norm="batch", dtype="bfloat16"),
         augment=augment_config(

@@ -11,6 +11,7 @@ No RandAugment here; no horizontal flip, as in the recipe (the data has flips by
 Variants: `:short` runs 3 epochs.
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -19,11 +20,12 @@ from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
+    short = config_args(arg, short=False).short
     config = pretrain_config(
         data=data_config("fractaldb", num_classes=1000, image_size=224, flip="index"),
         image_size=224,
         batch_size=1024,
-        total_epochs=3.0 if arg == "short" else 300.0,
+        total_epochs=3.0 if short else 300.0,
         log_every_steps=100,
         model=model_config("Ti/16", drop_path=0.1, dtype="bfloat16"),
     )

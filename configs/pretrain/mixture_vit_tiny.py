@@ -17,7 +17,7 @@ OFDB 2 classes, 32 px, a 2-block ViT, 60 steps: the loss falls from ln 5 = 1.61 
 a minute on 2 busy cores); `:tiny_multi` the same with multi_instance in place of sigma.
 """
 
-from synth_jax.config import sibling
+from synth_jax.config import config_variant, sibling
 from synth_jax.fractals import data_config
 from synth_jax.fractals.mixture import mixture_config
 from synth_jax.models import model_config
@@ -40,6 +40,7 @@ def tiny_data(multi: bool):
 
 
 def get_config(arg=None):
+    arg = config_variant(arg, "multi", "tiny", "tiny_multi")
     mixture = sibling(__file__, "../data/mixture.py")
     config = pretrain_config(
         data=mixture.get_config("multi" if arg == "multi" else None),

@@ -17,6 +17,7 @@ and the top-1-in-positives rises from ~0.42 to ~0.58; about a minute on 2 busy c
 compilation).
 """
 
+from synth_jax.config import config_variant
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -25,6 +26,7 @@ from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
+    arg = config_variant(arg, "short", "tiny")
     config = pretrain_config(
         data=data_config("multi_instance", num_classes=1000),
         image_size=224,

@@ -21,6 +21,7 @@ that the tests use (4 classes, 32 px, a 2-block ViT, 60 steps, lighter crops and
 mixup / cutmix: the loss falls from ln 4 = 1.39 to ~1.15; about a minute on 2 busy cores).
 """
 
+from synth_jax.config import config_variant
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -29,6 +30,7 @@ from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
+    arg = config_variant(arg, "21k", "short", "tiny")
     config = pretrain_config(
         data=data_config("ofdb", num_classes=21_000 if arg == "21k" else 1000),
         image_size=224,

@@ -13,6 +13,7 @@ first: `synth-jax data import fashion_mnist --from /usr/share/datasets/fashion-m
 64 images, a few minutes; the training loss falls from ln(10) = 2.30.
 """
 
+from synth_jax.config import config_args
 from synth_jax.data.pipeline import tfds_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -21,7 +22,7 @@ from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
-    cpu = arg == "cpu"
+    cpu = config_args(arg, cpu=False).cpu
     config = pretrain_config(
         data=tfds_config(name="fashion_mnist" if cpu else "cifar10", num_threads=2 if cpu else 8),
         image_size=32,

@@ -28,6 +28,7 @@ some runs: it checks the plumbing and that a law gets fitted.
 
 import ml_collections
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -38,7 +39,7 @@ IMAGE_SIZE = 32
 
 
 def get_config(arg=None):
-    quick = arg == "quick"
+    quick = config_args(arg, quick=False).quick
     config = ml_collections.ConfigDict()
     config.name = "demo_quick" if quick else "demo"
 

@@ -205,8 +205,13 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not 32 <= args.size <= 512:
         raise UsageError(f"--size {args.size}: expected 32..512")
-    if args.points < 1 or args.repeats < 1:
-        raise UsageError("--points and --repeats must be positive")
+    for flag in ("points", "chains", "repeats", "reference_points"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag} {getattr(args, flag)}: expected a positive integer")
+    if args.batch is not None and args.batch < 1:
+        raise UsageError(f"--batch {args.batch}: expected a positive integer")
+    if args.burn_in < 0:
+        raise UsageError(f"--burn_in {args.burn_in}: expected a non-negative integer")
     device = jax.devices()[0]
     batch = args.batch or (32 if device.platform == "cpu" else 1024)
     spec = render.RenderSpec(

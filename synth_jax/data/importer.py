@@ -14,6 +14,7 @@ temporary folder that is renamed into place only at the end: a failed import lea
 from __future__ import annotations
 
 import io
+import os
 import re
 import tempfile
 
@@ -22,6 +23,7 @@ from PIL import Image
 
 from synth_jax.data import readers
 from synth_jax.errors import ArgumentParser, UsageError
+from synth_jax.files import folder_arg
 from synth_jax.tfds_writer import write_tfds
 
 # Published split sizes: an import of one of these names with other counts is refused, so that a
@@ -99,6 +101,11 @@ def validate(name: str, local: readers.LocalDataset, features) -> None:
     for split, data in local.splits.items():
         if data.images is not None:
             got = data.images.shape[1:]
+            if got[-1] not in readers.CHANNELS:
+                raise UsageError(
+                    f"split {split!r} has images with {got[-1]} channels; synth_jax reads 1 "
+                    f"(grayscale) or 3 (RGB): convert them first"
+                )
             if any(want is not None and want != have for want, have in zip(shape, got)):
                 raise UsageError(
                     f"split {split!r} has images of shape {got} but {name} expects {shape}"
@@ -153,6 +160,8 @@ def import_dataset(
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise UsageError(f"NAME {name!r}: use lower_case letters, digits and underscores")
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise UsageError(f"--data_dir {data_dir}: is a file, not a folder; name a folder")
     local = readers.read_local(source, fmt)
     features, version = _features_for(name, local)
     validate(name, local, features)
@@ -186,7 +195,9 @@ def main(argv: list[str]) -> int:
     )
     imp.add_argument("name", help="TFDS dataset name, e.g. fashion_mnist, cifar10, my_images")
     imp.add_argument("--from", dest="source", required=True, help="file or directory to read")
-    imp.add_argument("--data_dir", required=True, help="TFDS data directory to write into")
+    imp.add_argument(
+        "--data_dir", required=True, type=folder_arg, help="TFDS data directory to write into"
+    )
     imp.add_argument("--format", default="auto", choices=["auto", "idx", "cifar", "folder", "npz"])
     imp.add_argument("--overwrite", action="store_true", help="replace an existing import")
     args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from synth_jax.data import tfds_source
+from synth_jax.data import readers, tfds_source
 from synth_jax.errors import UsageError
 
 
@@ -57,6 +57,13 @@ def tfds_config(**overrides) -> ml_collections.ConfigDict:
 
 
 DATA_KEYS = {k: None for k in tfds_config()}
+
+
+def check_splits(data: ml_collections.ConfigDict, prefix: str = "data.") -> None:
+    """The split keys of a data config are TFDS split syntax (before any dataset is opened)."""
+    for key in ("train_split", "eval_split"):
+        if key in data:
+            tfds_source.check_split(data[key], prefix + key)
 
 
 class Subset(Sequence):
@@ -117,6 +124,11 @@ class HostSource:
         if self.num_examples == 0:
             raise UsageError(f"{opened.name}:{opened.split} selects no examples")
         height, width, channels = opened.image_shape
+        if channels not in readers.CHANNELS:
+            raise UsageError(
+                f"dataset {opened.name!r} has images with {channels} channels; synth_jax trains "
+                f"on 1 (grayscale) or 3 (RGB): re-import it converted"
+            )
         if config.decode_size:
             height = width = config.decode_size
         elif height is None or width is None:

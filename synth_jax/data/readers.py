@@ -14,12 +14,15 @@ import glob
 import gzip
 import os
 import pickle
+import zipfile
+import zlib
 
 import numpy as np
 
 from synth_jax.errors import UsageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+CHANNELS = (1, 3)  # grayscale or RGB: what the input pipeline and the models take
 
 
 @dataclasses.dataclass
@@ -68,6 +71,11 @@ def read_idx(path: str) -> np.ndarray:
         raise UsageError(f"{path}: not an idx file of uint8 (bad magic number)")
     ndim = data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise UsageError(
+            f"{path}: the header of {ndim} dimensions needs {header} bytes but the file holds "
+            f"{len(data)}; the file is truncated or corrupt, fetch it again"
+        )
     shape = tuple(int(d) for d in np.frombuffer(data[4:header], dtype=">u4"))
     expected = int(np.prod(shape)) if shape else 0
     if len(data) - header != expected:
@@ -105,6 +113,8 @@ def read_idx_dir(directory: str) -> LocalDataset:
             raise UsageError(
                 f"{directory}: {prefix} has {len(images)} images but {len(labels)} labels"
             )
+        if len(images) == 0:
+            raise UsageError(f"{directory}: {prefix} holds no images; the split is empty")
         splits[split] = Split(labels=labels.astype(np.int64), images=images[..., None])
     num_classes = int(max(s.labels.max() for s in splits.values())) + 1
     return LocalDataset(splits, [str(i) for i in range(num_classes)], "idx")
@@ -113,27 +123,50 @@ def read_idx_dir(directory: str) -> LocalDataset:
 # ------------------------------------------------------------------ CIFAR python pickles
 
 
-def _unpickle(path: str) -> dict:
+def _unpickle(path: str, keys: tuple[bytes, ...]) -> dict:
+    """The dict a CIFAR pickle holds; refuses a file without every one of `keys`."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError) as e:
+            batch = pickle.load(f, encoding="bytes")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
         raise UsageError(f"{path}: cannot read it as a CIFAR python pickle: {e}") from None
+    if not isinstance(batch, dict):
+        raise UsageError(f"{path}: holds a {type(batch).__name__}, not a CIFAR batch (a dict)")
+    missing = [k.decode() for k in keys if k not in batch]
+    if missing:
+        raise UsageError(
+            f"{path}: has no {', '.join(repr(k) for k in missing)} entry; not a CIFAR python "
+            f"batch (or a damaged one), fetch it again"
+        )
+    return batch
 
 
 def _cifar_images(batch: dict, path: str) -> np.ndarray:
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    try:
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{path}: 'data' is not an array of bytes: {e}") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise UsageError(f"{path}: expected data of shape [N, 3072], got {data.shape}")
     # Stored channel-major (R plane, G plane, B plane) per row.
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
+def _cifar_labels(batch: dict, key: bytes, path: str, count: int) -> np.ndarray:
+    labels = np.asarray(batch[key])
+    if labels.ndim != 1 or len(labels) != count or not np.issubdtype(labels.dtype, np.integer):
+        raise UsageError(
+            f"{path}: {key.decode()!r} must hold one integer per image ({count}), got "
+            f"{labels.dtype} {labels.shape}"
+        )
+    return labels.astype(np.int64)
+
+
 def read_cifar(directory: str) -> LocalDataset:
     """`cifar-10-batches-py/` (data_batch_1..5, test_batch, batches.meta) or
     `cifar-100-python/` (train, test, meta with fine and coarse labels)."""
     if os.path.exists(os.path.join(directory, "data_batch_1")):
-        meta = _unpickle(os.path.join(directory, "batches.meta"))
+        meta = _unpickle(os.path.join(directory, "batches.meta"), (b"label_names",))
         names = [n.decode() for n in meta[b"label_names"]]
         splits = {}
         for split, files in (
@@ -147,26 +180,28 @@ def read_cifar(directory: str) -> LocalDataset:
                     raise UsageError(
                         f"{directory}: {name} is missing; the CIFAR-10 copy is partial"
                     )
-                batch = _unpickle(path)
+                batch = _unpickle(path, (b"data", b"labels"))
                 images.append(_cifar_images(batch, path))
-                labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+                labels.append(_cifar_labels(batch, b"labels", path, len(images[-1])))
             splits[split] = Split(labels=np.concatenate(labels), images=np.concatenate(images))
         return LocalDataset(splits, names, "cifar10")
     if os.path.exists(os.path.join(directory, "train")) and os.path.exists(
         os.path.join(directory, "meta")
     ):
-        meta = _unpickle(os.path.join(directory, "meta"))
+        meta = _unpickle(
+            os.path.join(directory, "meta"), (b"fine_label_names", b"coarse_label_names")
+        )
         fine = [n.decode() for n in meta[b"fine_label_names"]]
         coarse = [n.decode() for n in meta[b"coarse_label_names"]]
         splits, coarse_labels = {}, {}
         for split in ("train", "test"):
             path = os.path.join(directory, split)
-            batch = _unpickle(path)
+            batch = _unpickle(path, (b"data", b"fine_labels", b"coarse_labels"))
+            images = _cifar_images(batch, path)
             splits[split] = Split(
-                labels=np.asarray(batch[b"fine_labels"], dtype=np.int64),
-                images=_cifar_images(batch, path),
+                labels=_cifar_labels(batch, b"fine_labels", path, len(images)), images=images
             )
-            coarse_labels[split] = np.asarray(batch[b"coarse_labels"], dtype=np.int64)
+            coarse_labels[split] = _cifar_labels(batch, b"coarse_labels", path, len(images))
         return LocalDataset(splits, fine, "cifar100", {"coarse_label": (coarse, coarse_labels)})
     raise UsageError(
         f"{directory}: not a CIFAR python directory (expected data_batch_1.. of "
@@ -222,9 +257,15 @@ def read_npz(path: str) -> LocalDataset:
     """An `.npz` with `SPLIT_images`/`SPLIT_labels` (or `x_SPLIT`/`y_SPLIT`) arrays per split;
     images uint8 [N, H, W] or [N, H, W, C]; optional `class_names`."""
     try:
-        arrays = dict(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{path}: cannot read it as an .npz file: {e}") from None
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise UsageError(f"{path}: holds one array (.npy), not named arrays (.npz)")
+        with loaded:  # members are read (and their checksums checked) here
+            arrays = {key: loaded[key] for key in loaded.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise UsageError(
+            f"{path}: cannot read it as an .npz file ({e}); it is truncated or not an .npz"
+        ) from None
     splits = {}
     for key in arrays:
         for image_key, label_key in _NPZ_KEYS:
@@ -242,6 +283,13 @@ def read_npz(path: str) -> LocalDataset:
                     )
                 if images.ndim == 3:
                     images = images[..., None]
+                if images.shape[-1] not in CHANNELS:
+                    raise UsageError(
+                        f"{path}: {key} has {images.shape[-1]} channels (shape {images.shape}); "
+                        f"synth_jax reads 1 (grayscale) or 3 (RGB): convert the images first"
+                    )
+                if len(images) == 0:
+                    raise UsageError(f"{path}: {key} holds no images; drop the split or fill it")
                 if labels.ndim != 1 or len(labels) != len(images):
                     raise UsageError(
                         f"{path}: {lkey} must be 1-d with one label per image "

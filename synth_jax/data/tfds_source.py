@@ -48,6 +48,20 @@ def missing_dataset_message(name: str, data_dir: str | None, reason: str = "") -
     )
 
 
+def check_split(spec: str, key: str) -> None:
+    """Refuses a split that is not TFDS split syntax (`train`, `test[:10%]`, `train[1000:]`),
+    naming the config `key`; parsing needs no dataset, so this runs before any is opened."""
+    import tensorflow_datasets as tfds
+
+    try:
+        tfds.core.ReadInstruction.from_spec(spec)
+    except (ValueError, TypeError, AssertionError):
+        raise UsageError(
+            f"config key {key!r}={spec!r}: not a TFDS split; write e.g. train, test, "
+            f"train[:10%], train[1000:]"
+        ) from None
+
+
 def open_split(name: str, split: str, data_dir: str | None = None) -> OpenedSplit:
     """Opens `split` (TFDS split syntax, e.g. `train`, `train[:10%]`) of dataset `name`."""
     import tensorflow_datasets as tfds
@@ -81,7 +95,11 @@ def open_split(name: str, split: str, data_dir: str | None = None) -> OpenedSpli
             f"ArrayRecord: re-import it with synth-jax data import, or prepare it with "
             f"file_format=array_record"
         )
-    source = builder.as_data_source(split=split)
+    try:
+        source = builder.as_data_source(split=split)
+    except (ValueError, TypeError, AssertionError) as e:  # a malformed or out-of-range slice
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"split {split!r} of dataset {name!r}: {message}") from None
     label = features["label"]
     return OpenedSplit(
         source=source,

@@ -24,6 +24,7 @@ import numpy as np
 
 from synth_jax.config import apply_overrides, load_config_file, split_config_args
 from synth_jax.errors import ArgumentParser, UsageError
+from synth_jax.files import atomic_path, folder_arg
 
 DATASET = "sklearn_digits"
 TEST_IMAGES = 497  # of 1,797: a fixed, seeded split leaves 1,300 for training
@@ -58,7 +59,6 @@ def digits_arrays(seed: int = 0) -> dict[str, np.ndarray]:
 def import_digits(data_dir: str, out=None) -> str:
     """Imports the digits into `data_dir` as TFDS dataset `sklearn_digits` (once)."""
     from synth_jax.data.importer import import_dataset
-    from synth_jax.files import atomic_path
 
     out = out or sys.stdout
     if os.path.isdir(os.path.join(data_dir, DATASET)):
@@ -112,7 +112,9 @@ def headline(workdir: str) -> list[str]:
 def main(argv: list[str]) -> int:
     spec, overrides, rest = split_config_args(argv)
     parser = ArgumentParser(prog="synth-jax demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="runs/demo", help="where everything goes")
+    parser.add_argument(
+        "--workdir", default="runs/demo", type=folder_arg, help="where everything goes"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="the reduced CI setting (~3 min on 2 cores)"
     )

@@ -13,7 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+from synth_jax.errors import UsageError
 from synth_jax.fractals import counter_random, family
+
+
+def check_seed(seed: int | None, flag: str = "--seed") -> None:
+    """The image seed of a command line (None: the config's): an integer in [0, 2^31), the
+    range of a data config's `seed`, which the device takes as int32."""
+    if seed is not None and not 0 <= seed < 2**31:
+        raise UsageError(f"{flag} {seed}: expected an integer in [0, 2^31)")
 
 
 class FractalDataset:
@@ -42,8 +50,7 @@ class FractalDataset:
             getattr(self.renderer, "num_images", None)
             or self.num_classes * self.images_per_category
         )
-        if self.num_images >= 2**31:
-            raise ValueError(f"{self.num_images} images do not fit int32 indices")
+        family.check_image_count(self.num_images)
 
     def decompose(self, indices):
         """The family's own split of global indices (IFS families: (category, variant, instance,

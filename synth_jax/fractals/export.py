@@ -29,7 +29,7 @@ from PIL import Image
 from synth_jax.config import config_from_argv, config_to_dict
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import atomic_path, write_json
-from synth_jax.fractals.dataset import FractalDataset
+from synth_jax.fractals.dataset import FractalDataset, check_seed
 from synth_jax.fractals.preview import render_images
 from synth_jax.progress import Progress
 from synth_jax.tfds_writer import write_tfds
@@ -171,6 +171,7 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--batch {args.batch}: expected a positive integer")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out}: exists and is not a directory")
+    check_seed(args.seed)
     dataset = FractalDataset(config, progress=True)
     if dataset.multi_label and args.format == "png":
         raise UsageError(

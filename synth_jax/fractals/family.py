@@ -121,6 +121,18 @@ def validate(config) -> None:
     for key, choices in own_choices.items():
         check_choice(config, key, choices)
     module.validate(config)
+    if "images_per_category" in config:  # before the table is built (the dataset checks again)
+        check_image_count(config.num_classes * config.images_per_category)
+
+
+def check_image_count(num_images: int) -> None:
+    """An epoch's images are indexed by int32 on the device: refuses 2^31 or more."""
+    if num_images >= 2**31:
+        raise UsageError(
+            f"data config: 'num_classes' x images per category = {num_images:,} images, but a "
+            f"dataset holds at most 2^31 - 1 (int32 indices): lower num_classes or "
+            f"images_per_category"
+        )
 
 
 @dataclasses.dataclass

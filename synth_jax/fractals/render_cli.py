@@ -4,13 +4,14 @@ preview grid of a family (image k shows category k mod C)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
 
 from synth_jax.config import config_from_argv
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.fractals.dataset import FractalDataset
+from synth_jax.fractals.dataset import FractalDataset, check_seed
 from synth_jax.fractals.preview import preview_indices, render_images, save_grid
 
 
@@ -31,6 +32,9 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--num {args.num}: expected 1..4096")
     if not args.out.lower().endswith(".png"):
         raise UsageError(f"--out {args.out}: expected a .png path")
+    if os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: is a folder; name the .png file to write")
+    check_seed(args.seed)
     dataset = FractalDataset(config, progress=True)
     seed = config.seed if args.seed is None else args.seed
     images, labels, info = render_images(dataset, preview_indices(dataset, args.num), seed)

@@ -16,6 +16,8 @@ import numpy as np
 
 from synth_jax.errors import UsageError
 
+SHOWN = 6  # mismatches named in the one-line error (a wrong model.name mismatches hundreds)
+
 
 def param_path(path) -> str:
     """'blocks/0/attn/query/kernel' for a key path into a nested params dict."""
@@ -34,7 +36,8 @@ def select_arrays(target, loaded, dont_load=(), resize=None) -> dict[str, np.nda
     pre-trained nested dict; dont_load: regexes (full match) of paths to keep fresh;
     resize(path, array, shape) -> array or None: the model's rule for an array of another shape.
     Raises UsageError listing every array of the model that is missing from `loaded` or has a
-    shape `resize` cannot fix.
+    shape `resize` cannot fix, and every pre-trained array the model has no place for (a class
+    token offered to a model that pools by averaging would otherwise vanish without a word).
     """
     patterns = [re.compile(p) for p in dont_load]
     have = flatten(loaded)
@@ -54,9 +57,16 @@ def select_arrays(target, loaded, dont_load=(), resize=None) -> dict[str, np.nda
                 continue
             value = fixed
         chosen[name] = np.asarray(value).astype(leaf.dtype)
+    wanted = flatten(target)
+    for name in have:
+        if name not in wanted and not any(p.fullmatch(name) for p in patterns):
+            problems.append(f"{name} (in the checkpoint, not in the model)")
     if problems:
+        shown = "; ".join(problems[:SHOWN])
+        if len(problems) > SHOWN:
+            shown += f"; and {len(problems) - SHOWN} more"
         raise UsageError(
-            f"the pre-trained parameters do not fit this model: {'; '.join(problems)}. "
+            f"the pre-trained parameters do not fit this model: {shown}. "
             f"Use the pre-training's model.name and settings, or add the arrays to dont_load"
         )
     return chosen

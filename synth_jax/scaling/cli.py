@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+
+import numpy as np
 
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import write_json
@@ -75,9 +78,34 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 def _float(text: str, flag: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise UsageError(f"{flag}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{flag}: {text!r} is not a finite number")
+    return value
+
+
+def _output_path(path: str, flag: str) -> str:
+    """Refuses, before anything is fitted or written, an output path that is a folder or lies
+    in a folder that does not exist."""
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a folder; name the file to write")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {path}: no folder {folder}; create it first")
+    return path
+
+
+def _check_sizes(group, x_names: list[str]) -> None:
+    """A law in a size needs the size to vary: refuses a group whose x column holds one value."""
+    for j, name in enumerate(x_names):
+        values = np.unique(group.x[:, j])
+        if values.size < 2:
+            raise UsageError(
+                f"group {group.label}: column {name!r} is {values[0]:g} in all "
+                f"{len(group.x)} rows; a law in {name} needs at least two different values"
+            )
 
 
 def _columns(text: str) -> list[str]:
@@ -126,6 +154,9 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--plot {args.plot}: use a .png, .pdf or .svg file name")
     if not 0 < args.ci < 1:
         raise UsageError(f"--ci must be in (0, 1), got {args.ci}")
+    _output_path(args.out, "--out")
+    if args.plot:
+        _output_path(args.plot, "--plot")
     groups = read_curves(
         args.results, args.x, args.y, _columns(args.group), _columns(args.resample_within)
     )
@@ -133,6 +164,7 @@ def main(argv: list[str]) -> int:
     options = dict(fix=fix, bounds=bounds, init=init, loss=args.loss, huber_delta=args.huber_delta)
     entries, curves = [], []
     for group in groups:
+        _check_sizes(group, args.x)
         x = group.x[:, 0] if law.num_inputs == 1 else group.x
         try:
             result = fit(

@@ -38,6 +38,9 @@ class Group:
         return ", ".join(f"{k}={v}" for k, v in self.key.items()) or "all rows"
 
 
+_EXTRA = "\0extra"  # where DictReader puts the cells of a row longer than the header
+
+
 def _number(text: str, path: str, line: int, column: str) -> float:
     try:
         value = float(text)
@@ -57,16 +60,30 @@ def read_curves(
 ) -> list[Group]:
     """Reads path and returns one Curve per group (in order of first appearance).
 
-    Errors (UsageError naming the file, line and column): a missing file or column, a non-numeric
-    or NaN x or y, a negative x, a group with no usable rows. Rows with an empty or zero first x
+    Errors (UsageError naming the file, line and column): a missing file or column, a file that
+    is not UTF-8, a row with more or fewer cells than the header, a non-numeric or NaN x or y, a
+    negative x or y, a group with no usable rows. Rows with an empty or zero first x
     (scratch runs) are set aside with a note.
     """
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such results file")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        rows = list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, restkey=_EXTRA)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r}); "
+            f"save the table as UTF-8 CSV"
+        ) from None
+    for line, row in enumerate(rows, start=2):
+        if _EXTRA in row or None in row.values():
+            cells = len(header) + len(row.get(_EXTRA, [])) - list(row.values()).count(None)
+            raise UsageError(
+                f"{path}: line {line} has {cells} cells but the header has {len(header)}; "
+                f"mend or remove that line"
+            )
     needed = [*x_columns, y_column, *group_columns, *strata_columns]
     missing = [c for c in needed if c not in header]
     if missing:
@@ -84,8 +101,11 @@ def read_curves(
         if not y_text:
             raise UsageError(f"{path}: line {line}: column {y_column!r} is empty")
         y = _number(y_text, path, line, y_column)
-        if not math.isfinite(y):
-            raise UsageError(f"{path}: line {line}: column {y_column!r} is {y_text!r}")
+        if not math.isfinite(y) or y < 0:
+            raise UsageError(
+                f"{path}: line {line}: column {y_column!r} is {y_text!r}; an error must be a "
+                f"finite number >= 0"
+            )
         first = (row[x_columns[0]] or "").strip()
         scratch = row.get("pretrain_family", "").strip() == "scratch"
         if scratch or not first or (first and _number(first, path, line, x_columns[0]) == 0):

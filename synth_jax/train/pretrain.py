@@ -26,6 +26,7 @@ import ml_collections
 from synth_jax.config import allowed_keys, config_from_argv, require_keys
 from synth_jax.data import pipeline
 from synth_jax.errors import ArgumentParser, UsageError
+from synth_jax.files import folder_arg
 from synth_jax.fractals import FractalDataset, family
 from synth_jax.train import mesh, trainer
 
@@ -48,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Pre-train on on-device fractals: --config FILE.py[:arg] --workdir DIR "
         "[--config.KEY=VALUE ...]",
     )
-    parser.add_argument("--workdir", required=True, help="checkpoints, metrics, summary.json")
+    parser.add_argument(
+        "--workdir", required=True, type=folder_arg, help="checkpoints, metrics, summary.json"
+    )
     parser.add_argument("--coordinator", help="HOST:PORT of process 0, for multi-process runs")
     parser.add_argument("--num-processes", type=int, help="number of processes in the run")
     parser.add_argument("--process-id", type=int, help="this process's index, 0..N-1")
@@ -67,6 +70,7 @@ def check_config(config) -> None:
     require_keys(config, allowed_keys(pretrain_config(), open_sections=("model", "evals", "data")))
     if is_real_data(config.data):
         require_keys(config.data, pipeline.DATA_KEYS, prefix="data.")
+        pipeline.check_splits(config.data)
         data_image_size = config.image_size  # real images are resized on the device
     else:
         family.validate(config.data)

@@ -10,12 +10,16 @@ input: producing them (e.g. with dataset style inversion) is outside synth_jax.
 One command runs both stages, in `WORKDIR/stage1/` and `WORKDIR/stage2/`, resumably, and
 records both: each appends its row (stage 1 evaluated on the real test split, mode
 `bridged_stage1`; stage 2 mode `bridged`). Classes are matched by label index, so the synthetic
-dataset must have the real dataset's number of classes in the same order.
+dataset must hold the real dataset's classes in the same order; their names are checked before
+anything is imported or trained (`class_names_agree`): the same name up to case and punctuation
+(`T-shirt_top` is `T-shirt/top`), optionally after the label index (`03_dress`), or the bare
+index (`03`); any name when the real classes are themselves only numbered.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 import ml_collections
@@ -23,7 +27,7 @@ from jax.experimental import multihost_utils
 
 from synth_jax import files
 from synth_jax.config import config_to_dict
-from synth_jax.data import importer, tfds_source
+from synth_jax.data import importer, readers, tfds_source
 from synth_jax.errors import UsageError
 from synth_jax.train import trainer
 from synth_jax.transfer import results, runs
@@ -50,15 +54,56 @@ def validate(config) -> None:
         raise UsageError("mode=bridged runs one seed; set seeds=() and seed=S, one run per seed")
     if config.bridged.total_steps < 1:
         raise UsageError("bridged.total_steps: the length of stage 1, must be >= 1")
+    tfds_source.check_split(config.bridged.split, "bridged.split")
     trainer.validate(config, num_images=1, data_image_size=config.image_size)
 
 
-def synthetic_data_config(config, workdir: str) -> ml_collections.ConfigDict:
-    """The stage-1 data config: `bridged.name` in its data_dir, or the imported image folder."""
+def _comparable(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def class_names_agree(index: int, synthetic: str, real: str) -> bool:
+    """Whether the synthetic class `synthetic` at label `index` can stand for the real class
+    `real` at the same label (see the module docstring)."""
+    numbered = re.fullmatch(r"\s*(\d+)(?:[\s_.-]+(.*))?", synthetic)
+    if numbered:
+        if int(numbered.group(1)) != index:
+            return False  # a numbered class out of place (folders sort 10 before 2)
+        if numbered.group(2) is None:
+            return True
+        synthetic = numbered.group(2)
+    if re.fullmatch(r"\s*\d+\s*", real) and int(real) == index:
+        return True  # the real classes have no names to compare
+    return _comparable(synthetic) == _comparable(real)
+
+
+def check_classes(synthetic_names: list, real_names: list, synthetic: str, real: str) -> None:
+    """Refuses a synthetic dataset whose classes are not the real ones, in the same order."""
+    if len(synthetic_names) != len(real_names):
+        raise UsageError(
+            f"bridged: the synthetic dataset {synthetic} has {len(synthetic_names)} classes but "
+            f"{real} has {len(real_names)}; it must hold the target classes, in the same label "
+            f"order"
+        )
+    for index, (fake, true) in enumerate(zip(synthetic_names, real_names)):
+        if not class_names_agree(index, str(fake), str(true)):
+            raise UsageError(
+                f"bridged: class {index} of the synthetic dataset {synthetic} is {fake!r} but "
+                f"class {index} of {real} is {true!r}; the synthetic classes must be the real "
+                f"ones in the same order (name image folders after the real classes, or "
+                f"NN_name with the real label NN, e.g. {index:02d}_{_comparable(str(true))})"
+            )
+
+
+def synthetic_data_config(config, workdir: str, real_names: list) -> ml_collections.ConfigDict:
+    """The stage-1 data config: `bridged.name` in its data_dir, or the imported image folder;
+    its classes checked against `real_names` first."""
     bridged = config.bridged
     data = ml_collections.ConfigDict(config_to_dict(config.data))
     if bridged.folder:
         data_dir = os.path.join(workdir, "synthetic_tfds")
+        folder = readers.read_local(bridged.folder, "folder")  # lists files, decodes nothing
+        check_classes(folder.class_names, real_names, bridged.folder, config.data.name)
         if not os.path.isdir(os.path.join(data_dir, SYNTHETIC_NAME)):
             if jax.process_index() == 0:
                 importer.import_dataset(SYNTHETIC_NAME, bridged.folder, data_dir, "folder")
@@ -73,6 +118,8 @@ def synthetic_data_config(config, workdir: str) -> ml_collections.ConfigDict:
     else:  # (checked here, not before: a config may leave it to the command line)
         raise UsageError("mode=bridged: set bridged.name (a TFDS dataset) or bridged.folder")
     data.train_split = bridged.split
+    fake = tfds_source.open_split(data.name, data.train_split, data.data_dir or None)
+    check_classes(fake.class_names, real_names, data.name, config.data.name)
     return data
 
 
@@ -80,17 +127,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs stage 1 then stage 2 (each skipped when already finished); returns the summary."""
     workdir = os.path.abspath(workdir)
     results.check_table(runs.results_path(config, workdir))
-    synthetic = synthetic_data_config(config, workdir)
     real = tfds_source.open_split(
         config.data.name, config.data.train_split, config.data.data_dir or None
     )
-    fake = tfds_source.open_split(synthetic.name, synthetic.train_split, synthetic.data_dir or None)
-    if fake.num_classes != real.num_classes:
-        raise UsageError(
-            f"bridged: the synthetic dataset {synthetic.name} has {fake.num_classes} classes but "
-            f"{config.data.name} has {real.num_classes}; it must hold the target classes, in the "
-            f"same label order"
-        )
+    synthetic = synthetic_data_config(config, workdir, real.class_names)
     pretrain = runs.pretrain_columns(config.init_from)
     seed = int(config.seed)
 
@@ -106,6 +146,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     if first is None:
         return dict(status="preempted", stage=1)
+    appended = runs.record_row(config, workdir, first)
 
     # Stage 2: real data, from the stage-1 model; optionally a fresh head.
     stage2 = ml_collections.ConfigDict(config_to_dict(config))
@@ -116,6 +157,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     )
     if second is None:
         return dict(status="preempted", stage=2)
+    appended += runs.record_row(config, workdir, second)
     rows = [first["row"], second["row"]]
     summary = dict(
         status="done",
@@ -125,6 +167,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         stage1_top1=first["row"]["top1"],
         top1=second["row"]["top1"],
         results_csv=runs.results_path(config, workdir),
+        appended=appended,
     )
     if jax.process_index() == 0:
         files.write_json(os.path.join(workdir, "summary.json"), summary)

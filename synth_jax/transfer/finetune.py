@@ -18,8 +18,9 @@ Training runs through the one trainer (`synth_jax.train.trainer.train`) with the
 source, so checkpointing and exact resume are those of pre-training: re-running the command
 resumes. The test split is evaluated by the run's evaluator `evals.test` (synth_jax.evaluators;
 add others under other names). Every finished run appends one row to `config.results_csv` (see
-results.py) and writes `result.json` (top-1, top-5, per-class accuracy on the test split) next
-to its checkpoints.
+results.py) and writes `result.json` (top-1, top-5, per-class accuracy on the test split, its
+config) next to its checkpoints. Re-running a finished run with the same config returns its
+result and appends nothing; with another config it is refused (one line naming the key).
 
 Adding a mode is one module and one table entry: the module defines
 
@@ -46,6 +47,7 @@ import ml_collections
 from synth_jax.config import allowed_keys, check, config_from_argv, replace_keys, require_keys
 from synth_jax.data import pipeline
 from synth_jax.errors import ArgumentParser, UsageError
+from synth_jax.files import folder_arg
 from synth_jax.registry import Registry
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import trainer
@@ -87,6 +89,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     """Everything that can be checked before data is opened or anything compiles."""
     require_keys(config, allowed_keys(finetune_config(), open_sections=("model", "evals")))
     mode = MODES.lookup(config.mode)
+    pipeline.check_splits(config.data)
     check(config, "fraction", lambda v: 0.0 < v <= 1.0, "a share of the training set in (0, 1]")
     check(config, "shots", lambda v: v >= 0, "examples per class, >= 0")
     if config.shots and config.fraction != 1.0:
@@ -121,13 +124,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def main(argv: list[str]) -> int:
     """Exit codes: 0 done, 2 bad input, 143 stopped by SIGTERM after a checkpoint (rerun it)."""
-    config, rest = config_from_argv(argv, required=not ({"-h", "--help"} & set(argv)))
+    config, rest = config_from_argv(argv)
     parser = ArgumentParser(
         prog="synth-jax finetune",
         description="Fine-tune, linear-probe or few-shot a model on real data: --config "
         "configs/finetune/NAME.py[:cpu] --workdir DIR [--config.KEY=VALUE ...]",
     )
-    parser.add_argument("--workdir", required=True, help="run folder (re-run to resume)")
+    parser.add_argument(
+        "--workdir", required=True, type=folder_arg, help="run folder (re-run to resume)"
+    )
     parser.add_argument("--coordinator", help="HOST:PORT of process 0, for multi-process runs")
     parser.add_argument("--num-processes", type=int, help="number of processes in the run")
     parser.add_argument("--process-id", type=int, help="this process's index, 0..N-1")
@@ -148,5 +153,11 @@ def main(argv: list[str]) -> int:
             f"top-1 over {len(summary['rows'])} seeds: {100 * summary['top1_mean']:.2f} "
             f"+- {100 * summary['top1_std']:.2f}%"
         )
-    print(f"results appended to {summary['results_csv']}")
+    rows, appended, table = len(summary["rows"]), summary.get("appended", 0), summary["results_csv"]
+    if appended == rows:
+        print(f"results appended to {table}")
+    elif appended == 0:
+        print(f"finished earlier, same config: nothing appended (the rows are in {table})")
+    else:
+        print(f"{appended} of {rows} rows appended to {table}; the other runs finished earlier")
     return 0

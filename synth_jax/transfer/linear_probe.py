@@ -121,7 +121,7 @@ def run_probe(config, workdir, run_workdir, seed, pretrain, indices=None):
     Returns the result dict; `result["backbone"]` is the model used (its non-head parameters are
     exactly the pre-trained ones).
     """
-    finished = runs.done(run_workdir)
+    finished = runs.done(run_workdir, config, seed)
     if finished is not None:
         return finished
     if jax.process_index() == 0:

@@ -10,13 +10,17 @@ Columns (in this order; empty cells for what does not apply, `scratch` for no pr
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+import re
+import sys
 import time
 
-from synth_jax import files
+from synth_jax import weights
 from synth_jax.errors import UsageError
+from synth_jax.weights import sidecar
 
 COLUMNS = (
     "run_id",
@@ -45,33 +49,77 @@ def _csv_line(values) -> str:
     return buffer.getvalue()
 
 
-def append_row(path: str, row: dict) -> None:
-    """Appends `row` (keys: COLUMNS; missing keys -> empty cells) to the CSV at `path`.
+def append_row(path: str, row: dict) -> bool:
+    """Appends `row` (keys: COLUMNS; missing keys -> empty cells) to the CSV at `path`, exactly
+    once; returns whether it was appended (False: the table holds it already).
 
-    A new file gets the header first. An existing file with another header is refused (a
-    table whose columns shift would be misread by every fit).
+    Writers take an exclusive lock on the file (fcntl), so that rows of concurrent runs (sweep
+    shards, seeds on several machines sharing a folder) are never lost or interleaved, and the
+    first of them writes the header. A row is already there when the table has a row of the same
+    run folder with the same timestamp, or with the same result (mode, seed, top-1, errors):
+    a rerun after a crash between result.json and the table adds nothing twice. An existing file
+    with another header is refused (a table whose columns shift would be misread by every fit).
     """
     unknown = sorted(set(row) - set(COLUMNS))
     if unknown:
         raise ValueError(f"results row has unknown columns {unknown}")
-    line = _csv_line(row.get(c) for c in COLUMNS)
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        files.write_text(path, _csv_line(COLUMNS) + line)
-        return
-    check_table(path)
-    files.append_line(path, line)
+    cells = ["" if row.get(c) is None else str(row.get(c)) for c in COLUMNS]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        f.seek(0)
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            data = _end_last_row(f, data, path)
+        table = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
+        if table and tuple(table[0]) != COLUMNS:
+            raise UsageError(_header_message(path, table[0]))
+        if any(_same_run(dict(zip(COLUMNS, old)), dict(zip(COLUMNS, cells))) for old in table[1:]):
+            return False
+        f.write((("" if table else _csv_line(COLUMNS)) + _csv_line(cells)).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def _end_last_row(f, data: bytes, path: str) -> bytes:
+    """A table whose last line has no line break: a complete row (an edited file) gets its break;
+    a partial one (a writer killed mid-row) is dropped, with a note that quotes it."""
+    start = data.rfind(b"\n") + 1
+    last = data[start:].decode("utf-8", errors="replace")
+    cells = next(csv.reader([last]), [])
+    if len(cells) == len(COLUMNS) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", cells[-1]):
+        f.write(b"\n")
+        return data + b"\n"
+    f.truncate(start)
+    print(f"results_csv {path}: dropped a partial last row: {last!r}", file=sys.stderr)
+    return data[:start]
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    """Two rows (dicts of cells) record the same finished run (rows without a run folder, as
+    tables built by hand have, are never the same run)."""
+    if not a.get("workdir") or a.get("workdir") != b.get("workdir"):
+        return False
+    same_result = ("mode", "seed", "top1", "top1_error", "top5_error")
+    same_time = bool(a.get("timestamp")) and a.get("timestamp") == b.get("timestamp")
+    return same_time or all(a.get(k) == b.get(k) for k in same_result)
+
+
+def _header_message(path: str, header) -> str:
+    return (
+        f"results_csv {path}: its header is {list(header)}, not the results columns; "
+        f"name another file in config.results_csv"
+    )
 
 
 def check_table(path: str) -> None:
     """Refuses, before any training, a results_csv whose header is not the results columns."""
     if os.path.exists(path) and os.path.getsize(path) > 0:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
             header = next(csv.reader(f), [])
         if tuple(header) != COLUMNS:
-            raise UsageError(
-                f"results_csv {path}: its header is {header}, not the results columns; "
-                f"name another file in config.results_csv"
-            )
+            raise UsageError(_header_message(path, header))
 
 
 def read_rows(path: str) -> list[dict]:
@@ -101,6 +149,8 @@ def pretrain_info(workdir: str | None) -> dict:
             "pretrain_images": None,
             "pretrain_images_seen": None,
         }
+    if weights.is_weights_file(workdir):
+        return _weights_file_info(workdir)
     root = _workdir_of(workdir)
     config = _load_json(os.path.join(root, "config.json")) or {}
     summary = _load_json(os.path.join(root, "summary.json")) or {}
@@ -115,6 +165,20 @@ def pretrain_info(workdir: str | None) -> dict:
         "pretrain_classes": first(summary.get("pretrain_classes"), summary.get("num_classes")),
         "pretrain_images": first(summary.get("pretrain_images"), summary.get("num_images")),
         "pretrain_images_seen": summary.get("images_seen"),
+    }
+
+
+def _weights_file_info(path: str) -> dict:
+    """The pretrain_* cells for a weights file: the pre-training an `export-model` folder's
+    config.json records, else the file's name (`file:vit_base_in21k` for an outside baseline)."""
+    timm_config = sidecar.read(path) or {}
+    pretraining = timm_config.get("synth_jax", {}).get("pretraining", {})
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return {
+        "pretrain_family": pretraining.get("family") or f"file:{stem}",
+        "pretrain_classes": pretraining.get("num_classes"),
+        "pretrain_images": None,
+        "pretrain_images_seen": None,
     }
 
 

@@ -1,6 +1,11 @@
 """What the transfer modes share: one fine-tuning run through the trainer and its test-split
 evaluation, the record of a finished run (result.json and its results row), and repeats over
 seeds. Every mode module imports this one; it imports no mode.
+
+A rerun of a finished run returns its result when the config is the same (up to
+RERUN_FREE_KEYS) and refuses with one line when it is not: never the old result for a new config.
+result.json is written before the row is appended, and appending is idempotent, so a crash in
+between costs nothing: the rerun appends the row once.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 from synth_jax import evaluators, files
 from synth_jax.config import config_to_dict
 from synth_jax.data import pipeline, tfds_source
+from synth_jax.errors import UsageError
 from synth_jax.train import trainer
 from synth_jax.transfer import fewshot, results
 from synth_jax.transfer.pretrained import load_pretrained
@@ -68,25 +74,90 @@ def row(config, workdir, run_workdir, seed, metrics, mode, pretrain) -> dict:
     )
 
 
+# Keys that say where a run writes, how it logs, or how fast it reads, not what it computes: a
+# finished run is the same run when only these differ (`seeds` lists the repeats; each run's own
+# seed is compared).
+RERUN_FREE_KEYS = (
+    "seeds", "results_csv", "log_every_steps", "eval_batch_size", "checkpoint.", "mesh.",
+    "evals.", "data.num_threads", "data.num_workers", "data.prefetch",
+)  # fmt: skip
+
+
+def run_record(config, seed: int) -> dict:
+    """The config a finished run records in its result.json: the mode's config with its seed."""
+    record = config_to_dict(config)
+    record["seed"] = int(seed)
+    return json.loads(json.dumps(record, default=str))
+
+
 def finish(config, workdir, run_workdir, seed, metrics, mode, pretrain, fields) -> dict:
-    """Writes result.json and appends the results row (once per finished run); returns the
-    result {row, per_class, top5, **fields}."""
+    """Writes result.json (the record of a finished run: its results row, per-class accuracy,
+    top-5 and its config); returns the result {row, per_class, top5, config, **fields}. The row
+    goes into the table afterwards (`record_row`), so that a crash in between is mended by the
+    rerun, which finds result.json and appends the row then, once."""
     record = row(config, workdir, run_workdir, seed, metrics, mode, pretrain)
     per_class = np.asarray(metrics["per_class"], np.float64).tolist()
-    result = dict(row=record, per_class=per_class, top5=metrics["top5"], **fields)
+    result = dict(
+        row=record, per_class=per_class, top5=metrics["top5"], config=run_record(config, seed)
+    )
+    result.update(fields)
     if jax.process_index() == 0:
-        results.append_row(results_path(config, workdir), record)
         files.write_json(os.path.join(run_workdir, "result.json"), result)
     return result
 
 
-def done(run_workdir: str) -> dict | None:
-    """The result of a run that already finished (its result.json), or None."""
+def record_row(config, workdir: str, result: dict) -> bool:
+    """Puts a finished run's row into the results table, exactly once (process 0); returns
+    whether it was appended now."""
+    if jax.process_index() != 0:
+        return False
+    return results.append_row(results_path(config, workdir), result["row"])
+
+
+def _flat(tree, prefix="") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def check_same_finished_run(run_workdir: str, saved: dict, now: dict) -> None:
+    """Refuses to return a finished run's result for another config: names the first key that
+    differs (keys only one side has are not compared: configs written before a key existed)."""
+    old, new = _flat(saved), _flat(now)
+    for key in sorted(set(old) & set(new)):
+        if key.startswith(RERUN_FREE_KEYS) or key in RERUN_FREE_KEYS:
+            continue
+        if old[key] != new[key]:
+            raise UsageError(
+                f"{run_workdir} holds a finished run whose config differs at {key!r} "
+                f"({old[key]!r} there, {new[key]!r} now); its result stands: use another "
+                f"--workdir for the new config"
+            )
+
+
+def done(run_workdir: str, config, seed: int) -> dict | None:
+    """The result of the run that already finished in `run_workdir` (its result.json), or None;
+    a UsageError when that run had another config (see check_same_finished_run)."""
     path = os.path.join(run_workdir, "result.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return None
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    now = run_record(config, seed)
+    saved = result.get("config")
+    if saved is None:  # written before results recorded their config: the run's config.json
+        config_path = os.path.join(run_workdir, "config.json")
+        saved = {}
+        if os.path.exists(config_path):
+            with open(config_path) as f:
+                saved = json.load(f)
+        saved.pop("seed", None)  # a linear probe's config.json holds the first seed only
+    check_same_finished_run(run_workdir, saved, now)
+    return result
 
 
 def train_and_evaluate(
@@ -98,7 +169,7 @@ def train_and_evaluate(
     `train_data` (a data config; default `config.data`) is what it trains on; the evaluation is
     always `config.data.eval_split`. Returns the result dict, or None when the run was
     preempted (re-run to resume)."""
-    finished = done(run_workdir)
+    finished = done(run_workdir, config, seed)
     if finished is not None:
         return finished
     run_config = ml_collections.ConfigDict(config_to_dict(config))
@@ -136,15 +207,16 @@ def train_and_evaluate(
 def repeat_over_seeds(config, workdir: str, one_run) -> dict:
     """Runs `one_run(config, workdir, run_workdir, seed, pretrain, indices) -> result or None`
     for each of `config.seeds` (or `config.seed`), each in `workdir/seed_<s>/` when there are
-    several; returns the summary {status, mode, rows, row, results_csv, top1_mean, top1_std}.
-    A run that returns None was preempted: the summary says so and the rest wait for a re-run."""
+    several, and records each finished run's row; returns the summary {status, mode, rows, row,
+    results_csv, appended (rows appended now), top1_mean, top1_std}. A run that returns None was
+    preempted: the summary says so and the rest wait for a re-run."""
     workdir = os.path.abspath(workdir)
     csv_path = results_path(config, workdir)
     results.check_table(csv_path)
     pretrain = pretrain_columns(config.init_from)
     seeds = list(config.seeds) or [int(config.seed)]
     labels = training_labels(config)
-    rows, preempted = [], False
+    rows, preempted, appended = [], False, 0
     for seed in seeds:
         run_workdir = os.path.join(workdir, f"seed_{seed}") if len(seeds) > 1 else workdir
         result = one_run(
@@ -154,12 +226,14 @@ def repeat_over_seeds(config, workdir: str, one_run) -> dict:
             preempted = True
             break
         rows.append(result["row"])
+        appended += record_row(config, workdir, result)
     summary = dict(
         status="preempted" if preempted else "done",
         mode=config.mode,
         rows=rows,
         row=rows[-1] if rows else None,
         results_csv=csv_path,
+        appended=appended,
     )
     top1 = [float(r["top1"]) for r in rows]
     if top1:

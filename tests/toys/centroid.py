@@ -17,7 +17,7 @@ def validate(config):
 
 
 def one_run(config, workdir, run_workdir, seed, pretrain, indices):
-    finished = runs.done(run_workdir)
+    finished = runs.done(run_workdir, config, seed)
     if finished is not None:
         return finished
     source = lambda split, ix=None: pipeline.make_source(

@@ -3,6 +3,7 @@
 PYTHONPATH=tests synth-jax render --config tests/toys/disc_config.py --num 16 --out disc.png
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import FAMILIES, data_config
 from toys import disc
 
@@ -10,4 +11,5 @@ FAMILIES.register("disc", disc)
 
 
 def get_config(arg=None):
+    config_args(arg)  # no variants: any argument is refused
     return data_config("disc", num_classes=4, image_size=32)

@@ -4,6 +4,7 @@
         --workdir runs/toy_centroid --config.init_from=runs/toys --config.data.data_dir=DIR
 """
 
+from synth_jax.config import config_args
 from synth_jax.models import MODELS, model_config
 from synth_jax.transfer.finetune import MODES, finetune_config
 from toys import centroid, one_layer
@@ -13,6 +14,7 @@ MODES.register("centroid", centroid)
 
 
 def get_config(arg=None):
+    config_args(arg)  # no variants: any argument is refused
     config = finetune_config(mode="centroid", image_size=32, model=model_config("OneLayer"))
     config.data.name = "toy_discs"
     config.data.num_threads = 2

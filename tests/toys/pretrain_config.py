@@ -4,7 +4,7 @@ the toy evaluator: three extension points in one run.
     PYTHONPATH=tests synth-jax pretrain --config tests/toys/pretrain_config.py --workdir runs/toys
 """
 
-from synth_jax.config import sibling
+from synth_jax.config import config_args, sibling
 from synth_jax.evaluators import EVALUATORS, eval_config
 from synth_jax.models import MODELS, model_config
 from synth_jax.train.pretrain import pretrain_config
@@ -15,6 +15,7 @@ EVALUATORS.register("param_norm", param_norm)
 
 
 def get_config(arg=None):
+    config_args(arg)  # no variants: any argument is refused
     config = pretrain_config(
         data=sibling(__file__, "disc_config.py").get_config(),  # it registers the family
         image_size=32,
