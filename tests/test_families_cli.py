@@ -60,8 +60,10 @@ def test_config_arguments_are_checked():
         load_config("configs/data/dead_leaves.py:hexagons")
     with pytest.raises(UsageError, match="large"):
         load_config("configs/data/spectrum.py:huge")
-    with pytest.raises(UsageError, match="visualatom"):
-        load_config_file("configs/pretrain/contours_vit.py:21k")
+    with pytest.raises(UsageError, match="'rcdb' and 'visualatom' are alternatives"):
+        load_config_file("configs/pretrain/contours_vit.py:rcdb,visualatom")
+    with pytest.raises(UsageError, match="known: none"):
+        load_config_file("configs/data/rcdb21k.py:white")
 
 
 def test_render_writes_a_grid_of_the_small_rcdb(tmp_path, capsys):

@@ -18,20 +18,17 @@ ImageNet-100. synth_jax trains these with its supervised trainer, so its numbers
 paper's protocol.
 """
 
-from synth_jax.errors import UsageError
+from synth_jax.config import config_args, config_variant
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
-    parts = [p for p in (arg or "").split(",") if p]
-    shapes = [p for p in parts if p in ("squares", "oriented", "mixed")]
-    unknown = [p for p in parts if p not in ("squares", "oriented", "mixed", "large")]
-    if unknown or len(shapes) > 1:
-        raise UsageError(f"dead_leaves.py:{arg}: expected squares|oriented|mixed and/or large")
-    large = "large" in parts
+    args = config_args(arg, squares=False, oriented=False, mixed=False, large=False)
+    shape_args = ",".join(s for s in ("squares", "oriented", "mixed") if args[s])
+    large = args.large
     return data_config(
         "dead_leaves",
-        shapes=shapes[0] if shapes else "mixed",
+        shapes=config_variant(shape_args, "squares", "oriented", "mixed") or "mixed",
         image_size=256 if large else 128,
         num_classes=1_300_000 if large else 105_000,
     )

@@ -15,14 +15,16 @@ detection AP50/AP/AP75 68.3/47.4/51.9. Variants: `:small` (16 categories, 64 px,
 `:white` (the original white background).
 """
 
+from synth_jax.config import config_variant
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
+    variant = config_variant(arg, "small", "white")
     config = data_config("rcdb", num_classes=1000, images_per_category=1000)
-    if arg == "small":
+    if variant == "small":
         config.update(dict(num_classes=16, image_size=64, canvas_size=128,
                            stroke_samples=1 << 14))  # fmt: skip
-    elif arg == "white":
+    elif variant == "white":
         config.invert = False
     return config

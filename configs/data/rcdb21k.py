@@ -10,8 +10,10 @@ the VisualAtom paper reports 72.8) and 82.4 (ViT-B); ImageNet-21k 74.1 / 81.8, s
 79.8. RCDB-50k: 73.4 / 82.6 (`--config.num_classes=50000`).
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
+    config_args(arg)  # no arguments: refuse any
     return data_config("rcdb", num_classes=21_000, images_per_category=1000)

@@ -7,7 +7,7 @@ colours, with fresh phases.
 
     synth-jax render --config configs/data/spectrum.py --num 64 --out spectrum.png
 
-Arguments: `large` (the large scale: 1.3M images of 256 px).
+Arguments: `:large` (the large scale: 1.3M images of 256 px).
 Hardware: anything. Runtime: no table; 2 shared CPU cores draw ~50 images/s at 128 px (~12 at 256)
 (BENCHMARKS.md); GPU not yet measured.
 Published (contrastive alignment + uniformity, AlexNet; ImageNet-100 linear top-1 read off a bar
@@ -15,14 +15,12 @@ chart, +-0.5): Spectrum ~30.7 (dead leaves shapes ~39.0, real ImageNet-100 ~63).
 large-scale row is a richer model (Spectrum + Colour + WMM, 35.28 on ImageNet-1k), not this one.
 """
 
-from synth_jax.errors import UsageError
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
-    if arg not in (None, "", "large"):
-        raise UsageError(f"spectrum.py:{arg}: expected no argument or large")
-    large = arg == "large"
+    large = config_args(arg, large=False).large
     return data_config(
         "spectrum", image_size=256 if large else 128, num_classes=1_300_000 if large else 105_000
     )

@@ -17,12 +17,14 @@ scratch 62.6); ImageNet-1k top-1 74.2 (ViT-T) and 82.3 (ViT-B).
 Variants: `:small` (16 categories, 64 px, 128-px canvas: a look in seconds).
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
+    small = config_args(arg, small=False).small
     config = data_config("visualatom", num_classes=1000, images_per_category=1000)
-    if arg == "small":
+    if small:
         config.update(dict(num_classes=16, image_size=64, canvas_size=128,
                            stroke_samples=1 << 14))  # fmt: skip
     return config

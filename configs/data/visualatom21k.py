@@ -12,8 +12,10 @@ Cars 89.2, Flowers 99.0, VOC12 82.4, P30 81.6, IN100 91.3, average 89.7; ImageNe
 at 224 px and 83.7 at 384 px (ImageNet-21k: 81.8 / 83.0; JFT-300M 84.2 at 384 px).
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 
 
 def get_config(arg=None):
+    config_args(arg)  # no arguments: refuse any
     return data_config("visualatom", num_classes=21_000, images_per_category=1000)

@@ -6,7 +6,7 @@ ViT-Tiny/16 at 224 px, AdamW lr 1e-3, wd 0.05, cosine; label smoothing 0.1, mixu
     synth-jax pretrain --config configs/pretrain/contours_vit.py:visualatom --workdir runs/va1k
     synth-jax pretrain --config configs/pretrain/contours_vit.py:rcdb,21k,base --workdir runs/rc21k
 
-Arguments (comma-separated): the family `visualatom` or `rcdb` (required); `21k` (21,000
+Arguments (comma-separated): the family `visualatom` (the default) or `rcdb`; `21k` (21,000
 categories, batch 8,192, 90 epochs; lr stays 1e-3, as both papers state); `base` (ViT-B/16,
 drop-path 0.1 as for ViT-T: the model of the 21k headline numbers).
 1k: batch 256, 300 epochs (RCDB-1k's published recipe; VisualAtom's 1k epoch count is not
@@ -22,8 +22,7 @@ bilinear instead of bicubic crops. A CPU-sized run of either family: configs/pre
 cpu_tiny_family.py.
 """
 
-from synth_jax.config import sibling
-from synth_jax.errors import UsageError
+from synth_jax.config import config_args, config_variant, sibling
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
@@ -34,14 +33,12 @@ OPTIONS = ("21k", "base")
 
 
 def get_config(arg=None):
-    parts = [p for p in (arg or "").split(",") if p]
-    families = [p for p in parts if p in DATA]
-    if len(families) != 1 or any(p not in (*DATA, *OPTIONS) for p in parts):
-        raise UsageError(f"contours_vit.py:{arg}: expected visualatom|rcdb, optionally ,21k ,base")
-    large = "21k" in parts
-    data_file = DATA[families[0]].format("21k" if large else "1k")
+    args = config_args(arg, **dict.fromkeys((*DATA, *OPTIONS), False))
+    family = config_variant(",".join(f for f in DATA if args[f]), *DATA) or "visualatom"
+    large = args["21k"]
+    data_file = DATA[family].format("21k" if large else "1k")
     data = sibling(__file__, f"../data/{data_file}").get_config()
-    model = "B/16" if "base" in parts else "Ti/16"
+    model = "B/16" if args.base else "Ti/16"
     config = pretrain_config(
         data=data,
         image_size=224,

@@ -5,10 +5,11 @@ config, built from cpu_tiny.py, with its data swapped):
     synth-jax pretrain --config configs/pretrain/cpu_tiny_family.py:visualatom --workdir runs/va
     synth-jax pretrain --config configs/pretrain/cpu_tiny_family.py:rcdb,mu --workdir runs/rc
 
-Families: visualatom, rcdb (4 categories of 1,000 images; up to 40 orbits of 50-200 vertices on a
-128-pixel canvas, so that a CPU renders a batch in a fraction of a second), dead_leaves
-(8 exemplar categories, one image each) and spectrum (4 categories of 1,000 images sharing
-slopes and colours, fresh phases). `,mu` swaps in a 2-block, 32-wide ViT (the CI tests' model).
+Families: visualatom (the default), rcdb (4 categories of 1,000 images; up to 40 orbits of
+50-200 vertices on a 128-pixel canvas, so that a CPU renders a batch in a fraction of a second),
+dead_leaves (8 exemplar categories, one image each) and spectrum (4 categories of 1,000 images
+sharing slopes and colours, fresh phases). `,mu` swaps in a 2-block, 32-wide ViT (the CI
+tests' model).
 Hardware: a laptop CPU. Runtime: the tests (tests/test_families_train.py: mu, 20-40 steps of 32
 images) take about 30 s of CPU time per family (1-2 minutes wall on 2 busy cores), compilation
 included; measured losses: visualatom and rcdb ln 4 = 1.39 -> ~1.05 by step 40, spectrum
@@ -17,8 +18,7 @@ included; measured losses: visualatom and rcdb ln 4 = 1.39 -> ~1.05 by step 40, 
 leaves (each step renders its batch).
 """
 
-from synth_jax.config import sibling
-from synth_jax.errors import UsageError
+from synth_jax.config import config_args, config_variant, sibling
 from synth_jax.fractals import data_config
 
 ORBITS = dict(image_size=32, canvas_size=128, stroke_samples=1 << 14, min_vertices=50,
@@ -32,12 +32,8 @@ DATA = {
 
 
 def get_config(arg=None):
-    parts = (arg or "").split(",")
-    family, options = parts[0], parts[1:]
-    if family not in DATA or any(o != "mu" for o in options):
-        raise UsageError(
-            f"cpu_tiny_family.py:{arg}: expected one of {', '.join(DATA)}, optionally ',mu'"
-        )
-    config = sibling(__file__, "cpu_tiny.py").get_config(",".join(options) or None)
+    args = config_args(arg, mu=False, **dict.fromkeys(DATA, False))
+    family = config_variant(",".join(f for f in DATA if args[f]), *DATA) or "visualatom"
+    config = sibling(__file__, "cpu_tiny.py").get_config("mu" if args.mu else None)
     config.data = data_config(family, **DATA[family])
     return config
