@@ -8,7 +8,9 @@ never slow another.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import threading
 
 from synth_jax import progress
 from synth_jax.errors import UsageError
@@ -53,7 +55,19 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def _exit_now_if_stuck(code: int) -> int:
+    """Exits at once when background threads would keep the finished process alive: a failed
+    Orbax save leaves threads waiting (for minutes) on a step that will never come."""
+    stuck = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    if any(t is not threading.main_thread() for t in stuck):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None  # not called from Python: free to end the process
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -68,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         progress.clear_open_line()
         print(f"synth-jax {verb}: error: {one_line(str(e))}", file=sys.stderr)
-        return 2
+        return _exit_now_if_stuck(2) if as_program else 2
     except KeyboardInterrupt:
         progress.clear_open_line()
         print(f"synth-jax {verb}: interrupted", file=sys.stderr)

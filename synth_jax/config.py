@@ -271,6 +271,18 @@ def check(config, key: str, ok, what: str, prefix: str = "") -> None:
         raise UsageError(f"config key {prefix + key!r}={value!r}: expected {what}")
 
 
+def check_finite(config, prefix: str = "") -> None:
+    """Refuses a NaN or infinite number anywhere in `config` (also inside lists): one would
+    train nothing and poison every file it reaches (JSON has no NaN)."""
+    items = config.items() if hasattr(config, "items") else enumerate(config)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"config key {name!r}={value!r}: expected a finite number")
+        if isinstance(value, (ml_collections.ConfigDict, dict, list, tuple)):
+            check_finite(value, name + ".")
+
+
 def check_choice(config, key: str, choices, prefix: str = "") -> None:
     """`check` for a key whose value must be one of `choices`."""
     check(config, key, lambda v: v in choices, f"one of {', '.join(map(str, choices))}", prefix)

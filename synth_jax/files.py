@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or a resumed run) never sees a half-written file.
+"""Atomic file writes: a reader (or a resumed run) never sees a half-written file; and the
+tolerant read of a JSON state file that something else cut short or edited.
 
 Temporary files and folders get the mode a plain `open()` or `mkdir` would give them (0666 or
 0777 less the umask), not the private 0600/0700 of `tempfile`: once renamed into place they are
@@ -10,8 +11,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import secrets
+
+from synth_jax.errors import UsageError
 
 
 def _fresh_name(directory: str, prefix: str, suffix: str = "") -> str:
@@ -83,6 +87,29 @@ def append_line(path: str, line: str):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_json(path: str, what_to_do: str):
+    """The JSON file at `path`. One that is not JSON (cut short by a crash of an earlier
+    version, or edited) is a UsageError naming the file and `what_to_do`, not a traceback."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise UsageError(f"{path}: not valid JSON{where}; {what_to_do}") from None
+
+
+def finite_json(tree):
+    """`tree` (dicts, lists, numbers) with NaN and infinite floats as None: JSON has no NaN, and a
+    bare NaN makes a file unreadable to strict parsers."""
+    if isinstance(tree, dict):
+        return {k: finite_json(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [finite_json(v) for v in tree]
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
 
 
 def _json_default(obj):

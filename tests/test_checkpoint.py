@@ -199,7 +199,7 @@ def test_a_checkpoint_of_an_earlier_version_restores(tmp_path):
     checkpoint.save(manager, 2, saved, {"source": None, "seed": 0}, force=True)
     manager.wait_until_finished()
     manager.close()
-    assert "extra" in checkpoint._saved_keys(os.path.join(step2, "state"))
+    assert "extra" in checkpoint._saved_tree(os.path.join(step2, "state")).keys()
     state = checkpoint.load_train_state(step2)
     assert "model_state" in state and "extra" not in state
     means = [k for k in jax.tree_util.tree_flatten_with_path(state["model_state"])[0]]

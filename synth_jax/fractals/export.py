@@ -28,7 +28,7 @@ from PIL import Image
 
 from synth_jax.config import config_from_argv, config_to_dict
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.files import atomic_path, write_json
+from synth_jax.files import atomic_path, read_json, write_json
 from synth_jax.fractals.dataset import FractalDataset, check_seed
 from synth_jax.fractals.preview import render_images
 from synth_jax.progress import Progress
@@ -45,8 +45,9 @@ def _check_manifest(out: str, manifest: dict) -> None:
     """Writes DIR/export.json, or refuses to mix two configs in one DIR."""
     path = os.path.join(out, "export.json")
     if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+        old = read_json(
+            path, "it records what the folder holds: delete the folder (or that file), export again"
+        )
         if old != json.loads(json.dumps(manifest)):
             raise UsageError(
                 f"--out {out}: holds an export of another config or format (see {path}); "

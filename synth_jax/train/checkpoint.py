@@ -5,9 +5,13 @@ A checkpoint of step t (t steps done) lives in `WORKDIR/checkpoints/<t>/` with t
            model_state is the model's non-parameter state (batch statistics, fixed embeddings)
     data   JSON: the host-fed iterator's state, the config digest
 Orbax writes a step to a temporary directory and renames it when complete, so a save killed
-half-way never replaces a good checkpoint. A step that fails to restore (corrupt files) is moved
-to `WORKDIR/checkpoints_corrupt/` with a message, and the previous one is tried; if every
-checkpoint fails, the run stops rather than silently starting from scratch.
+half-way never replaces a good checkpoint. A step whose bytes are damaged (a checksum, a cut
+file, unreadable metadata) is moved to `WORKDIR/checkpoints_corrupt/` with a message, and the
+previous one is tried; if every checkpoint fails, the run stops rather than silently starting
+from scratch. Any other failure to restore (a checkpoint of another model or optimiser, a
+permission, memory, the storage) says nothing about the checkpoint's bytes: the run stops with
+one line naming the cause and every checkpoint stays where it is. In a multi-process run every
+process reads its part and all of them act on the worst verdict, so they stop or go on together.
 
 Checkpoints of earlier versions named model_state "extra"; they restore under today's name
 (`LEGACY_NAMES`), so a run started before resumes and an old pre-training still fine-tunes.
@@ -24,8 +28,10 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
+from synth_jax import files
 from synth_jax.errors import UsageError
 
 # Train-state keys of earlier versions -> today's.
@@ -57,46 +63,197 @@ def save(manager, step: int, state, data: dict, force: bool = False) -> bool:
     )
 
 
+def steps_on_disk(workdir: str) -> list[int]:
+    """The completed checkpoint steps in the workdir, oldest first (Orbax's temporary folders of
+    unfinished saves are not steps)."""
+    directory = checkpoint_dir(workdir)
+    if not os.path.isdir(directory):
+        return []
+    return sorted(
+        int(d) for d in os.listdir(directory) if d.isdigit() and os.path.isdir(f"{directory}/{d}")
+    )
+
+
+# Why a step could not be restored. Only CORRUPT (its bytes) moves the step aside: the others say
+# nothing about the checkpoint, which may be healthy, so the run stops and leaves it in place.
+OK, CORRUPT, MISMATCH, PERMISSION, MEMORY, IO, OTHER = range(7)
+_CORRUPT_MARKS = (
+    "DATA_LOSS", "Truncated", "Error decoding", "was not found in the checkpoint",
+    "incomplete checkpoint", "checksum", "Unexpected end",
+)  # fmt: skip
+_STOP = {
+    MISMATCH: "does not fit this run's model or optimiser ({reason}); every checkpoint was left "
+    "in place: resume with the config that wrote it, or use another --workdir",
+    PERMISSION: "cannot be read: permission denied ({reason}); every checkpoint was left in "
+    "place: fix the permissions and rerun",
+    MEMORY: "cannot be restored: out of memory ({reason}); every checkpoint was left in place: "
+    "free memory (or shard the state over more devices: mesh.fsdp) and rerun",
+    IO: "cannot be read: an I/O error ({reason}); every checkpoint was left in place: rerun once "
+    "the storage is reachable",
+    OTHER: "cannot be restored ({reason}); every checkpoint was left in place: if that step is "
+    "damaged, move its folder aside and rerun",
+}
+
+
+class TreeMismatch(ValueError):
+    """The saved train state has other arrays or shapes than this run's."""
+
+
+class Unreadable(ValueError):
+    """A step's files do not describe a train state (its metadata is missing or damaged)."""
+
+
+def classify(error: BaseException) -> int:
+    """The kind of a restore failure (CORRUPT, MISMATCH, PERMISSION, MEMORY, IO or OTHER), from
+    the exception and its causes (Orbax and TensorStore wrap the original error)."""
+    chain, seen = [], error
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
+    if any(isinstance(e, Unreadable) for e in chain):
+        return CORRUPT
+    if any(isinstance(e, PermissionError) for e in chain) or "PERMISSION_DENIED" in text:
+        return PERMISSION
+    if any(isinstance(e, MemoryError) for e in chain) or "RESOURCE_EXHAUSTED" in text:
+        return MEMORY
+    if "out of memory" in text.lower():
+        return MEMORY
+    if any(isinstance(e, TreeMismatch) for e in chain) or "tree structures do not match" in text:
+        return MISMATCH
+    if "is not compatible with the stored shape" in text:
+        return MISMATCH
+    corrupt_types = (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError)
+    if any(isinstance(e, corrupt_types) for e in chain):
+        return CORRUPT
+    if any(mark in text for mark in _CORRUPT_MARKS):
+        return CORRUPT
+    if any(isinstance(e, (OSError, TimeoutError)) for e in chain):
+        return IO
+    if any(mark in text for mark in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED")):
+        return IO
+    return OTHER
+
+
+def _reason(error: BaseException) -> str:
+    first = str(error).splitlines()[0][:200] if str(error) else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _is_array(m) -> bool:
+    return hasattr(m, "shape") and hasattr(m, "dtype")
+
+
+def _shapes(tree) -> dict:
+    """{"a/b/0": shape} of every array in a (metadata or abstract) tree."""
+
+    def name(key):
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_array)[0]
+    return {"/".join(map(name, path)): tuple(m.shape) for path, m in leaves if _is_array(m)}
+
+
+def tree_difference(saved, target) -> str | None:
+    """The first array in which two train states differ (missing, extra or of another shape), or
+    None when they have the same arrays and shapes."""
+    a, b = _shapes(saved), _shapes(target)
+    for path in sorted(set(a) | set(b)):
+        if path not in a:
+            return f"{path} is not in the checkpoint"
+        if path not in b:
+            return f"the checkpoint has {path}, this run has not"
+        if a[path] != b[path]:
+            return f"{path} has shape {a[path]} there, {b[path]} here"
+    return None
+
+
+def _read_step(workdir: str, step: int, abstract_state):
+    """(step, state, data) of one checkpoint, read without Orbax's barriers: every process
+    reads its part and the processes agree on the outcome afterwards (see restore_latest)."""
+    step_dir = epath.Path(checkpoint_dir(workdir)) / str(step)
+    saved = _saved_tree(str(step_dir / "state"))
+    target = _as_saved(abstract_state, set(saved.keys()))
+    difference = tree_difference(saved, target)
+    if difference:
+        raise TreeMismatch(difference)
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        state = handler.restore(step_dir / "state", args=ocp.args.StandardRestore(target))
+    finally:
+        handler.close()
+    data = ocp.JsonCheckpointHandler().restore(step_dir / "data", args=ocp.args.JsonRestore())
+    return step, _current_names(dict(state)), dict(data or {})
+
+
+def _agree(kind: int) -> tuple[int, int]:
+    """(the worst verdict over all processes, the first process that gave it): any failure beats
+    OK, and any cause that keeps the checkpoint beats CORRUPT."""
+    if jax.process_count() == 1:
+        return kind, 0
+    kinds = np.asarray(multihost_utils.process_allgather(np.asarray(kind, np.int32))).ravel()
+    worst = int(kinds.max())
+    return worst, int(np.argmax(kinds == worst))
+
+
 def restore_latest(manager, workdir: str, abstract_state, log=print):
     """Restores the newest readable checkpoint against `abstract_state` (ShapeDtypeStructs with
     the shardings of THIS run's mesh, so a checkpoint written on another mesh restores here).
 
-    Returns (step, state, data) or None when the workdir holds no checkpoint.
+    Returns (step, state, data) or None when the workdir holds no checkpoint. A corrupt step is
+    moved aside and the previous one tried; any other failure is a UsageError naming its cause,
+    with every checkpoint left in place (module docstring).
     """
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
         return None
     for step in steps:
+        kind, reason, restored = OK, "", None
         try:
-            saved = _saved_keys(os.path.join(checkpoint_dir(workdir), str(step), "state"))
-            target = _as_saved(abstract_state, saved)
-            restored = manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
-                ),
-            )
-            return step, _current_names(dict(restored["state"])), dict(restored["data"] or {})
-        except Exception as e:  # any failure to read means this step cannot be trusted
-            reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-            newer_bad = _quarantine(workdir, step)
-            manager.reload()  # forget the moved step, so that it can be written again
-            log(
-                f"checkpoint at step {step} is unreadable ({reason}); moved it to {newer_bad} "
-                f"and trying the previous one"
-            )
+            restored = _read_step(workdir, step, abstract_state)
+        except Exception as e:  # classified below; only a corrupt step is moved
+            kind, reason = classify(e), _reason(e)
+        agreed, process = _agree(kind)
+        if agreed == OK:
+            return restored
+        if agreed != kind or not reason:
+            reason = f"reported by process {process}"
+        where = os.path.join(checkpoint_dir(workdir), str(step))
+        if agreed != CORRUPT:
+            raise UsageError(f"checkpoint {where} " + _STOP[agreed].format(reason=reason))
+        moved = _quarantine(workdir, step)
+        manager.reload()  # forget the moved step, so that it can be written again
+        log(
+            f"checkpoint at step {step} is unreadable ({reason}); moved it to {moved} "
+            f"and trying the previous one"
+        )
     raise UsageError(
-        f"{checkpoint_dir(workdir)}: holds checkpoints but none could be restored (see the "
-        "messages above); move the directory away to start from scratch"
+        f"{checkpoint_dir(workdir)}: held checkpoints but none could be restored (see the "
+        f"messages above; they are in {corrupt_dir(workdir)}); rerun with --restart to start "
+        "again from step 0, or use another --workdir"
     )
+
+
+def save_failed(workdir: str, step: int | None, error: BaseException) -> str:
+    """The one-line message of a failed save."""
+    which = f"the checkpoint of step {step}" if step is not None else "a checkpoint"
+    return (
+        f"{checkpoint_dir(workdir)}: saving {which} failed ({_reason(error)}); the checkpoints "
+        f"saved before it are intact: fix the cause (permissions, free space) and rerun"
+    )
+
+
+def corrupt_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "checkpoints_corrupt")
 
 
 def _quarantine(workdir: str, step: int) -> str:
     """Moves a bad step out of the manager's sight so that the step can be written again."""
     src = os.path.join(checkpoint_dir(workdir), str(step))
-    dst = os.path.join(
-        os.path.abspath(workdir), "checkpoints_corrupt", f"{step}-{int(time.time())}"
-    )
+    dst = os.path.join(corrupt_dir(workdir), f"{step}-{int(time.time())}")
     if jax.process_index() == 0 and os.path.exists(src):
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.move(src, dst)
@@ -110,16 +267,10 @@ def _saved_tree(state_dir: str):
     with ocp.StandardCheckpointer() as checkpointer:
         metadata = checkpointer.metadata(state_dir)
     tree = getattr(metadata, "item_metadata", metadata)
-    return getattr(tree, "tree", tree)
-
-
-def _saved_keys(state_dir: str) -> set:
-    """The top-level keys of a saved train state; empty when its metadata cannot be read (the
-    restore then fails and says why)."""
-    try:
-        return set(_saved_tree(state_dir).keys())
-    except Exception:  # a corrupt step: restore_latest reports it
-        return set()
+    tree = getattr(tree, "tree", tree)
+    if not hasattr(tree, "keys"):
+        raise Unreadable(f"{state_dir}: no readable metadata")
+    return tree
 
 
 def _as_saved(state: dict, saved: set) -> dict:
@@ -146,6 +297,17 @@ def _resolve_checkpoint(path: str) -> str:
     raise UsageError(f"{path}: not a workdir or checkpoint (no checkpoints/<step>/state inside)")
 
 
+def run_summary(path: str) -> dict | None:
+    """The summary.json of the run whose checkpoint `path` names (a workdir, its checkpoints/
+    dir or one step's dir), or None when it has none (still running, preempted)."""
+    step_dir = _resolve_checkpoint(path)
+    summary = os.path.normpath(os.path.join(step_dir, "..", "..", "summary.json"))
+    if not os.path.isfile(summary):
+        return None
+    found = files.read_json(summary, "it records how the run ended: restore it, or remove it")
+    return found if isinstance(found, dict) else None
+
+
 def _int_keys(tree):
     """Orbax returns dict keys as strings; nnx pure dicts index list entries by int."""
     if isinstance(tree, dict):
@@ -168,10 +330,11 @@ def load_params(workdir_or_checkpoint_path: str):
     step_dir = _resolve_checkpoint(workdir_or_checkpoint_path)
     state = load_train_state(step_dir)
     config = None
-    config_path = os.path.join(step_dir, "..", "..", "config.json")
+    config_path = os.path.normpath(os.path.join(step_dir, "..", "..", "config.json"))
     if os.path.isfile(config_path):
-        with open(config_path) as f:
-            config = json.load(f)
+        config = files.read_json(
+            config_path, "it is the record of the run's config: restore it, or remove it"
+        )
     return state["params"], config
 
 

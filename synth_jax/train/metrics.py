@@ -2,6 +2,8 @@
 
 The trainer hands over each step's metrics (device scalars) one step late, so that fetching them
 never makes the host wait for the device: when step t is dispatched, step t-1 has finished.
+Each row is appended in one write and holds no NaN (null instead: JSON has none); a last line
+cut short (a kill during the write, a full disk) is dropped with a note when the run resumes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from synth_jax.files import write_text
+from synth_jax.files import append_line, finite_json, write_text
 from synth_jax.progress import Progress
 
 # Dense bf16 peak FLOP/s per device, for MFU (vendor data sheets; no sparsity).
@@ -41,26 +43,54 @@ def peak_flops_per_device() -> float | None:
     return None
 
 
-def truncate_jsonl(path: str, last_step: int):
-    """Drops rows after `last_step` (a resumed run rewrites them, so the file has no duplicates)."""
+def read_rows(path: str) -> tuple[list[dict], int]:
+    """(the rows of a metrics JSONL file, the number of lines that are not a JSON object: a
+    write cut short). Never raises on the file's content."""
+    rows, bad = [], 0
+    if not os.path.exists(path):
+        return rows, bad
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:  # also UnicodeDecodeError
+                row = None
+            if isinstance(row, dict) and isinstance(row.get("step", 0), int):
+                rows.append(row)
+            else:
+                bad += 1
+    return rows, bad
+
+
+def truncate_jsonl(path: str, last_step: int, log=print):
+    """Drops rows after `last_step` (a resumed run rewrites them, so the file has no duplicates)
+    and lines that are not rows (a last line cut short), saying so; the file is rewritten
+    whole (atomically), so that the next row starts on a line of its own."""
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        rows = [line for line in f if line.strip()]
-    kept = [r for r in rows if json.loads(r).get("step", 0) <= last_step]
-    if len(kept) != len(rows):
-        write_text(path, "".join(kept))
+    rows, bad = read_rows(path)
+    kept = [r for r in rows if r.get("step", 0) <= last_step]
+    if bad:
+        log(f"{path}: dropped {bad} unreadable line(s) (a write cut short)")
+    with open(path, "rb") as f:
+        whole = f.read()
+    if bad or len(kept) != len(rows) or (whole and not whole.endswith(b"\n")):
+        write_text(path, "".join(json.dumps(finite_json(r)) + "\n" for r in kept))
 
 
 class MetricWriter:
     """Writes one row per logged step to metrics.jsonl and TensorBoard; only process 0 writes."""
 
-    def __init__(self, workdir: str, total_steps: int, start_step: int, label: str = "train"):
+    def __init__(
+        self, workdir: str, total_steps: int, start_step: int, label: str = "train", log=print
+    ):
         self.active = jax.process_index() == 0
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.tb = None
         if self.active:
-            truncate_jsonl(self.path, start_step)
+            truncate_jsonl(self.path, start_step, log)
             try:
                 from tensorboardX import SummaryWriter
 
@@ -75,11 +105,11 @@ class MetricWriter:
         for k, v in metrics.items():
             v = np.asarray(v).item() if not isinstance(v, (int, float, str)) else v
             row[k] = v
+        row = finite_json(row)
         self.last_row = row
         if not self.active:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(self.path, json.dumps(row, allow_nan=False))
         if self.tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)) and v == v:

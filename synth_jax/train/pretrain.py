@@ -8,10 +8,16 @@ or (the baseline every synthetic source is compared with) supervised on a real T
 
 A pre-training config is `pretrain_config(data=...)` (the trainer's keys and a data section) with
 the experiment's values. Re-running the same command resumes from the newest good checkpoint in
-the workdir. Several processes (one per host or GPU) join with --coordinator HOST:PORT
+the workdir. A rerun that changes the learning-rate schedule (total_steps, total_epochs) is
+refused unless given --extend (it then continues under the new schedule, recorded in
+WORKDIR/extensions.json); a workdir that had checkpoints and has none left (all unreadable and
+moved to checkpoints_corrupt/, or deleted) starts again from step 0 only with --restart.
+Several processes (one per host or GPU) join with --coordinator HOST:PORT
 --num-processes N --process-id I (or SYNTH_JAX_COORDINATOR / SYNTH_JAX_NUM_PROCESSES /
 SYNTH_JAX_PROCESS_ID).
-Exit codes: 0 done, 2 bad input, 143 stopped by SIGTERM after saving a checkpoint (rerun it).
+Exit codes: 0 done, 2 bad input or a refused rerun (one line) or a NaN/infinite loss (the line
+names the step; the checkpoints hold the finite state before it), 143 stopped by SIGTERM after
+saving a checkpoint (rerun it).
 """
 
 from __future__ import annotations
@@ -55,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--coordinator", help="HOST:PORT of process 0, for multi-process runs")
     parser.add_argument("--num-processes", type=int, help="number of processes in the run")
     parser.add_argument("--process-id", type=int, help="this process's index, 0..N-1")
+    parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="resume under a changed schedule (total_steps / total_epochs); recorded",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="start again from step 0 in a workdir whose checkpoints are gone",
+    )
     return parser
 
 
@@ -79,12 +95,13 @@ def check_config(config) -> None:
     trainer.validate(config, num_images=1, data_image_size=data_image_size)
 
 
-def run(config, workdir: str) -> dict:
+def run(config, workdir: str, *, extend: bool = False, restart: bool = False) -> dict:
     """Builds the data source and trains; returns the summary (also summary.json).
 
     Fractals: the family's parameter table is built once and images are rendered inside the
     step. Real data: a Grain pipeline over the TFDS dataset feeds the same trainer, whose
-    iterator state is checkpointed, so the resume is as exact as with fractals.
+    iterator state is checkpointed, so the resume is as exact as with fractals. `extend`,
+    `restart`: see the module docstring (trainer.train).
     """
     check_config(config)
     if is_real_data(config.data):
@@ -106,6 +123,8 @@ def run(config, workdir: str) -> dict:
                 pretrain_classes=num_classes,
                 pretrain_images=num_images,
             ),
+            extend=extend,
+            restart=restart,
         )
     finally:
         if hasattr(source, "close"):
@@ -118,7 +137,7 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(rest)
     # Before anything touches a device: a multi-process run must agree on the device list.
     mesh.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    summary = run(config, args.workdir)
+    summary = run(config, args.workdir, extend=args.extend, restart=args.restart)
     brief = {
         k: summary[k]
         for k in (
@@ -132,5 +151,5 @@ def main(argv: list[str]) -> int:
         )
     }
     if jax.process_index() == 0:
-        print(json.dumps(brief), file=sys.stdout, flush=True)
+        print(json.dumps(brief, allow_nan=False), file=sys.stdout, flush=True)
     return EXIT_PREEMPTED if summary["status"] == "preempted" else 0

@@ -34,7 +34,15 @@ Evaluators (`config.evals.<name>`, synth_jax.evaluators) run every `every_steps`
 end; their metrics share the metrics row of the step.
 
 The workdir receives config.json, metrics.jsonl, tensorboard/, checkpoints/ and, at the end,
-summary.json. Re-running with the same workdir resumes from the newest good checkpoint.
+summary.json. Re-running with the same workdir resumes from the newest good checkpoint; what a
+rerun may change, and what it refuses (another experiment, a changed schedule without `extend`,
+a start from step 0 in a workdir that had checkpoints without `restart`), is
+synth_jax.train.workdir, decided before anything is written.
+
+A non-finite loss or gradient stops the run: the jitted step never commits such an update (it
+keeps the previous state and marks it), the host finds the mark before every save, evaluation
+and logged row, and the run ends with TrainingDiverged (one line naming the step, exit code 2);
+the checkpoints hold finite values only, summary.json says `diverged`.
 """
 
 from __future__ import annotations
@@ -57,7 +65,14 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from synth_jax import evaluators, files, models
-from synth_jax.config import allowed_keys, config_to_dict, replace_keys, with_defaults
+from synth_jax.config import (
+    allowed_keys,
+    check,
+    check_finite,
+    config_to_dict,
+    replace_keys,
+    with_defaults,
+)
 from synth_jax.errors import UsageError
 from synth_jax.models import adapt
 from synth_jax.train import augment as augment_lib
@@ -66,9 +81,11 @@ from synth_jax.train import losses as losses_lib
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import metrics as metrics_lib
 from synth_jax.train import optim as optim_lib
+from synth_jax.train import workdir as workdir_lib
 
-# Keys a resumed run may change (extending the run, logging, checkpointing, evaluating, or moving
-# it to another mesh: the state restores onto any mesh); any other change needs a new workdir.
+# Keys a resumed run may change (the run's length, logging, checkpointing, evaluating, or moving
+# it to another mesh: the state restores onto any mesh); any other change needs a new workdir. A
+# length that changes the learning-rate schedule needs `extend` (synth_jax.train.workdir).
 RESUMABLE_CHANGES = (
     "total_steps", "total_epochs", "log_every_steps", "checkpoint.", "evals.", "mesh.",
 )  # fmt: skip
@@ -118,6 +135,14 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
         raise UsageError(message)
 
     config = with_defaults(config, train_config(), open_sections=("model",))
+    check_finite(config)
+    check(config, "seed", lambda v: isinstance(v, int) and 0 <= v < 2**32,
+          "an integer in [0, 2**32)")  # fmt: skip
+    for key in ("every_steps", "keep"):
+        check(config.checkpoint, key, lambda v: isinstance(v, int) and v >= 1,
+              "an integer >= 1", "checkpoint.")  # fmt: skip
+    check(config, "total_steps", lambda v: isinstance(v, int), "an integer (0: use total_epochs)")
+    check(config, "batch_size", lambda v: isinstance(v, int), "an integer")
     for section, sub in TRAIN_KEYS.items():
         if isinstance(sub, dict) and section in config:
             unknown = sorted(set(config[section].keys()) - set(sub))
@@ -172,6 +197,35 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     )
 
 
+class TrainingDiverged(UsageError):
+    """The loss or a gradient became NaN or infinite: the run stopped at that step (one line,
+    exit code 2); its checkpoints hold the finite state before it."""
+
+
+class _Diverged(Exception):
+    """Raised inside the train loop when the state marks a non-finite step."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+def keep_if_finite(old: dict, new: dict, loss, grad_norm) -> dict:
+    """The step's guard (jittable): `new` when the loss, the gradient norm and every new floating
+    array are finite and `old` is healthy; otherwise `old`, whose step counter becomes -(the
+    non-finite step) and stays so at later steps. A non-finite update is never committed, and
+    the host finds the first bad step whenever it next reads the counter (one step late)."""
+    healthy = old["step"] >= 0
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    for x in jax.tree.leaves(new):
+        if jnp.issubdtype(x.dtype, jnp.inexact):
+            finite = finite & jnp.all(jnp.isfinite(x))
+    ok = healthy & finite
+    kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+    kept["step"] = jnp.where(ok, new["step"], jnp.where(healthy, -new["step"], old["step"]))
+    return kept
+
+
 def _log(message: str):
     if jax.process_index() == 0:
         print(message, file=sys.stderr, flush=True)
@@ -196,17 +250,18 @@ def _json_flat(tree) -> dict:
     return _flatten(json.loads(json.dumps(tree, default=files._json_default)))
 
 
-def _check_same_run(workdir: str, config_dict: dict):
+def _check_same_run(workdir: str, config_dict: dict, old: dict | None = None):
     """A resumed workdir must hold the same experiment: name the first key that differs.
+    `old`: the workdir's config.json (read from there when not given).
 
     A key that only one of the two configs has, at its default value, is no difference: a
     config.json written by an earlier version lacks keys added since (and may hold model keys
     of other model kinds), and those runs used the defaults."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        old = _flatten(json.load(f))
+    if old is None:
+        old = workdir_lib.read_config(workdir, has_checkpoints=True)
+        if old is None:
+            return
+    old = _flatten(old)
     new = _json_flat(config_dict)
     defaults = _json_flat({**config_to_dict(train_config()), "model": models.all_model_defaults()})
     for key in sorted(set(old) | set(new)):
@@ -232,8 +287,16 @@ def train(
     init_model_state: dict | None = None,
     dont_load: tuple[str, ...] = (),
     extra_summary: dict | None = None,
+    extend: bool | None = None,
+    restart: bool = False,
 ):
-    """Runs (or resumes) a training run; returns (summary dict, trained nnx model)."""
+    """Runs (or resumes) a training run; returns (summary dict, trained nnx model).
+
+    `extend`: a rerun may change the learning-rate schedule (total_steps / total_epochs) and
+    continues under the new one (recorded in extensions.json); None where the command offers no
+    --extend (fine-tunes), so the refusal does not suggest it. `restart`: a workdir that had
+    checkpoints and has none left may start again from step 0. Raises UsageError (one line) for
+    what it refuses, TrainingDiverged when the loss or a gradient is not finite."""
     # ------------------------------------------------------------------ validate, before compiling
     on_device = hasattr(source, "render") and hasattr(source, "indices_for_step")
     if not on_device and not (hasattr(source, "get_state") and hasattr(source, "set_state")):
@@ -248,7 +311,23 @@ def train(
     accum = int(config.optim.accum_steps)
     workdir = os.path.abspath(workdir)
     config_dict = config_to_dict(config)
-    _check_same_run(workdir, config_dict)
+    # What the workdir holds may refuse this run: decided now, before anything is written.
+    plan = workdir_lib.agree(
+        lambda: workdir_lib.check(
+            workdir,
+            config_dict,
+            total_steps=total_steps,
+            steps_per_epoch=resolved["steps_per_epoch"],
+            optim=config.optim,
+            every_steps=int(config.checkpoint.every_steps),
+            same_run=_check_same_run,
+            extend=bool(extend),
+            restart=restart,
+            can_extend=extend is not None,
+        )
+    )
+    for note in plan.notes if plan else ():
+        _log(note)
     t_start = time.perf_counter()
 
     # ------------------------------------------------------------------ model, and the given arrays
@@ -284,10 +363,6 @@ def train(
         num_classes=num_classes,
         workdir=workdir,
     )
-    # Everything is checked: record the run.
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        files.write_json(os.path.join(workdir, "config.json"), config_dict)
     _log(
         f"mesh {dict(mesh.shape)} over {jax.device_count()} devices "
         f"({jax.process_count()} processes, {jax.devices()[0].device_kind}); "
@@ -417,11 +492,14 @@ def train(
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
         new_state = dict(params=params, model_state=model_state, opt_state=opt_state, step=step + 1)
+        grad_norm = optax.tree.norm(grads)
+        new_state = keep_if_finite(state, new_state, loss, grad_norm)
         metrics = dict(
             loss=loss,
             accuracy=correct / global_batch,
-            grad_norm=optax.tree.norm(grads),
+            grad_norm=grad_norm,
             lr=jnp.asarray(schedule(step), jnp.float32),
+            state_step=new_state["step"],  # negative: the state stopped at a non-finite step
         )
         return new_state, metrics
 
@@ -438,13 +516,18 @@ def train(
     manager = ckpt.make_manager(
         workdir, every, config.checkpoint.keep, config.checkpoint.async_save
     )
-    restored = ckpt.restore_latest(manager, workdir, abstract_state, log=_log)
+    try:
+        restored = ckpt.restore_latest(manager, workdir, abstract_state, log=_log)
+    except BaseException:
+        manager.close()
+        raise
     if restored is not None:
         start_step, state, data_state = restored
         if not on_device:
             source.set_state(data_state["source"])
         _log(f"resumed from the checkpoint at step {start_step} in {ckpt.checkpoint_dir(workdir)}")
         if start_step > total_steps:
+            manager.close()
             raise UsageError(
                 f"total_steps: the workdir's checkpoint is at step {start_step}, beyond "
                 f"{total_steps}; raise total_steps or use another --workdir"
@@ -452,6 +535,8 @@ def train(
     else:
         start_step = 0
         state = jax.jit(init_state, out_shardings=state_shardings)(loaded, loaded_model_state)
+    # The run starts here: record it (config.json; the schedule change of an `extend`).
+    workdir_lib.commit(workdir, config_dict, plan)
 
     def data_state():
         return {"source": None if on_device else source.get_state(), "seed": seed}
@@ -498,7 +583,7 @@ def train(
         return flag
 
     # ------------------------------------------------------------------ train loop
-    writer = metrics_lib.MetricWriter(workdir, total_steps, start_step)
+    writer = metrics_lib.MetricWriter(workdir, total_steps, start_step, log=_log)
     meter = metrics_lib.Throughput(global_batch, flops)
     log_every = int(config.log_every_steps)
     pending = None
@@ -507,12 +592,40 @@ def train(
     stopped_early = False
     eval_results, last_eval = {}, None
 
+    def stop_if_diverged(state_step) -> None:
+        """Stops the run when the state's step counter marks a non-finite step (train_step)."""
+        if int(state_step) < 0:
+            raise _Diverged(-int(state_step))
+
+    def checked_state_step() -> None:
+        """Waits for the newest step and stops if the state stopped at a non-finite one: before
+        anything reads the state (a save, an evaluation)."""
+        stop_if_diverged(jax.device_get(state["step"]))
+
+    def save(step, force: bool) -> None:
+        checked_state_step()
+        try:
+            with jax.transfer_guard("allow"):
+                ckpt.save(manager, step, state, data_state(), force=force)
+        except Exception as e:  # e.g. the storage filled up or became read-only mid-run
+            raise UsageError(ckpt.save_failed(workdir, step, e)) from None
+
+    def write_row(pending) -> None:
+        """Logs a step's metrics (fetched one step late), unless its state is non-finite."""
+        done, values, eval_row = pending
+        row = jax.device_get(values)
+        stop_if_diverged(row.pop("state_step"))
+        row.update(meter.measure(done))
+        if "images_per_s" in row:
+            rates.append(row["images_per_s"])
+        writer.write(done, {**row, **eval_row})
+
     def run_evals(step) -> dict:
         """The due evaluators' scalar metrics as {"<name>/<metric>": value}."""
         due = [e for e in evals if e.due(step, total_steps)]
         if not due:
             return {}
-        jax.block_until_ready(state["params"])  # the step's own time is training time
+        checked_state_step()  # also: the step's own time is training time
         t0, row = time.perf_counter(), {}
         model = model_of(state)
         with jax.transfer_guard("allow"):
@@ -525,6 +638,7 @@ def train(
         return row
 
     t_loop = time.perf_counter()
+    diverged_at, save_error = None, None
     try:
         with jax.transfer_guard("disallow"):
             while step < total_steps:
@@ -534,12 +648,7 @@ def train(
                     state, step_metrics = step_fn(state, next_batch())
                 step += 1
                 if pending is not None:  # the previous step has finished: log it, one step late
-                    done, values, eval_row = pending
-                    row = jax.device_get(values)
-                    row.update(meter.measure(done))
-                    if "images_per_s" in row:
-                        rates.append(row["images_per_s"])
-                    writer.write(done, {**row, **eval_row})
+                    write_row(pending)
                     pending = None
                 eval_row = run_evals(step)
                 if eval_row:
@@ -547,8 +656,7 @@ def train(
                 if step % log_every == 0 or step == total_steps or eval_row:
                     pending = (step, step_metrics, eval_row)
                 if step % every == 0 or step == total_steps:
-                    with jax.transfer_guard("allow"):
-                        ckpt.save(manager, step, state, data_state(), force=step == total_steps)
+                    save(step, force=step == total_steps)
                 if step % log_every == 0 and must_stop() and step < total_steps:
                     stopped_early = True
                     break
@@ -556,33 +664,41 @@ def train(
                     stopped_early = True
                     break
             if pending is not None:
-                done, values, eval_row = pending
-                row = jax.device_get(values)
-                row.update(meter.measure(done))
-                writer.write(done, {**row, **eval_row})
+                write_row(pending)
         if not stopped_early and last_eval != step:  # resumed at the end: evaluate it anyway
             eval_row = run_evals(step)
             if eval_row:
                 writer.write(step, eval_row)
         if stopped_early:
             _log(f"SIGTERM: saving a checkpoint at step {step} and stopping")
-            with jax.transfer_guard("allow"):
-                if step not in manager.all_steps():
-                    ckpt.save(manager, step, state, data_state(), force=True)
+            if step not in manager.all_steps():
+                save(step, force=True)
+    except _Diverged as e:
+        diverged_at = e.step
     finally:
-        manager.wait_until_finished()
+        try:
+            manager.wait_until_finished()  # the saves before a failure or divergence complete
+        except Exception as e:  # a background save failed
+            save_error = e
         manager.close()
         writer.close()
         evaluators.close(evals)
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+    if save_error is not None:
+        raise UsageError(ckpt.save_failed(workdir, None, save_error)) from None
 
     # ------------------------------------------------------------------ summary
     wall = time.perf_counter() - t_start
     last = writer.last_row
+    last_checkpoint = ckpt.steps_on_disk(workdir)[-1:] or [None]
+    if diverged_at is not None:
+        step = diverged_at - 1  # the state holds the steps before the non-finite one
     summary = dict(
-        status="preempted" if stopped_early else "done",
+        status="diverged" if diverged_at is not None else "preempted" if stopped_early else "done",
         steps=step,
+        diverged_at_step=diverged_at,
+        last_checkpoint=last_checkpoint[0],
         total_steps=total_steps,
         resumed_from=start_step if restored is not None else None,
         images_seen=step * global_batch,
@@ -599,9 +715,18 @@ def train(
         num_images=num_images,
         workdir=workdir,
         evals={name: jax.tree.map(_to_json, m) for name, m in eval_results.items()},
+        extensions=workdir_lib.extensions(workdir) if jax.process_index() == 0 else [],
         config=config_dict,
     )
     summary.update(extra_summary or {})
+    summary = files.finite_json(summary)
     if not stopped_early and jax.process_index() == 0:
         files.write_json(os.path.join(workdir, "summary.json"), summary)
+    if diverged_at is not None:
+        kept = f"step {last_checkpoint[0]}" if last_checkpoint[0] is not None else "none"
+        raise TrainingDiverged(
+            f"step {diverged_at}: the loss or a gradient is not finite; stopped without keeping "
+            f"that update (last checkpoint: {kept}, finite): lower optim.lr, set "
+            f"optim.grad_clip_norm, or check the data"
+        )
     return summary, model_of(state)

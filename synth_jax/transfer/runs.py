@@ -11,17 +11,18 @@ between costs nothing: the rerun appends the row once.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import jax
 import ml_collections
 import numpy as np
 
-from synth_jax import evaluators, files
+from synth_jax import evaluators, files, weights
 from synth_jax.config import config_to_dict
 from synth_jax.data import pipeline, tfds_source
 from synth_jax.errors import UsageError
-from synth_jax.train import trainer
+from synth_jax.train import checkpoint, trainer
 from synth_jax.transfer import fewshot, results
 from synth_jax.transfer.pretrained import load_pretrained
 
@@ -31,7 +32,16 @@ def results_path(config, workdir: str) -> str:
 
 
 def pretrain_columns(init_from: str) -> dict:
-    """The pretrain_* and init_from cells of every row of runs starting from `init_from`."""
+    """The pretrain_* and init_from cells of every row of runs starting from `init_from`.
+    A pre-training that stopped on a non-finite loss is refused: it feeds no row."""
+    if init_from and not weights.is_weights_file(init_from):
+        summary = checkpoint.run_summary(init_from) or {}
+        if summary.get("status") == "diverged":
+            raise UsageError(
+                f"init_from={init_from}: that pre-training stopped at step "
+                f"{summary.get('diverged_at_step')} on a non-finite loss (its summary.json); "
+                f"fine-tune from a pre-training that finished"
+            )
     info = results.pretrain_info(init_from or None)
     return {**info, "init_from": os.path.abspath(init_from) if init_from else None}
 
@@ -56,7 +66,14 @@ def select_examples(config, labels: np.ndarray | None, seed: int) -> np.ndarray 
 
 
 def row(config, workdir, run_workdir, seed, metrics, mode, pretrain) -> dict:
-    """The results row (synth_jax.transfer.results.COLUMNS) of a finished run."""
+    """The results row (synth_jax.transfer.results.COLUMNS) of a finished run; a run whose
+    test-split scores are not finite has none (a NaN would feed the fits)."""
+    scores = {k: float(metrics[k]) for k in ("top1", "top1_error", "top5_error")}
+    if not all(math.isfinite(v) for v in scores.values()):
+        raise UsageError(
+            f"{run_workdir}: the test-split scores are not finite ({scores}); no results row "
+            f"was written"
+        )
     return dict(
         run_id=os.path.relpath(run_workdir, os.path.dirname(os.path.abspath(workdir))),
         **pretrain,
@@ -145,16 +162,16 @@ def done(run_workdir: str, config, seed: int) -> dict | None:
     path = os.path.join(run_workdir, "result.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        result = json.load(f)
+    result = files.read_json(
+        path, "it records the finished run: restore it, or delete it to evaluate again"
+    )
     now = run_record(config, seed)
     saved = result.get("config")
     if saved is None:  # written before results recorded their config: the run's config.json
         config_path = os.path.join(run_workdir, "config.json")
         saved = {}
         if os.path.exists(config_path):
-            with open(config_path) as f:
-                saved = json.load(f)
+            saved = files.read_json(config_path, "it records the run's config: restore it")
         saved.pop("seed", None)  # a linear probe's config.json holds the first seed only
     check_same_finished_run(run_workdir, saved, now)
     return result
