@@ -57,7 +57,8 @@ def test_render_previews_one_grid_per_family(tmp_path):
     names = [p.rsplit("/", 1)[1] for p in paths]
     assert names == [f"{family}.png" for family in FAMILIES]
     assert {"fractaldb.png", "sigma.png", "onepfrac.png", "one_image.png", "multi_instance.png",
-            "ofdb.png", "mixture.png"} <= set(names)  # fmt: skip
+            "ofdb.png", "mixture.png", "visualatom.png", "rcdb.png", "dead_leaves.png",
+            "spectrum.png"} <= set(names)  # fmt: skip
     for p in paths:
         with Image.open(p) as im:
             assert im.size == (2 * 34, 2 * (32 + 12 + 2))

@@ -6,7 +6,9 @@ one JSON line: images_per_sec, points_per_sec, device, reference_points_per_sec,
 
 `synth-jax bench render --config configs/data/<family>.py [--config.KEY=VALUE ...]` times a
 whole family instead: index -> image through `FractalDataset.render` (table built first, not
-timed), fresh indices each repeat; JSON: family, images_per_sec, batch, size, ...
+timed), fresh indices each repeat; JSON: family, images_per_sec, batch, size, mean_fill, ...;
+for the families with a sequential reference (visualatom, rcdb, dead_leaves, spectrum) also
+reference_images_per_sec, timed on the same indices.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ import numpy as np
 
 from synth_jax.config import config_from_argv
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.fractals import FractalDataset, ifs, reference, render, sigma
+from synth_jax.fractals import (
+    FractalDataset,
+    ifs,
+    reference,
+    reference_contours,
+    reference_noise,
+    render,
+    sigma,
+)
 
 
 def _systems(batch: int, seed: int) -> np.ndarray:
@@ -66,13 +76,48 @@ def bench_reference(size: int, points: int, repeats: int = 3) -> float:
     return statistics.median(rates)
 
 
-def bench_family(config, batch: int, repeats: int) -> dict:
-    """Median seconds per batch of a family's render(seed, indices), indices walking the epoch."""
+# -- families rendered through their dataset (contours, noise) ---------------------------------
+def _reference_visualatom(dataset, rng, index):
+    row = {k: v[index // dataset.images_per_category] for k, v in dataset.table.arrays.items()}
+    cfg = dataset.config
+    return reference_contours.visualatom_image(row, rng, cfg.canvas_size, cfg.image_size)
+
+
+def _reference_rcdb(dataset, rng, index):
+    row = {k: v[index // dataset.images_per_category] for k, v in dataset.table.arrays.items()}
+    return reference_contours.rcdb_image(row, rng, dataset.config)
+
+
+def _reference_dead_leaves(dataset, rng, index):
+    cfg = dataset.config
+    return reference_noise.dead_leaves_image(rng, cfg.image_size, cfg.shapes, cfg.max_shapes)
+
+
+def _reference_spectrum(dataset, rng, index):
+    cfg = dataset.config
+    return reference_noise.spectrum_image(
+        rng, cfg.image_size, (cfg.min_slope, cfg.max_slope), cfg.anisotropy
+    )
+
+
+# family -> fn(dataset, rng, index): one image of its sequential reference
+FAMILY_REFERENCES = {
+    "visualatom": _reference_visualatom,
+    "rcdb": _reference_rcdb,
+    "dead_leaves": _reference_dead_leaves,
+    "spectrum": _reference_spectrum,
+}
+
+
+def bench_family(config, batch: int, repeats: int, reference_images: int = 0) -> dict:
+    """Median seconds per batch of a family's render(seed, indices), indices walking the epoch;
+    with `reference_images` > 0, the images/s of its sequential reference (where it has one) on
+    the first batch's indices."""
     dataset = FractalDataset(config, progress=True)
-    fn = jax.jit(dataset.render)
+    fn = jax.jit(dataset.render_with_info)
     steps = jax.jit(lambda s: dataset.indices_for_step(0, s, batch))
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(0, steps(0)))
+    _, _, info = jax.block_until_ready(fn(0, steps(0)))
     compile_s = time.perf_counter() - t0
     times = []
     for r in range(repeats):
@@ -80,10 +125,26 @@ def bench_family(config, batch: int, repeats: int) -> dict:
         t0 = time.perf_counter()
         jax.block_until_ready(fn(0, indices))
         times.append(time.perf_counter() - t0)
-    return {"family": config.family, "num_classes": dataset.num_classes,
-            "compile_and_first_s": round(compile_s, 3),
-            "batch_s_median": round(statistics.median(times), 5),
-            "batch_s_min": round(min(times), 5)}  # fmt: skip
+    result = {"family": config.family, "num_classes": dataset.num_classes,
+              "compile_and_first_s": round(compile_s, 3),
+              "batch_s_median": round(statistics.median(times), 5),
+              "batch_s_min": round(min(times), 5),
+              "mean_fill": round(float(np.mean(info["fill"])), 4),
+              "degenerate": int(np.sum(info["degenerate"]))}  # fmt: skip
+    for key in ("canvas_size", "stroke_samples", "shapes", "max_shapes"):
+        if key in config:
+            result[key] = config[key]
+    if "overflow" in info:
+        result["overflow"] = int(np.sum(info["overflow"]))
+    make = FAMILY_REFERENCES.get(config.family)
+    if make is not None and reference_images > 0:
+        first = np.asarray(steps(0))
+        rng = np.random.default_rng(0)
+        t0 = time.perf_counter()
+        for k in range(reference_images):
+            make(dataset, rng, int(first[k % batch]))
+        result["reference_images_per_sec"] = round(reference_images / (time.perf_counter() - t0), 3)
+    return result
 
 
 def main_family(config, argv: list[str]) -> int:
@@ -93,12 +154,18 @@ def main_family(config, argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=None, help="images per call (default: 32 "
                         "on CPU, 256 on accelerators)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reference_images", type=int, default=4,
+                        help="images for the sequential reference timing (families that have "
+                        "one: visualatom, rcdb, dead_leaves, spectrum); 0: skip it")  # fmt: skip
     args = parser.parse_args(argv)
     if args.repeats < 1 or (args.batch is not None and args.batch < 1):
         raise UsageError("--batch and --repeats must be positive")
+    if args.reference_images < 0:
+        raise UsageError("--reference_images must be 0 or more")
     device = jax.devices()[0]
     batch = args.batch or (32 if device.platform == "cpu" else 256)
-    timing = bench_family(config, batch, args.repeats)
+    timing = bench_family(config, batch, args.repeats, args.reference_images)
+    images_per_sec = batch / timing["batch_s_median"]
     result = {
         "bench": "render",
         "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
@@ -106,12 +173,15 @@ def main_family(config, argv: list[str]) -> int:
         "jax": jax.__version__,
         "size": int(config.image_size),
         "batch": batch,
-        "images_per_sec": round(batch / timing["batch_s_median"], 2),
+        "images_per_sec": round(images_per_sec, 2),
         "repeats": args.repeats,
         **timing,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
     }
+    ref = timing.get("reference_images_per_sec")
+    if ref:
+        result["speedup_vs_reference"] = round(images_per_sec / ref, 1)
     print(json.dumps(result))
     return 0
 

@@ -12,9 +12,10 @@ the table.
 
 The full settings follow the targets in BENCHMARKS.md: the renderer at 224 px / 100k points
 (sigma-factor), FractalDB's 362 px / 200k points (and the time to render all 1M FractalDB-1k
-images), 1p-frac at 512 px and 224 px; ViT-Ti/16 with rendering inside the step vs a fixed batch
-(the data-stall ratio), ViT-B/16 bf16 MFU, ResNet-50; and whole families (index -> image:
-multi-instance fractals, OFDB, a mixture) through `synth-jax bench render --config`.
+images), 1p-frac at 512 px and 224 px, VisualAtom and RCDB at 224 px (strokes on the 512
+canvas), dead leaves and Spectrum at 128 px; ViT-Ti/16 with rendering inside the step vs a
+fixed batch (the data-stall ratio), ViT-B/16 bf16 MFU, ResNet-50; and whole families (index ->
+image: multi-instance fractals, OFDB, a mixture) through `synth-jax bench render --config`.
 """
 
 from __future__ import annotations
@@ -74,7 +75,14 @@ FAMILY_FULL = [
         "mixture FractalDB/OFDB/sigma 224px",
         ["--config", f"{CONFIGS}/data/mixture.py", *MIXTURE_SMALL],
     ),
-]
+    # the contour and noise families at their training sizes (orbits: strokes on the 512 canvas)
+    ("VisualAtom 224px", ["--config", f"{CONFIGS}/data/visualatom1k.py",
+                          "--config.image_size=224", "--batch", "256"]),
+    ("RCDB 224px", ["--config", f"{CONFIGS}/data/rcdb1k.py", "--config.image_size=224",
+                    "--batch", "256"]),
+    ("dead leaves 128px", ["--config", f"{CONFIGS}/data/dead_leaves.py", "--batch", "256"]),
+    ("Spectrum 128px", ["--config", f"{CONFIGS}/data/spectrum.py", "--batch", "256"]),
+]  # fmt: skip
 FAMILY_QUICK = [
     (
         "OFDB 64px 10k pts",
@@ -94,6 +102,19 @@ FAMILY_QUICK = [
         ],
     ),
 ]
+# 32 px, one sequential reference image each; the orbit families on a 128 canvas
+QUICK = ["--batch", "4", "--repeats", "2", "--reference_images", "1"]
+ORBITS_QUICK = ["--config.canvas_size=128", "--config.stroke_samples=16384"]
+FAMILY_QUICK += [
+    ("VisualAtom 32px", ["--config", f"{CONFIGS}/data/visualatom1k.py", "--config.image_size=32",
+                         *ORBITS_QUICK, *QUICK]),
+    ("RCDB 32px", ["--config", f"{CONFIGS}/data/rcdb1k.py", "--config.image_size=32",
+                   *ORBITS_QUICK, *QUICK]),
+    ("dead leaves 32px", ["--config", f"{CONFIGS}/data/dead_leaves.py", "--config.image_size=32",
+                          *QUICK]),
+    ("Spectrum 32px", ["--config", f"{CONFIGS}/data/spectrum.py", "--config.image_size=32",
+                       *QUICK]),
+]  # fmt: skip
 FRACTALDB_1K_IMAGES = 1_000_000
 
 
@@ -159,7 +180,7 @@ def table(results: dict) -> str:
         f"Ceilings (measured): bf16 matmul {c['bf16_matmul_tflops']} TFLOP/s (n={c['matmul_n']}), "
         f"copy {c['copy_gb_per_s']} GB/s (read+write)",
         "",
-        "| renderer | images/s | points/s | NumPy reference points/s | speed-up |",
+        "| renderer | images/s | points/s | sequential reference (points/s) | speed-up |",
         "| --- | --- | --- | --- | --- |",
     ]
     for label, r in results["render"]:
@@ -175,13 +196,15 @@ def table(results: dict) -> str:
         minutes = FRACTALDB_1K_IMAGES / fdb["images_per_sec"] / 60
         lines += ["", f"All 1M FractalDB-1k images (362 px, 200k points): {minutes:.1f} min."]
     if results.get("families"):
-        lines += ["", "| family renderer (index -> image) | images/s | batch | size |",
-                  "| --- | --- | --- | --- |"]  # fmt: skip
+        lines += ["", "| family renderer (index -> image) | images/s | batch | size | "
+                  "sequential reference (images/s) |",
+                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
         for label, r in results["families"]:
             if "error" in r:
-                lines.append(f"| {label} | error: {r['error']} | | |")
+                lines.append(f"| {label} | error: {r['error']} | | | |")
                 continue
-            lines.append(f"| {label} | {_fmt(r['images_per_sec'])} | {r['batch']} | {r['size']} |")
+            lines.append(f"| {label} | {_fmt(r['images_per_sec'])} | {r['batch']} | {r['size']} | "
+                         f"{_fmt(r.get('reference_images_per_sec'), 2)} |")  # fmt: skip
     lines += [
         "",
         "| training step | images/s (rendering in step) | images/s (fixed batch) | "

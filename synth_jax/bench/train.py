@@ -75,13 +75,14 @@ def main(argv: list[str]) -> int:
     config.mesh.fsdp = args.fsdp
     config.checkpoint.every_steps = 10**9  # only the final save
     config.checkpoint.async_save = True
+    # IFS families take the point counts; the contour and noise families have no such keys.
+    ifs_keys = dict(points=args.points, search_points=min(args.points, 20_000), search_size=128)
+    defaults = data_config(args.family)
     data = data_config(
         args.family,
         num_classes=args.classes,
         image_size=args.image_size,
-        points=args.points,
-        search_points=min(args.points, 20_000),
-        search_size=128,
+        **{k: v for k, v in ifs_keys.items() if k in defaults},
     )
     dataset = FractalDataset(data)
     trainer.validate(config, dataset.num_images, args.image_size)

@@ -55,10 +55,12 @@ def positive_int(v) -> bool:
     return isinstance(v, int) and v >= 1
 
 
-def check_shared(config) -> None:
-    """Raises UsageError naming the first bad shared key."""
+def check_shared(config, own_choices=()) -> None:
+    """Raises UsageError naming the first bad shared key; keys in `own_choices` (a family's
+    CHOICES that redefine a shared key's values, e.g. degenerate) are the family's to check."""
     for key, choices in SHARED_CHOICES.items():
-        check_choice(config, key, choices)
+        if key not in own_choices:
+            check_choice(config, key, choices)
     check(config, "image_size", lambda v: isinstance(v, int) and 32 <= v <= 512,
           "an integer in 32..512")  # fmt: skip
     for key in ("num_classes", "points", "chains"):

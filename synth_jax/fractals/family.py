@@ -10,7 +10,8 @@ Adding a family is one module and one table entry. The module defines
 
     DEFAULTS: dict           its keys with their defaults; may also change a shared default
                              (data_keys.SHARED_DEFAULTS: image_size, points, patch, colour, ...)
-    CHOICES: dict            optional: key -> allowed values (checked before `validate`)
+    CHOICES: dict            optional: key -> allowed values (checked before `validate`); a
+                             shared key here (e.g. degenerate) takes the family's values
     TABLE_FREE_KEYS: tuple   its keys that change the images but not the table
     validate(config)         raises synth_jax.errors.UsageError naming the first bad key (use
                              synth_jax.config.check / check_choice); the shared keys are checked
@@ -30,8 +31,9 @@ Adding a family is one module and one table entry. The module defines
 
 and is registered with `FAMILIES.register("name", module)` (from the module itself or the config
 file that uses it; see docs/extending.md). The built-in families are fractaldb, sigma, onepfrac,
-one_image, multi_instance and ofdb; `mixture` (mixture.py, which needs this table) registers
-itself when synth_jax.fractals is imported. The shared IFS renderer is `ifs_images.IFSImages`.
+one_image, multi_instance, ofdb, visualatom, rcdb, dead_leaves and spectrum; `mixture`
+(mixture.py, which needs this table) registers itself when synth_jax.fractals is imported. The
+shared IFS renderer is `ifs_images.IFSImages`.
 
 A renderer may also define (all optional; FractalDataset falls back to the layout above):
     multi_label: bool            True: render returns multi-hot labels int32[B, C] (several
@@ -62,12 +64,16 @@ from synth_jax.errors import UsageError
 from synth_jax.files import atomic_path, write_json
 from synth_jax.fractals import (
     data_keys,
+    dead_leaves,
     fractaldb,
     multi_instance,
     ofdb,
     one_image,
     onepfrac,
+    rcdb,
     sigma,
+    spectrum,
+    visualatom,
 )
 from synth_jax.registry import Registry
 
@@ -82,6 +88,11 @@ FAMILIES = Registry(
         # Anderson & Farrell's multi-instance images; OFDB (one image per class)
         "multi_instance": multi_instance,
         "ofdb": ofdb,
+        # contour and noise families: tables of drawn category values, instances on the device
+        "visualatom": visualatom,
+        "rcdb": rcdb,
+        "dead_leaves": dead_leaves,
+        "spectrum": spectrum,
     },
     required=("DEFAULTS", "validate", "build_table", "renderer", "preview_overrides"),
 )
@@ -105,8 +116,9 @@ def validate(config) -> None:
     """Raises UsageError naming the first bad key of a data config."""
     module = FAMILIES.lookup(config.get("family"))
     require_keys(config, {k: None for k in _defaults(config.family)})
-    data_keys.check_shared(config)
-    for key, choices in getattr(module, "CHOICES", {}).items():
+    own_choices = getattr(module, "CHOICES", {})
+    data_keys.check_shared(config, own_choices)
+    for key, choices in own_choices.items():
         check_choice(config, key, choices)
     module.validate(config)
     if "images_per_category" in config:  # before the table is built (the dataset checks again)
