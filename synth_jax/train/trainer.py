@@ -50,6 +50,7 @@ from synth_jax.errors import UsageError
 from synth_jax.models import check_model_config, create_model, model_config
 from synth_jax.train import augment as augment_lib
 from synth_jax.train import checkpoint as ckpt
+from synth_jax.train import local_batch
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import metrics as metrics_lib
 from synth_jax.train import optim as optim_lib
@@ -151,6 +152,13 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
         fail(
             f"optim.accum_steps={accum}: batch_size {batch} must split into {accum} "
             f"micro-batches that are each a multiple of the data-parallel size {dp}"
+        )
+    per_device = batch // dp
+    if (config.augment.mixup > 0 or config.augment.cutmix > 0) and per_device % 2:
+        fail(
+            f"batch_size={batch}: with mixup or cutmix each device's share of the batch must be "
+            f"even (it mixes neighbouring images on one device), not {per_device} (data x fsdp "
+            f"= {dp}); change batch_size or the mesh"
         )
     if batch % jax.process_count():
         fail(f"batch_size={batch}: must be a multiple of the process count {jax.process_count()}")
@@ -365,8 +373,6 @@ def train(
     )
 
     # ------------------------------------------------------------------ update step
-    aug = config.augment
-
     def loss_and_metrics(params, extra, images, targets, labels, rng):
         logits, extra = apply_model(params, extra, images, model_train_mode, rng)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
@@ -375,21 +381,22 @@ def train(
 
     grad_fn = jax.value_and_grad(loss_and_metrics, has_aux=True)
 
+    make_batch = local_batch.batch_fn(
+        mesh,
+        source if on_device else None,
+        seed=seed,
+        global_batch=global_batch,
+        num_classes=num_classes,
+        image_size=image_size,
+        augment_config=config.augment,
+    )
+
     def train_step(state, batch=None):
         step = state["step"]
         rng = jax.random.fold_in(jax.random.key(seed), step)
         k_aug, k_model = jax.random.split(rng)
-        if batch is None:  # render this step's images right here, each device its own slice
-            indices = source.indices_for_step(seed, step, global_batch)
-            indices = jax.lax.with_sharding_constraint(indices, label_sharding)
-            images, labels = source.render(seed, indices)
-        else:
-            images, labels = batch["image"], batch["label"]
-        images = jax.lax.with_sharding_constraint(images, image_sharding)
-        labels = jax.lax.with_sharding_constraint(labels.astype(jnp.int32), label_sharding)
-        images, targets = augment_lib.augment_batch(
-            k_aug, images, labels, num_classes, image_size, aug, train=True
-        )
+        # Each device renders (batch is None) and augments the rows of its own batch shard.
+        images, targets, labels = make_batch(step, k_aug, batch)
         params, extra = state["params"], state["extra"]
         if accum == 1:
             (loss, (extra, correct)), grads = grad_fn(
