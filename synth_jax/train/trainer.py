@@ -48,6 +48,7 @@ from synth_jax import files
 from synth_jax.config import config_to_dict
 from synth_jax.errors import UsageError
 from synth_jax.models import check_model_config, create_model, model_config
+from synth_jax.models import flops as flops_lib
 from synth_jax.train import augment as augment_lib
 from synth_jax.train import checkpoint as ckpt
 from synth_jax.train import local_batch
@@ -180,6 +181,16 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     return dict(
         total_steps=total, steps_per_epoch=steps_per_epoch, image_size=image_size, mesh_shape=shape
     )
+
+
+def _xla_flops(lowered) -> float | None:
+    """XLA's FLOPs of a lowered program (all devices; a loop's body counted once), or None."""
+    try:
+        cost = lowered.cost_analysis()
+    except Exception:  # cost analysis is optional on some backends
+        return None
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", 0.0)) or None
 
 
 def _log(message: str):
@@ -475,17 +486,26 @@ def train(
             ),
         )
 
-    # On-device data: compile now (not inside the loop) and read the step's FLOPs for MFU.
+    # On-device data: compile now (not inside the loop) and read XLA's FLOPs for HFU.
     # Host-fed batches may be uint8 or float of any size: that step compiles on its first call.
-    flops = None
+    model_flops = flops_lib.train_flops(config.model, image_size, num_classes) * global_batch
+    hardware_flops = None
     if on_device:
-        step_fn = step_fn.lower(abstract_state).compile()
-        try:
-            cost = step_fn.cost_analysis()
-            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-            flops = float(cost.get("flops", 0.0)) or None
-        except Exception:  # cost analysis is optional on some backends
-            flops = None
+        lowered = step_fn.lower(abstract_state)
+        hardware_flops = _xla_flops(lowered)
+        if hardware_flops and accum > 1:  # XLA counts the accumulation loop's body once
+            micro = global_batch // accum
+            shape = jax.ShapeDtypeStruct
+            micro_step = jax.jit(grad_fn).lower(
+                abstract_state["params"],
+                abstract_state["extra"],
+                shape((micro, image_size, image_size, 3), jnp.float32),
+                shape((micro, num_classes), jnp.float32),
+                shape((micro,), jnp.int32),
+                jax.eval_shape(lambda: jax.random.key(0)),
+            )
+            hardware_flops += (accum - 1) * (_xla_flops(micro_step) or 0.0)
+        step_fn = lowered.compile()
     _log(f"compiled the train step in {time.perf_counter() - t_start:.1f}s")
 
     # ------------------------------------------------------------------ preemption
@@ -511,7 +531,7 @@ def train(
 
     # ------------------------------------------------------------------ train loop
     writer = metrics_lib.MetricWriter(workdir, total_steps, start_step)
-    meter = metrics_lib.Throughput(global_batch, flops)
+    meter = metrics_lib.Throughput(global_batch, model_flops, hardware_flops)
     log_every = int(config.log_every_steps)
     pending = None
     rates = []
