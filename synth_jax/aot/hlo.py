@@ -117,14 +117,26 @@ def _parse(text: str):
     return computations, entry
 
 
-def _trip_count(condition: list) -> int | None:
-    """N for a loop condition `i < N` with a constant N; None otherwise."""
+def _trip_count(while_attributes: str, condition: list, computations: dict) -> int | None:
+    """N for a loop that XLA knows runs N times, or whose condition is `i < N` with a constant
+    N (the comparison may sit in a fusion); None otherwise."""
+    known = re.search(r'"known_trip_count":\{"n":"(\d+)"', while_attributes)
+    if known:
+        return int(known.group(1))
     constants = {}
     for name, _, opcode, operands, _ in condition:
         if opcode == "constant" and re.fullmatch(r"-?\d+", operands.strip()):
             constants[name] = int(operands)
+
+    def less_than(opcode, attributes):
+        if opcode == "compare":
+            return "direction=LT" in attributes
+        called = re.search(r"calls=%?([\w.\-]+)", attributes)
+        body = computations.get(called.group(1), []) if opcode == "fusion" and called else []
+        return any(op == "compare" and "direction=LT" in a for _, _, op, _, a in body)
+
     for _, _, opcode, operands, attributes in condition:
-        if opcode == "compare" and "direction=LT" in attributes:
+        if less_than(opcode, attributes):
             names = [o.split()[-1].lstrip("%") for o in _split_top_level(operands)]
             if len(names) == 2 and names[1] in constants:
                 return constants[names[1]]
@@ -158,7 +170,8 @@ def collectives(hlo_text: str) -> list[Collective]:
             if opcode == "while":
                 cond = re.search(r"condition=%?([\w.\-]+)", attributes)
                 body = re.search(r"body=%?([\w.\-]+)", attributes)
-                trips = _trip_count(computations.get(cond.group(1), [])) if cond else None
+                condition = computations.get(cond.group(1), []) if cond else []
+                trips = _trip_count(attributes, condition, computations)
                 if body:
                     visit(body.group(1), runs * (trips or 1), unknown or trips is None,
                           stack + (name,))  # fmt: skip
@@ -176,18 +189,17 @@ def _names(group: str) -> list[str]:
 
 def by_kind(ops: list[Collective]) -> dict[str, dict]:
     """{kind: {"count": instructions, "runs": runs per step, "bytes": operand bytes per step per
-    device, "largest": "f32[12845312]"}} for the kinds present."""
+    device, "largest": the largest operand, e.g. "f32[12845312]"}} for the kinds present."""
     summary: dict[str, dict] = {}
-    for op in ops:
-        entry = summary.setdefault(op.kind, {"count": 0, "runs": 0, "bytes": 0, "largest": ""})
-        entry["count"] += 1
-        entry["runs"] += op.runs
-        entry["bytes"] += op.bytes * op.runs
-        best = entry.get("_largest", 0)
-        if op.bytes > best:
-            dtype, dims = op.largest
-            entry["largest"] = f"{dtype}[{','.join(map(str, dims))}]"
-            entry["_largest"] = op.bytes
-    for entry in summary.values():
-        entry.pop("_largest", None)
+    for kind in sorted({op.kind for op in ops}):
+        mine = [op for op in ops if op.kind == kind]
+        dtype, dims = max(
+            (op.largest for op in mine), key=lambda s: math.prod(s[1]) * DTYPE_BYTES.get(s[0], 1)
+        )
+        summary[kind] = {
+            "count": len(mine),
+            "runs": sum(op.runs for op in mine),
+            "bytes": sum(op.bytes * op.runs for op in mine),
+            "largest": f"{dtype}[{','.join(map(str, dims))}]",
+        }
     return summary
