@@ -26,6 +26,10 @@ VERBS = {
         "write a labelled preview grid of a fractal family",
     ),
     "export": ("synth_jax.fractals.export", "write a fractal dataset to disk (PNG tree or TFDS)"),
+    "export-model": (
+        "synth_jax.weights.export",
+        "write a checkpoint as a timm model folder (safetensors + config.json)",
+    ),
     "pretrain": ("synth_jax.train.pretrain", "pre-train a model on synthetic (or real) images"),
     "data": (
         "synth_jax.data.importer",

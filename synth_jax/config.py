@@ -11,6 +11,7 @@ key, parsed to the type the key already has. An unknown key is an error that nam
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
 import os
 from collections.abc import Sequence
@@ -20,11 +21,9 @@ import ml_collections
 from synth_jax.errors import UsageError
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """Imports `path.py[:arg]` and returns `get_config(arg)` (or `get_config()` without arg)."""
-    path, _, arg = spec.partition(":")
-    if not path.endswith(".py"):
-        raise UsageError(f"--config {spec}: expected a Python config file (path/to/name.py[:arg])")
+def load_module(path: str):
+    """Imports the Python file `path` (a config file) as a fresh module; UsageError when it cannot
+    be imported."""
     if not os.path.isfile(path):
         raise UsageError(f"--config {path}: no such file")
     name = "synth_jax_config_" + os.path.splitext(os.path.basename(path))[0]
@@ -32,8 +31,25 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)
+    except UsageError:
+        raise
     except Exception as e:  # a broken config file is user input
         raise UsageError(f"--config {path}: cannot import it: {type(e).__name__}: {e}") from e
+    return module
+
+
+def sibling(config_file: str, relative: str):
+    """The config module at `relative` to the folder of `config_file` (a config's `__file__`):
+    how a config builds on another one (one recipe, one place)."""
+    return load_module(os.path.join(os.path.dirname(os.path.abspath(config_file)), relative))
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Imports `path.py[:arg]` and returns `get_config(arg)` (or `get_config()` without arg)."""
+    path, _, arg = spec.partition(":")
+    if not path.endswith(".py"):
+        raise UsageError(f"--config {spec}: expected a Python config file (path/to/name.py[:arg])")
+    module = load_module(path)
     if not hasattr(module, "get_config"):
         raise UsageError(f"--config {path}: defines no get_config(arg=None)")
     try:
@@ -178,6 +194,66 @@ def require_keys(config: ml_collections.ConfigDict, allowed: dict, prefix: str =
         sub = allowed[key]
         if isinstance(sub, dict) and isinstance(config[key], ml_collections.ConfigDict):
             require_keys(config[key], sub, prefix=name + ".")
+
+
+def check(config, key: str, ok, what: str, prefix: str = "") -> None:
+    """The one config check: when `key` is in `config` and `ok(value)` is false (or raises), a
+    one-line UsageError "config key 'PREFIX.key'=VALUE: expected WHAT"."""
+    if key not in config:
+        return
+    value = config[key]
+    try:
+        good = bool(ok(value))
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        raise UsageError(f"config key {prefix + key!r}={value!r}: expected {what}")
+
+
+def check_choice(config, key: str, choices, prefix: str = "") -> None:
+    """`check` for a key whose value must be one of `choices`."""
+    check(config, key, lambda v: v in choices, f"one of {', '.join(map(str, choices))}", prefix)
+
+
+def allowed_keys(defaults, open_sections=()) -> dict:
+    """The key tree of a defaults ConfigDict for `require_keys`: {key: None or {sub-key: ...}}.
+
+    The defaults are the schema: a key is allowed where it has a default. Sections named in
+    `open_sections` map to None: their owner checks them (the model module its `model.*` keys)."""
+    out = {}
+    for key, value in defaults.items():
+        if isinstance(value, ml_collections.ConfigDict) and key not in open_sections:
+            out[key] = allowed_keys(value)
+        else:
+            out[key] = None
+    return out
+
+
+def with_defaults(config, defaults, open_sections=()) -> ml_collections.ConfigDict:
+    """A copy of `config` in which every key it lacks has its value from `defaults` (also inside
+    the sections both have, except `open_sections`): a config written before a key existed
+    runs with that key's default."""
+    out = copy.deepcopy(config)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = copy.deepcopy(value)
+        elif (
+            isinstance(value, ml_collections.ConfigDict)
+            and isinstance(out[key], ml_collections.ConfigDict)
+            and key not in open_sections
+        ):
+            out[key] = with_defaults(out[key], value)
+    return out
+
+
+def replace_keys(config: ml_collections.ConfigDict, overrides: dict, what: str):
+    """Sets each key of `overrides` in `config`, whole (a section replaces the section, unlike
+    ConfigDict.update, which merges); a key that `config` lacks is a UsageError. Returns config."""
+    for key, value in overrides.items():
+        if key not in config:
+            raise UsageError(f"{what} config key {key!r} is unknown; known: {', '.join(config)}")
+        config[key] = value
+    return config
 
 
 def config_to_dict(config) -> dict:

@@ -1,4 +1,6 @@
-from synth_jax.bench import suite
+import json
+
+from synth_jax.bench import render, suite
 
 
 def test_ceilings_are_measured_and_positive():
@@ -35,3 +37,23 @@ def test_table_reads_results_against_the_ceilings():
     assert "All 1M FractalDB-1k images (362 px, 200k points): 0.8 min." in text
     assert "error: exit 1: out of memory" in text
     assert "| 0.968 |" in text and "41.0%" in text
+
+
+def test_family_render_bench_and_its_suite_rows(capsys):
+    argv = ["--config", f"{suite.CONFIGS}/data/ofdb_1k.py", "--config.num_classes=2",
+            "--config.image_size=32", "--config.points=2048", "--config.chains=128",
+            "--config.pad=2", "--config.search_points=4096", "--config.search_size=64",
+            "--config.fill_threshold=0.05", "--batch", "2", "--repeats", "1"]  # fmt: skip
+    assert render.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["family"] == "ofdb" and result["images_per_sec"] > 0 and result["size"] == 32
+    results = {"date": "2026-11-30", "command": "synth-jax bench suite",
+               "ceilings": {"device": "gpu:H200", "jax": "0.10.2", "matmul_n": 8192,
+                            "bf16_matmul_tflops": 700.0, "copy_bytes": 1 << 31,
+                            "copy_gb_per_s": 3000.0},
+               "render": [], "train": [],
+               "families": [(suite.FAMILY_FULL[1][0], result),
+                            (suite.FAMILY_FULL[0][0], {"error": "exit 1: oom"})]}  # fmt: skip
+    text = suite.table(results)
+    assert f"| {suite.FAMILY_FULL[1][0]} | {result['images_per_sec']:,.1f} | 2 | 32 |" in text
+    assert "error: exit 1: oom" in text

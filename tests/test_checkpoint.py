@@ -11,6 +11,7 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from test_train_sources import (
     BlobImages,
@@ -21,6 +22,8 @@ from test_train_sources import (
 )
 
 from synth_jax.errors import UsageError
+from synth_jax.evaluators import eval_config
+from synth_jax.models import model_config
 from synth_jax.train import checkpoint, trainer
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_train_sources.py")
@@ -159,3 +162,51 @@ def test_a_different_experiment_in_the_same_workdir_is_refused(uninterrupted, tm
     config.optim.lr = 0.5
     with pytest.raises(UsageError, match="optim.lr"):
         trainer.train(config, workdir, BlobImages(), num_classes=4)
+
+
+def test_a_config_json_of_an_earlier_version_still_resumes(tmp_path):
+    # Earlier versions wrote every model key of every model kind and lacked keys added since.
+    config = tiny_config(STEPS)
+    old = json.loads(json.dumps(config.to_dict()))
+    old["model"]["norm"] = "batch"  # a ResNet key in a ViT config, at its default
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    trainer._check_same_run(str(tmp_path), config.to_dict())
+    # Evaluators only watch a run: adding one to a resumed run is no change.
+    config.evals.knn = eval_config("knn")
+    trainer._check_same_run(str(tmp_path), config.to_dict())
+    old["model"]["norm"] = "group"  # not the default: the runs may differ
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(UsageError, match="model.norm"):
+        trainer._check_same_run(str(tmp_path), config.to_dict())
+
+
+def test_a_checkpoint_of_an_earlier_version_restores(tmp_path):
+    # Earlier versions saved the non-parameter state (here batch statistics) as "extra".
+    config = tiny_config(4, model=model_config("ResNet-10"))
+    config.augment.mixup = 0.0
+    new = str(tmp_path / "new")
+    trainer.train(config, new, BlobImages(), num_classes=4)
+    old = str(tmp_path / "old")
+    shutil.copytree(new, old)
+    os.remove(os.path.join(old, "summary.json"))
+    shutil.rmtree(os.path.join(old, "checkpoints", "4"))
+    step2 = os.path.join(old, "checkpoints", "2")
+    with ocp.StandardCheckpointer() as checkpointer:
+        saved = dict(checkpointer.restore(os.path.join(step2, "state")))
+    saved["extra"] = saved.pop("model_state")
+    shutil.rmtree(step2)
+    manager = checkpoint.make_manager(old, 2, 3, async_save=False)
+    checkpoint.save(manager, 2, saved, {"source": None, "seed": 0}, force=True)
+    manager.wait_until_finished()
+    manager.close()
+    assert "extra" in checkpoint._saved_keys(os.path.join(step2, "state"))
+    state = checkpoint.load_train_state(step2)
+    assert "model_state" in state and "extra" not in state
+    means = [k for k in jax.tree_util.tree_flatten_with_path(state["model_state"])[0]]
+    assert means  # ResNet batch statistics
+    # A run resumes from it and ends where the uninterrupted run did.
+    summary, _ = trainer.train(config, old, BlobImages(), num_classes=4)
+    assert summary["resumed_from"] == 2
+    a, b = checkpoint.load_train_state(old), checkpoint.load_train_state(new)
+    assert_params_equal(a["params"], b["params"])
+    assert_params_equal(a["model_state"], b["model_state"])

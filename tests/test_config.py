@@ -5,8 +5,17 @@ import ml_collections
 import pytest
 
 from synth_jax import cli
-from synth_jax.config import apply_overrides, load_config, require_keys, split_config_args
+from synth_jax.config import (
+    apply_overrides,
+    load_config,
+    require_keys,
+    sibling,
+    split_config_args,
+    with_defaults,
+)
 from synth_jax.errors import UsageError
+from synth_jax.models import model_config
+from synth_jax.train import trainer
 
 CONFIG = """
 import ml_collections
@@ -86,3 +95,28 @@ def test_missing_config_file_is_one_line_exit_2(tmp_path):
 def test_unknown_verb(capsys):
     assert cli.main(["frobnicate"]) == 2
     assert "unknown verb" in capsys.readouterr().err
+
+
+def test_a_config_builds_on_its_sibling(tmp_path):
+    base = CONFIG.replace("get_config(arg=None)", "get_config(arg=None, lr=0.1)")
+    (tmp_path / "base.py").write_text(base.replace("c.lr = 0.1", "c.lr = lr"))
+    (tmp_path / "child.py").write_text(
+        "from synth_jax.config import sibling\n"
+        "def get_config(arg=None):\n"
+        "    return sibling(__file__, 'base.py').get_config(arg, lr=0.5)\n"
+    )
+    config = load_config(str(tmp_path / "child.py") + ":v")
+    assert config.lr == 0.5 and config.name == "v"
+    with pytest.raises(UsageError, match="nope.py"):
+        sibling(str(tmp_path / "child.py"), "nope.py")
+
+
+def test_defaults_are_the_schema():
+    config = trainer.train_config(model=model_config("ResNet-10"))
+    assert dict(config.model) == dict(model_config("ResNet-10"))  # replaced whole, not merged
+    with pytest.raises(UsageError, match="'lr'"):
+        trainer.train_config(lr=0.1)
+    old = ml_collections.ConfigDict({"seed": 3, "optim": {"lr": 0.5}})
+    filled = with_defaults(old, trainer.train_config())
+    assert filled.seed == 3 and filled.optim.lr == 0.5 and filled.optim.name == "adamw"
+    assert "inference_mode" in filled and "inference_mode" not in old

@@ -145,9 +145,9 @@ def test_image_folder_and_npz(tmp_path):
         np.testing.assert_array_equal(record["image"], expected[("train", cls, j % 3)])
     with pytest.raises(UsageError, match="decode_size"):  # differing sizes cannot be stacked
         pipeline.make_source(
-            pipeline.data_config(name="pets_folder", data_dir=data_dir), "train", 2, 0, True
+            pipeline.tfds_config(name="pets_folder", data_dir=data_dir), "train", 2, 0, True
         )
-    config = pipeline.data_config(name="pets_folder", data_dir=data_dir, decode_size=16)
+    config = pipeline.tfds_config(name="pets_folder", data_dir=data_dir, decode_size=16)
     batch = next(pipeline.make_source(config, "train", 2, 0, True))
     assert batch["image"].shape == (2, 16, 16, 3)
 
@@ -172,7 +172,7 @@ def test_image_folder_and_npz(tmp_path):
 def test_missing_dataset_error_says_how_to_import(tmp_path, capsys):
     from synth_jax.data import pipeline
 
-    config = pipeline.data_config(name="cifar10", data_dir=str(tmp_path))
+    config = pipeline.tfds_config(name="cifar10", data_dir=str(tmp_path))
     with pytest.raises(UsageError) as info:
         pipeline.make_source(config, "train", 8, 0, True)
     message = str(info.value)

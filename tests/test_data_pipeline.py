@@ -26,7 +26,7 @@ def npz_dataset(tmp_path_factory):
     )
     data_dir = str(root / "tfds")
     importer.import_dataset("indexed", str(root / "a.npz"), data_dir)
-    config = pipeline.data_config(name="indexed", data_dir=data_dir, num_threads=2, rgb=False)
+    config = pipeline.tfds_config(name="indexed", data_dir=data_dir, num_threads=2, rgb=False)
     return config, images, labels
 
 

@@ -234,10 +234,10 @@ def test_shards_together_run_every_cell_once(tmp_path):
 def test_finetune_config_points_at_the_pretraining_and_the_results_table(tmp_path):
     cells = grid.expand(sweep_config())
     pretrained, scratch = cells[0], next(c for c in cells if c.scratch)
-    config = sweep.finetune_config(pretrained, str(tmp_path))
+    config = sweep.cell_finetune_config(pretrained, str(tmp_path))
     assert config.init_from == os.path.join(str(tmp_path), "pretrain", pretrained.pretrain_id)
     assert config.results_csv == os.path.join(str(tmp_path), "results.csv")
-    assert sweep.finetune_config(scratch, str(tmp_path)).init_from == ""
+    assert sweep.cell_finetune_config(scratch, str(tmp_path)).init_from == ""
 
 
 def test_sweep_config_with_unknown_keys_is_rejected(tmp_path):

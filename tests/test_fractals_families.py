@@ -6,7 +6,8 @@ import pytest
 
 from synth_jax.errors import UsageError
 from synth_jax.fractals import build_table, data_config, fractaldb, ifs, onepfrac, render, sigma
-from synth_jax.fractals.family import load_table, save_table, search_spec
+from synth_jax.fractals.data_keys import search_spec
+from synth_jax.fractals.family import load_table, save_table
 
 
 @pytest.mark.parametrize("sampler", ["sequential", "rejection"])

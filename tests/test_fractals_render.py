@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synth_jax.fractals import augment, ifs, reference, render, sigma
+from synth_jax.fractals import ifs, image_ops, reference, render, sigma
 
 SPEC = render.RenderSpec(image_size=32, points=32_768, chains=512, burn_in=32, pad=2, patch="none")
 
@@ -79,13 +79,14 @@ def test_per_point_patch_fast_path_matches_drawing_every_patch():
     counts, _ = render.occupancy(x, y, box, jax.random.key(0), spec)
     counts_np = np.asarray(counts).astype(np.int64)
     ref_fill = reference.fill_rate(reference.patch_render(counts_np, np.random.default_rng(0)))
-    fast = [float(jnp.mean(augment.per_point_patches(counts, jax.random.key(k)))) for k in range(4)]
-    expected = float(augment.expected_patch_fill(counts))
+    patches = lambda k: image_ops.per_point_patches(counts, jax.random.key(k))
+    fast = [float(jnp.mean(patches(k))) for k in range(4)]
+    expected = float(image_ops.expected_patch_fill(counts))
     assert abs(np.mean(fast) - ref_fill) < 0.03, (fast, ref_fill)
     assert abs(expected - ref_fill) < 0.03
     # Patches only ever switch on pixels within one pixel of a hit.
-    near = np.asarray(augment.shifted_sum(counts, jnp.ones(9))) > 0
-    assert not np.any(np.asarray(augment.per_point_patches(counts, jax.random.key(9))) & ~near)
+    near = np.asarray(image_ops.shifted_sum(counts, jnp.ones(9))) > 0
+    assert not np.any(np.asarray(image_ops.per_point_patches(counts, jax.random.key(9))) & ~near)
 
 
 BAD_SYSTEMS = {
@@ -125,5 +126,5 @@ def test_hsv_to_rgb_matches_colorsys():
 
     rng = np.random.default_rng(0)
     hsv = rng.uniform(size=(50, 3))
-    ours = np.asarray(augment.hsv_to_rgb(*(jnp.asarray(hsv[:, i]) for i in range(3))))
+    ours = np.asarray(image_ops.hsv_to_rgb(*(jnp.asarray(hsv[:, i]) for i in range(3))))
     np.testing.assert_allclose(ours, [colorsys.hsv_to_rgb(*row) for row in hsv], atol=1e-6)

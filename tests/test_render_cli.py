@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from synth_jax import cli
+from synth_jax.fractals import FAMILIES
 from synth_jax.fractals.preview import render_previews
 
 SMALL = [
@@ -53,9 +54,10 @@ def test_missing_config_file_is_refused(capsys, tmp_path):
 
 def test_render_previews_one_grid_per_family(tmp_path):
     paths = render_previews(str(tmp_path), num=4, image_size=32)
-    assert [p.rsplit("/", 1)[1] for p in paths] == [
-        "fractaldb.png", "sigma.png", "onepfrac.png", "one_image.png",
-    ]  # fmt: skip
+    names = [p.rsplit("/", 1)[1] for p in paths]
+    assert names == [f"{family}.png" for family in FAMILIES]
+    assert {"fractaldb.png", "sigma.png", "onepfrac.png", "one_image.png", "multi_instance.png",
+            "ofdb.png", "mixture.png"} <= set(names)  # fmt: skip
     for p in paths:
         with Image.open(p) as im:
             assert im.size == (2 * 34, 2 * (32 + 12 + 2))

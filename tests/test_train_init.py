@@ -7,8 +7,8 @@ from flax import nnx
 from test_train_sources import BlobImages, tiny_config
 
 from synth_jax.models import model_config
+from synth_jax.models.adapt import param_path
 from synth_jax.train import checkpoint, trainer
-from synth_jax.train.optim import param_path
 
 
 def _flat(tree):
@@ -28,15 +28,16 @@ def test_resnet_finetune_loads_batch_norm_statistics(tmp_path):
     trainer.train(config, str(tmp_path / "pre"), BlobImages(), num_classes=4)
     saved = checkpoint.load_train_state(str(tmp_path / "pre"))
 
-    # Linear-probe mode (frozen backbone, inference mode): the statistics stay as loaded.
+    # A frozen backbone in inference mode: the statistics stay as loaded.
     probe = tiny_config(total_steps=1, data=4, model=model_config("ResNet-10"))
     probe.optim.trainable = "head/.*"
+    probe.inference_mode = True
     common = dict(num_classes=3, init_params=saved["params"], dont_load=("head/.*",))
     _, loaded = trainer.train(
-        probe, str(tmp_path / "ft"), BlobImages(3), init_extra=saved["extra"], **common
+        probe, str(tmp_path / "ft"), BlobImages(3), init_model_state=saved["model_state"], **common
     )
 
-    loaded_stats, saved_stats = _stats(loaded), _flat(saved["extra"])
+    loaded_stats, saved_stats = _stats(loaded), _flat(saved["model_state"])
     means = [k for k in loaded_stats if k.endswith("mean")]
     assert means and set(loaded_stats) <= set(saved_stats)
     for name in loaded_stats:

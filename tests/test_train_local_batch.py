@@ -10,6 +10,7 @@ from jax.sharding import PartitionSpec as P
 
 from synth_jax.aot import hlo
 from synth_jax.fractals import FractalDataset, data_config
+from synth_jax.fractals.mixture import mixture_config
 from synth_jax.train import augment, local_batch
 from synth_jax.train.mesh import BATCH_AXES, MESH_AXES
 
@@ -43,10 +44,10 @@ def auto_mesh(shape, devices=None):
     return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
 
 
-def compiled_batch(mesh, source, host_batch=None):
+def compiled_batch(mesh, source, host_batch=None, num_classes=CLASSES):
     """The step-3 batch, compiled for `mesh` and run: (compiled program, outputs)."""
     make = local_batch.batch_fn(
-        mesh, source, seed=3, global_batch=BATCH, num_classes=CLASSES, image_size=24,
+        mesh, source, seed=3, global_batch=BATCH, num_classes=num_classes, image_size=24,
         augment_config=AUGMENT,
     )  # fmt: skip
     rows = NamedSharding(mesh, P(BATCH_AXES))
@@ -95,3 +96,35 @@ def test_left_to_the_partitioner_the_renderer_all_reduces_a_batch_histogram(data
     ops = hlo.collectives(fn.lower(3, jnp.arange(BATCH)).compile().as_text())
     sizes = [int(np.prod(op.largest[1])) for op in ops if op.kind == "all-reduce"]
     assert BATCH * (SIZE * SIZE + 1) in sizes
+
+
+SMALL = dict(image_size=SIZE, points=2048, chains=128, burn_in=16)
+OFDB = dict(pad=2, search_points=4096, search_size=64, fill_threshold=0.05, **SMALL)
+FAMILIES = {
+    "multi_instance": lambda: data_config("multi_instance", num_classes=6, blur=0.0, **SMALL),
+    "ofdb": lambda: data_config("ofdb", num_classes=4, **OFDB),
+    "mixture": lambda: mixture_config(
+        {
+            "multi": data_config("multi_instance", num_classes=3, blur=0.0, **SMALL),
+            "ofdb": data_config("ofdb", num_classes=2, **OFDB),
+        },
+        {"multi": 0.5, "ofdb": 0.5},
+        period=4,
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_renders_its_own_rows(family):
+    # Multi-instance composites (multi-hot labels), OFDB's painter and a mixture of both render
+    # per device too: no collective, the same batch as on one device.
+    source = FractalDataset(FAMILIES[family]())
+    classes = source.num_classes
+    _, single = compiled_batch(auto_mesh((1, 1, 1), jax.devices()[:1]), source, None, classes)
+    compiled, out = compiled_batch(auto_mesh((4, 1, 1)), source, None, classes)
+    assert hlo.collectives(compiled.as_text()) == []
+    assert out[1].shape == (BATCH, classes)
+    if family != "ofdb":
+        assert out[2].shape == (BATCH, classes)  # multi-hot labels through the same path
+    for a, b in zip(out, single):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

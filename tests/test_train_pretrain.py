@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from test_train_sources import NumpyBatches, tiny_config, use_compilation_cache
 
+from synth_jax.config import load_config_file
 from synth_jax.errors import UsageError
 from synth_jax.train import pretrain, trainer
 
@@ -64,6 +65,17 @@ def test_bad_config_is_a_usage_error_naming_the_key(tmp_path, override, message)
     with pytest.raises(UsageError, match=message.replace(".", r"\.").replace("(", r"\(")):
         pretrain.main(["--config", CPU_TINY, "--workdir", str(workdir), override])
     assert not workdir.exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["cpu_tiny.py", "cpu_tiny.py:mu,knn", "fractaldb1k_resnet50.py:short",
+     "fractaldb1k_vit_tiny.py", "onepfrac_vit_tiny.py", "real_supervised.py:cpu"],
+)  # fmt: skip
+def test_every_pretrain_config_passes_its_checks(spec):
+    config = load_config_file(os.path.join(ROOT, "configs", "pretrain", spec))
+    pretrain.check_config(config)
+    assert set(pretrain.pretrain_config()) <= set(config)  # it starts from pretrain_config()
 
 
 def test_unknown_key_in_a_config_file(tmp_path):

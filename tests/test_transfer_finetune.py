@@ -16,9 +16,9 @@ from flax import nnx
 from synth_jax import cli
 from synth_jax.data import importer, pipeline, readers
 from synth_jax.errors import UsageError
-from synth_jax.models import model_config
+from synth_jax.models import model_config, vit
 from synth_jax.train import checkpoint, trainer
-from synth_jax.transfer import finetune, results
+from synth_jax.transfer import finetune, linear_probe, results, runs
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 pytestmark = pytest.mark.skipif(
@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
     importer.import_dataset("fashion_small", str(root / "fashion_small.npz"), data_dir)
 
     # Supervised pre-training on classes 0-4 only: fine-tuning then meets five new classes.
-    data = pipeline.data_config(name="fashion_small", data_dir=data_dir, num_threads=2)
+    data = pipeline.tfds_config(name="fashion_small", data_dir=data_dir, num_threads=2)
     labels = local.splits["train"].labels[train]
     five = np.flatnonzero(labels < 5)
     source = pipeline.make_source(data, "train", 64, 0, True, indices=five)
@@ -77,7 +77,7 @@ def setup(tmp_path_factory):
             init_from=pre_dir,
             results_csv=str(root / "results.csv"),
         )
-        c.data = pipeline.data_config(name="fashion_small", data_dir=data_dir, num_threads=2)
+        c.data = pipeline.tfds_config(name="fashion_small", data_dir=data_dir, num_threads=2)
         c.optim.lr, c.optim.warmup_steps = 1e-2, 5
         c.checkpoint.async_save = False
         c.update(overrides)
@@ -181,8 +181,8 @@ def test_linear_probe_leaves_the_backbone_untouched(setup):
     result = finetune.run(config, str(root / "probe"))
     row = result["row"]
     assert row["mode"] == "linear_probe" and row["top1"] > 0.3
-    again = finetune.run_linear_probe(
-        config, str(root), str(root / "probe_again"), 0, finetune.pretrain_columns(config.init_from)
+    again = linear_probe.run_probe(
+        config, str(root), str(root / "probe_again"), 0, runs.pretrain_columns(config.init_from)
     )
     assert again["row"]["top1"] == row["top1"]  # same backbone, same features, same solver
     model = nnx.state(again["backbone"], nnx.Param).to_pure_dict()
@@ -192,7 +192,7 @@ def test_linear_probe_leaves_the_backbone_untouched(setup):
         model["blocks"][1]["mlp2"]["kernel"], loaded["blocks"][1]["mlp2"]["kernel"]
     )
     np.testing.assert_allclose(
-        model["posemb"], trainer.resample_posemb(loaded["posemb"], 144), rtol=1e-6
+        model["posemb"], vit.resample_posemb(loaded["posemb"], 144), rtol=1e-6
     )
     # Features are cached: another regularisation strength reuses them.
     cache = [f for f in os.listdir(root / "probe") if f.startswith("features_train")]

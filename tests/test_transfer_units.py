@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from synth_jax.errors import UsageError
-from synth_jax.transfer import evaluate, fewshot, init, linear_probe, results
+from synth_jax.evaluators import classification, inference
+from synth_jax.models import vit
+from synth_jax.transfer import fewshot, linear_probe, results
 
 
 def test_k_per_class_is_exact_without_repeats_and_reproducible():
@@ -36,8 +38,8 @@ def test_metrics_match_brute_force():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(50, 8))
     labels = rng.integers(0, 8, 50)
-    top = np.asarray(evaluate.top5_predictions(logits))
-    m = evaluate.classification_metrics(top, labels, 8)
+    top = np.asarray(inference.top5_predictions(logits))
+    m = classification.classification_metrics(top, labels, 8)
     ranks = np.argsort(-logits, axis=1)
     assert m["top1"] == pytest.approx(np.mean(ranks[:, 0] == labels))
     assert m["top5_error"] == pytest.approx(
@@ -46,10 +48,10 @@ def test_metrics_match_brute_force():
     for c in range(8):
         sel = labels == c
         assert m["per_class"][c] == pytest.approx(np.mean(ranks[sel, 0] == c))
-    halves = evaluate.class_counts(top[:20], labels[:20], 8) + evaluate.class_counts(
+    halves = classification.class_counts(top[:20], labels[:20], 8) + classification.class_counts(
         top[20:], labels[20:], 8
     )
-    assert evaluate.metrics_from_counts(halves)["top1"] == m["top1"]
+    assert classification.metrics_from_counts(halves)["top1"] == m["top1"]
 
 
 def test_logistic_regression_matches_scikit_learn():
@@ -81,7 +83,7 @@ def test_results_table_appends_and_refuses_a_foreign_header(tmp_path):
         results.append_row(str(other), dict(run_id="c"))
 
 
-def test_check_fits_lists_every_mismatch_and_allows_posemb_resampling():
+def test_adapt_pretrained_lists_every_mismatch_and_resamples_posemb():
     model = {
         "embedding": {"kernel": np.zeros((4, 4, 3, 8))},
         "posemb": np.zeros((1, 64, 8)),
@@ -94,14 +96,15 @@ def test_check_fits_lists_every_mismatch_and_allows_posemb_resampling():
         "head": {"kernel": np.zeros((8, 5))},
     }
     with pytest.raises(UsageError) as info:
-        init.check_fits(model, loaded)
+        vit.adapt_pretrained(model, loaded)
     message = str(info.value)
     assert "embedding/kernel (checkpoint (8, 8, 3, 8), model (4, 4, 3, 8))" in message
     assert "norm/scale (not in the checkpoint)" in message
     assert "posemb (" not in message and "head/" not in message
     loaded["embedding"]["kernel"] = np.zeros((4, 4, 3, 8))
     loaded["norm"] = {"scale": np.ones(8)}
-    assert sorted(init.check_fits(model, loaded)) == ["embedding/kernel", "norm/scale", "posemb"]
+    chosen = vit.adapt_pretrained(model, loaded)
+    assert sorted(chosen) == ["embedding/kernel", "norm/scale", "posemb"]
 
 
 @pytest.mark.parametrize(

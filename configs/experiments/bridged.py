@@ -18,16 +18,12 @@ Published: Cars 83.8 -> 91.6, Aircraft +5.5 points, 4-shot gains of 9-13 points 
 generated images from a text-to-image model (REFERENCE 7).
 """
 
-import importlib.util
-import os
+from synth_jax.config import sibling
 
 
 def get_config(arg=None):
     mini = arg == "mini"
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling_backwards.py")
-    spec = importlib.util.spec_from_file_location("experiments_scaling_backwards", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = sibling(__file__, "scaling_backwards.py")
     config = module.get_config(arg)
     config.name = "bridged_mini" if mini else "bridged"
     finetune = module.load("finetune/bridged.py", "cpu" if mini else None)

@@ -16,22 +16,13 @@ The report lists each Delta's error (the cell ids name it); Delta is not a size,
 fitted.
 """
 
-import importlib.util
-import os
+from synth_jax.config import sibling
 
 DELTAS = [0.001, 0.01, 0.05, 0.1, 0.2]
 
 
-def scaling_backwards():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling_backwards.py")
-    spec = importlib.util.spec_from_file_location("experiments_scaling_backwards", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def get_config(arg=None):
-    config = scaling_backwards().get_config(arg)
+    config = sibling(__file__, "scaling_backwards.py").get_config(arg)
     config.name = "delta_sweep_mini" if arg == "mini" else "delta_sweep"
     config.axes = [{"pretrain.data.delta": DELTAS}]
     config.report.families = ["onepfrac"]

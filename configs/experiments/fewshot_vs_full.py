@@ -17,18 +17,14 @@ Published (qualitative, REFERENCE 8): the source matters most at few shots and l
 fine-tuning set grows; expect the gap between sources and to scratch to shrink from k = 1 to full.
 """
 
-import importlib.util
-import os
+from synth_jax.config import sibling
 
 SHOTS = [1, 5, 10, 20, 100, 200]
 
 
 def get_config(arg=None):
     mini = arg == "mini"
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling_backwards.py")
-    spec = importlib.util.spec_from_file_location("experiments_scaling_backwards", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = sibling(__file__, "scaling_backwards.py")
     config = module.get_config(arg)
     config.name = "fewshot_vs_full_mini" if mini else "fewshot_vs_full"
     fewshot = module.load("finetune/fewshot.py", "cpu" if mini else None)

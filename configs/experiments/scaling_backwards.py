@@ -31,6 +31,7 @@ from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
+from synth_jax.train.pretrain import pretrain_config
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
@@ -63,21 +64,24 @@ def report_config(families=("onepfrac", "fractaldb")):
 
 def mini_pretrain(family: str, **data_overrides):
     """Pre-training at 32 px on one GPU: ViT-Ti/4, 3,000 steps of 256, AdamW with warmup."""
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-    config.data = data_config(family, image_size=32, points=20_000, **data_overrides)
-    config.image_size = 32
-    config.batch_size = 256
-    config.total_steps = 3000
-    config.total_epochs = 0.0
-    config.log_every_steps = 100
-    config.model = model_config("Ti/4")
-    config.optim = optim_config(
-        name="adamw", lr=1e-3, weight_decay=0.05, warmup_steps=300, end_lr=1e-5, grad_clip_norm=1.0
+    config = pretrain_config(
+        data=data_config(family, image_size=32, points=20_000, **data_overrides),
+        image_size=32,
+        batch_size=256,
+        total_steps=3000,
+        log_every_steps=100,
+        model=model_config("Ti/4"),
+        optim=optim_config(
+            name="adamw",
+            lr=1e-3,
+            weight_decay=0.05,
+            warmup_steps=300,
+            end_lr=1e-5,
+            grad_clip_norm=1.0,
+        ),
+        augment=augment_config(crop="rrc", crop_scale=(0.25, 1.0), hflip=True, vflip=True),
     )
-    config.augment = augment_config(crop="rrc", crop_scale=(0.25, 1.0), hflip=True, vflip=True)
-    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
-    config.checkpoint = ml_collections.ConfigDict(dict(every_steps=500, keep=1, async_save=True))
+    config.checkpoint.update(dict(every_steps=500, keep=1))
     return config
 
 

@@ -14,17 +14,13 @@ more textured fractal transfers better).
 one GPU (estimate). No law is fitted (sigma is not a size): the report lists each run's error.
 """
 
-import importlib.util
-import os
+from synth_jax.config import sibling
 
 SIGMAS = [3.5, 5.0, 6.0]
 
 
 def get_config(arg=None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling_backwards.py")
-    spec = importlib.util.spec_from_file_location("experiments_scaling_backwards", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = sibling(__file__, "scaling_backwards.py")
     config = module.get_config(arg)
     config.name = "sigma_sweep_mini" if arg == "mini" else "sigma_sweep"
     # With N = 2 maps sigma cannot exceed 6 (each map's s1 + 2 s2 <= 3): sigma 6 gets no jitter.

@@ -20,16 +20,12 @@ the one-GPU recipe of scaling_backwards.py:mini, Fashion-MNIST, two seeds; about
 GPU (estimate).
 """
 
-import importlib.util
-import os
+from synth_jax.config import sibling
 
 
 def get_config(arg=None):
     mini = arg == "mini"
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling_backwards.py")
-    spec = importlib.util.spec_from_file_location("experiments_scaling_backwards", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = sibling(__file__, "scaling_backwards.py")
     config = module.get_config(arg)
     config.name = "synthetic_scaling_law_mini" if mini else "synthetic_scaling_law"
     if mini:

@@ -12,14 +12,9 @@ on one H100; not measured here). `:cpu`: ViT-Ti/4 at 32 px, 300 steps, several m
 measured here).
 """
 
-import importlib.util
-import os
+from synth_jax.config import sibling
 
 
 def get_config(arg=None):
-    # One recipe for both CIFARs: load cifar10.py next to this file.
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cifar10.py")
-    spec = importlib.util.spec_from_file_location("finetune_cifar10_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg, name="cifar100")
+    # One recipe for both CIFARs: cifar10.py next to this file.
+    return sibling(__file__, "cifar10.py").get_config(arg, name="cifar100")

@@ -11,26 +11,33 @@ Expected result: the training loss falls through the two lr steps; transfer qual
 Variants: `:short` runs 1 epoch.
 """
 
-import ml_collections
-
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
+from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-    config.data = data_config(
-        "fractaldb", num_classes=1000, image_size=362, points=200_000, flip="index"
+    # RandomCrop(224) of 362: a box of fixed area (224/362)^2 and aspect 1, kept at 1:1 scale.
+    side = (224 / 362) ** 2
+    config = pretrain_config(
+        data=data_config(
+            "fractaldb", num_classes=1000, image_size=362, points=200_000, flip="index"
+        ),
+        image_size=224,
+        batch_size=256,
+        total_epochs=1.0 if arg == "short" else 90.0,
+        log_every_steps=100,
+        model=model_config("ResNet-50", norm="batch", dtype="bfloat16"),
+        augment=augment_config(
+            crop="rrc",
+            crop_scale=(side, side),
+            crop_ratio=(1.0, 1.0),
+            mean=(0.2,) * 3,
+            std=(0.5,) * 3,
+        ),
     )
-    config.image_size = 224
-    config.batch_size = 256
-    config.total_steps = 0
-    config.total_epochs = 1.0 if arg == "short" else 90.0
-    config.log_every_steps = 100
-    config.model = model_config("ResNet-50", norm="batch", dtype="bfloat16")
     config.optim = optim_config(
         name="sgd",
         lr=0.1,
@@ -41,11 +48,5 @@ def get_config(arg=None):
         decay_epochs=(30, 60),
         decay_factor=0.1,
     )
-    # RandomCrop(224) of 362: a box of fixed area (224/362)^2 and aspect 1, kept at 1:1 scale.
-    side = (224 / 362) ** 2
-    config.augment = augment_config(
-        crop="rrc", crop_scale=(side, side), crop_ratio=(1.0, 1.0), mean=(0.2,) * 3, std=(0.5,) * 3
-    )
-    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
-    config.checkpoint = ml_collections.ConfigDict(dict(every_steps=5000, keep=3, async_save=True))
+    config.checkpoint.every_steps = 5000
     return config

@@ -11,24 +11,22 @@ No RandAugment here; no horizontal flip, as in the recipe (the data has flips by
 Variants: `:short` runs 3 epochs.
 """
 
-import ml_collections
-
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
+from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-    config.data = data_config("fractaldb", num_classes=1000, image_size=224, flip="index")
-    config.image_size = 224
-    config.batch_size = 1024
-    config.total_steps = 0
-    config.total_epochs = 3.0 if arg == "short" else 300.0
-    config.log_every_steps = 100
-    config.model = model_config("Ti/16", drop_path=0.1, dtype="bfloat16")
+    config = pretrain_config(
+        data=data_config("fractaldb", num_classes=1000, image_size=224, flip="index"),
+        image_size=224,
+        batch_size=1024,
+        total_epochs=3.0 if arg == "short" else 300.0,
+        log_every_steps=100,
+        model=model_config("Ti/16", drop_path=0.1, dtype="bfloat16"),
+    )
     config.optim = optim_config(
         name="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=10.0, end_lr=1e-5
     )
@@ -41,6 +39,5 @@ def get_config(arg=None):
         cutmix=1.0,
         label_smoothing=0.1,
     )
-    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
-    config.checkpoint = ml_collections.ConfigDict(dict(every_steps=5000, keep=3, async_save=True))
+    config.checkpoint.every_steps = 5000
     return config

@@ -13,27 +13,24 @@ first: `synth-jax data import fashion_mnist --from /usr/share/datasets/fashion-m
 64 images, a few minutes; the training loss falls from ln(10) = 2.30.
 """
 
-import ml_collections
-
-from synth_jax.data.pipeline import data_config
+from synth_jax.data.pipeline import tfds_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config
+from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
     cpu = arg == "cpu"
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-    config.data = data_config(
-        name="fashion_mnist" if cpu else "cifar10", num_threads=2 if cpu else 8
+    config = pretrain_config(
+        data=tfds_config(name="fashion_mnist" if cpu else "cifar10", num_threads=2 if cpu else 8),
+        image_size=32,
+        batch_size=64 if cpu else 256,
+        total_steps=300 if cpu else 0,
+        total_epochs=0.0 if cpu else 100.0,
+        log_every_steps=10 if cpu else 100,
+        model=model_config("Nano/4" if cpu else "Ti/4"),
     )
-    config.image_size = 32
-    config.batch_size = 64 if cpu else 256
-    config.total_steps = 300 if cpu else 0
-    config.total_epochs = 0.0 if cpu else 100.0
-    config.log_every_steps = 10 if cpu else 100
-    config.model = model_config("Nano/4" if cpu else "Ti/4")
     config.optim = optim_config(
         name="adamw",
         lr=1e-3,
@@ -44,8 +41,5 @@ def get_config(arg=None):
     )
     # Fashion-MNIST items have a canonical orientation: no flips there.
     config.augment = augment_config(crop="rrc", crop_scale=(0.6, 1.0), hflip=not cpu)
-    config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
-    config.checkpoint = ml_collections.ConfigDict(
-        dict(every_steps=100 if cpu else 1000, keep=2, async_save=True)
-    )
+    config.checkpoint.update(dict(every_steps=100 if cpu else 1000, keep=2))
     return config

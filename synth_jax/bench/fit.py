@@ -24,6 +24,7 @@ import time
 
 import jax
 import numpy as np
+from scipy.optimize import least_squares
 
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.scaling import stats
@@ -32,8 +33,6 @@ from synth_jax.scaling.fitter import prepare, solve
 
 def scipy_best_losses(problem, weights: np.ndarray, tol: float = 1e-12) -> np.ndarray:
     """Best sum of squared residuals per replicate, by least_squares from every start."""
-    from scipy.optimize import least_squares
-
     index = list(problem.free_index)
     lower, upper = problem.lower[index], problem.upper[index]
     x = problem.x[:, 0]

@@ -3,6 +3,10 @@
 Renders a batch of sigma-factor systems with the jitted, vmapped renderer (median of repeats after
 a warm-up, `block_until_ready`), and the NumPy sequential reference on the same run, and prints
 one JSON line: images_per_sec, points_per_sec, device, reference_points_per_sec, ...
+
+`synth-jax bench render --config configs/data/<family>.py [--config.KEY=VALUE ...]` times a
+whole family instead: index -> image through `FractalDataset.render` (table built first, not
+timed), fresh indices each repeat; JSON: family, images_per_sec, batch, size, ...
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import time
 import jax
 import numpy as np
 
+from synth_jax.config import config_from_argv
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.fractals import ifs, reference, render, sigma
+from synth_jax.fractals import FractalDataset, ifs, reference, render, sigma
 
 
 def _systems(batch: int, seed: int) -> np.ndarray:
@@ -61,7 +66,60 @@ def bench_reference(size: int, points: int, repeats: int = 3) -> float:
     return statistics.median(rates)
 
 
+def bench_family(config, batch: int, repeats: int) -> dict:
+    """Median seconds per batch of a family's render(seed, indices), indices walking the epoch."""
+    dataset = FractalDataset(config, progress=True)
+    fn = jax.jit(dataset.render)
+    steps = jax.jit(lambda s: dataset.indices_for_step(0, s, batch))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(0, steps(0)))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for r in range(repeats):
+        indices = jax.block_until_ready(steps(r + 1))
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(0, indices))
+        times.append(time.perf_counter() - t0)
+    return {"family": config.family, "num_classes": dataset.num_classes,
+            "compile_and_first_s": round(compile_s, 3),
+            "batch_s_median": round(statistics.median(times), 5),
+            "batch_s_min": round(min(times), 5)}  # fmt: skip
+
+
+def main_family(config, argv: list[str]) -> int:
+    """`bench render --config ...`: one family's images/s (JSON line)."""
+    parser = ArgumentParser(prog="synth-jax bench render --config FILE.py",
+                            description="a family's render throughput")  # fmt: skip
+    parser.add_argument("--batch", type=int, default=None, help="images per call (default: 32 "
+                        "on CPU, 256 on accelerators)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or (args.batch is not None and args.batch < 1):
+        raise UsageError("--batch and --repeats must be positive")
+    device = jax.devices()[0]
+    batch = args.batch or (32 if device.platform == "cpu" else 256)
+    timing = bench_family(config, batch, args.repeats)
+    result = {
+        "bench": "render",
+        "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+        "devices": jax.device_count(),
+        "jax": jax.__version__,
+        "size": int(config.image_size),
+        "batch": batch,
+        "images_per_sec": round(batch / timing["batch_s_median"], 2),
+        "repeats": args.repeats,
+        **timing,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+    }
+    print(json.dumps(result))
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    config, argv = config_from_argv(argv, required=False)
+    if config is not None:
+        return main_family(config, argv)
     parser = ArgumentParser(prog="synth-jax bench render", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=224, help="image size in pixels")
     parser.add_argument("--points", type=int, default=100_000, help="points per image")

@@ -13,7 +13,8 @@ the table.
 The full settings follow the targets in BENCHMARKS.md: the renderer at 224 px / 100k points
 (sigma-factor), FractalDB's 362 px / 200k points (and the time to render all 1M FractalDB-1k
 images), 1p-frac at 512 px and 224 px; ViT-Ti/16 with rendering inside the step vs a fixed batch
-(the data-stall ratio), ViT-B/16 bf16 MFU, ResNet-50.
+(the data-stall ratio), ViT-B/16 bf16 MFU, ResNet-50; and whole families (index -> image:
+multi-instance fractals, OFDB, a mixture) through `synth-jax bench render --config`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+import jax
+import jax.numpy as jnp
 
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import write_json, write_text
@@ -50,6 +54,46 @@ TRAIN_QUICK = [
     ("ViT-mu/4 32px", ["--model", "mu/4", "--image-size", "32", "--batch", "8", "--steps", "8",
                        "--classes", "10", "--points", "2000", "--dtype", "float32"]),
 ]  # fmt: skip
+# (label, args of `synth-jax bench render --config ...`): whole families, index -> image; fewer
+# classes than published (the table build is not timed; a family's images/s does not depend on it).
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
+MIXTURE_SMALL = [
+    "--config.components.fractaldb.num_classes=64",
+    "--config.components.ofdb.num_classes=32",
+    "--config.components.sigma.num_classes=32",
+    "--config.num_classes=128",
+]
+FAMILY_FULL = [
+    # Anderson & Farrell's multi-instance images, OFDB, a mixture of three families
+    (
+        "multi_instance 224px, 1-5 x 100k pts",
+        ["--config", f"{CONFIGS}/data/multi_instance_1k.py", "--config.num_classes=100"],
+    ),
+    ("OFDB 362px 200k pts", ["--config", f"{CONFIGS}/data/ofdb_1k.py", "--config.num_classes=64"]),
+    (
+        "mixture FractalDB/OFDB/sigma 224px",
+        ["--config", f"{CONFIGS}/data/mixture.py", *MIXTURE_SMALL],
+    ),
+]
+FAMILY_QUICK = [
+    (
+        "OFDB 64px 10k pts",
+        [
+            "--config",
+            f"{CONFIGS}/data/ofdb_1k.py",
+            "--config.num_classes=4",
+            "--config.image_size=64",
+            "--config.points=10000",
+            "--config.search_points=8192",
+            "--config.search_size=64",
+            "--config.fill_threshold=0.05",
+            "--batch",
+            "8",
+            "--repeats",
+            "2",
+        ],
+    ),
+]
 FRACTALDB_1K_IMAGES = 1_000_000
 
 
@@ -66,9 +110,6 @@ def _time(fn, repeats: int) -> float:
 
 def measure_ceilings(quick: bool) -> dict:
     """The device's bf16 matrix-product rate and copy bandwidth, measured (not the datasheet)."""
-    import jax
-    import jax.numpy as jnp
-
     n = 512 if quick else 8192
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.bfloat16)  # random, never zeros
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.bfloat16)
@@ -133,6 +174,14 @@ def table(results: dict) -> str:
     if fdb and "images_per_sec" in fdb:
         minutes = FRACTALDB_1K_IMAGES / fdb["images_per_sec"] / 60
         lines += ["", f"All 1M FractalDB-1k images (362 px, 200k points): {minutes:.1f} min."]
+    if results.get("families"):
+        lines += ["", "| family renderer (index -> image) | images/s | batch | size |",
+                  "| --- | --- | --- | --- |"]  # fmt: skip
+        for label, r in results["families"]:
+            if "error" in r:
+                lines.append(f"| {label} | error: {r['error']} | | |")
+                continue
+            lines.append(f"| {label} | {_fmt(r['images_per_sec'])} | {r['batch']} | {r['size']} |")
     lines += [
         "",
         "| training step | images/s (rendering in step) | images/s (fixed batch) | "
@@ -166,10 +215,12 @@ def main(argv: list[str]) -> int:
         "command": command,
         "ceilings": measure_ceilings(args.quick),
         "render": [],
+        "families": [],
         "train": [],
     }
     print(json.dumps({"ceilings": results["ceilings"]}), flush=True)
     plan = [("render", RENDER_QUICK if args.quick else RENDER_FULL),
+            ("families", FAMILY_QUICK if args.quick else FAMILY_FULL),
             ("train", TRAIN_QUICK if args.quick else TRAIN_FULL)]  # fmt: skip
     total = sum(len(settings) for _, settings in plan)
     done = 0
@@ -177,7 +228,7 @@ def main(argv: list[str]) -> int:
         for label, bench_args in settings:
             done += 1
             print(f"[{done}/{total}] bench {kind}: {label}", file=sys.stderr, flush=True)
-            result = run_bench(kind, bench_args, args.timeout)
+            result = run_bench("render" if kind == "families" else kind, bench_args, args.timeout)
             results[kind].append((label, result))
             print(json.dumps({"label": label, **result}), flush=True)
     text = table(results)

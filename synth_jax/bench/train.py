@@ -16,7 +16,13 @@ from __future__ import annotations
 import json
 import tempfile
 
+import jax
+import numpy as np
+
 from synth_jax.errors import ArgumentParser, UsageError
+from synth_jax.fractals import FractalDataset, data_config
+from synth_jax.models import model_config
+from synth_jax.train import trainer
 
 
 def _parser():
@@ -56,13 +62,6 @@ class FixedBatch:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    import jax
-    import numpy as np
-
-    from synth_jax.fractals import FractalDataset, data_config
-    from synth_jax.models import model_config
-    from synth_jax.train import trainer
-
     if args.steps < 4:
         raise UsageError("--steps: at least 4")
     log_every = max(1, args.steps // 10)

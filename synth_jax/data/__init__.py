@@ -2,5 +2,5 @@
 (tfds_source), Grain host batches with checkpointable state (pipeline), on-device evaluation
 transform (preprocess). The real-data source for both fine-tuning and supervised pre-training:
 
-    source = pipeline.make_source(pipeline.data_config(name="cifar10"), "train", 128, seed, True)
+    source = pipeline.make_source(pipeline.tfds_config(name="cifar10"), "train", 128, seed, True)
 """

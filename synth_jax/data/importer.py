@@ -18,6 +18,7 @@ import re
 import tempfile
 
 import numpy as np
+from PIL import Image
 
 from synth_jax.data import readers
 from synth_jax.errors import ArgumentParser, UsageError
@@ -113,15 +114,11 @@ def validate(name: str, local: readers.LocalDataset, features) -> None:
 
 def _encode(image: np.ndarray):
     """A PIL image (TFDS encodes it as PNG without TensorFlow)."""
-    from PIL import Image
-
     return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
 
 
 def _folder_image(path: str):
     """The file's bytes when it is already RGB; otherwise an RGB PNG of it. Refuses bad files."""
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             image.load()

@@ -1,9 +1,10 @@
 """Host-fed batches of a real TFDS dataset: a Grain pipeline with checkpointable state.
 
-`make_source(data_config, split, batch_size, seed, train)` returns a `HostSource`: an iterator of
-numpy batches `{"image": uint8[B, H, W, C], "label": int32[B]}` (plus `"mask": bool[B]` for
-evaluation, whose last batch is padded) with `get_state()` / `set_state()`. The trainer saves that
-state with its checkpoint, so a resumed run sees exactly the batches it would have seen.
+`make_source(data, split, batch_size, seed, train)` (data: a `tfds_config`) returns a
+`HostSource`: an iterator of numpy batches `{"image": uint8[B, H, W, C], "label": int32[B]}`
+(plus `"mask": bool[B]` for evaluation, whose last batch is padded) with `get_state()` /
+`set_state()`. The trainer saves that state with its checkpoint, so a resumed run sees exactly
+the batches it would have seen.
 
 Training: each host reads its own slice of the examples (`process_index::process_count`),
 shuffled with a seed, repeated forever (a new order each epoch), batched to
@@ -24,13 +25,16 @@ import grain
 import jax
 import ml_collections
 import numpy as np
+from absl import flags
+from PIL import Image
 
 from synth_jax.data import tfds_source
 from synth_jax.errors import UsageError
 
 
-def data_config(**overrides) -> ml_collections.ConfigDict:
-    """The default config of a real-data source (`config.data` of pretrain/finetune configs)."""
+def tfds_config(**overrides) -> ml_collections.ConfigDict:
+    """The default config of a real-data source (`config.data` of fine-tuning and real-data
+    pre-training configs, `data` of evaluators)."""
     config = ml_collections.ConfigDict(
         {
             "source": "tfds",
@@ -52,7 +56,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
     return config
 
 
-DATA_KEYS = {k: None for k in data_config()}
+DATA_KEYS = {k: None for k in tfds_config()}
 
 
 class Subset(Sequence):
@@ -81,8 +85,6 @@ class _Decode(grain.transforms.Map):
         if image.ndim == 2:
             image = image[..., None]
         if self.decode_size and image.shape[:2] != (self.decode_size, self.decode_size):
-            from PIL import Image
-
             pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
             pil = pil.resize((self.decode_size, self.decode_size), Image.BILINEAR)
             image = np.asarray(pil, np.uint8).reshape(self.decode_size, self.decode_size, -1)
@@ -142,8 +144,6 @@ class HostSource:
             grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
         )
         if config.num_workers:
-            from absl import flags
-
             # Grain's worker processes read absl flags; a program that is not an absl app
             # has not parsed them.
             if not flags.FLAGS.is_parsed():
@@ -197,15 +197,15 @@ class HostSource:
 
 
 def make_source(
-    data_config: ml_collections.ConfigDict,
+    data: ml_collections.ConfigDict,
     split: str,
     batch_size: int,
     seed: int,
     train: bool,
     indices: np.ndarray | None = None,
 ) -> HostSource:
-    """A `HostSource` over `split` of `data_config.name`, optionally restricted to `indices`."""
-    if data_config.get("source", "tfds") != "tfds":
-        raise UsageError(f"data.source={data_config.source!r}: real data comes from 'tfds'")
-    opened = tfds_source.open_split(data_config.name, split, data_config.data_dir or None)
-    return HostSource(opened, indices, batch_size, seed, train, data_config)
+    """A `HostSource` over `split` of `data.name`, optionally restricted to `indices`."""
+    if data.get("source", "tfds") != "tfds":
+        raise UsageError(f"data.source={data.source!r}: real data comes from 'tfds'")
+    opened = tfds_source.open_split(data.name, split, data.data_dir or None)
+    return HostSource(opened, indices, batch_size, seed, train, data)

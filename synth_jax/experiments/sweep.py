@@ -30,7 +30,9 @@ import ml_collections
 from synth_jax import files
 from synth_jax.config import config_from_argv, config_to_dict, require_keys
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.experiments import grid
+from synth_jax.experiments import grid, report
+from synth_jax.train import pretrain
+from synth_jax.transfer import finetune
 
 # Top-level keys of a sweep config; `pretrain` and `finetune` are checked by their own trainers.
 SWEEP_KEYS = {
@@ -74,9 +76,6 @@ def validate(config: ml_collections.ConfigDict) -> list[grid.Cell]:
 def check_cells(cells: list[grid.Cell]) -> None:
     """Runs the trainers' own config checks on every cell before anything trains, so a bad
     value in the third cell stops the sweep now, not after the first two have run."""
-    from synth_jax.train import pretrain
-    from synth_jax.transfer import finetune
-
     checked: set[str] = set()
     for cell in cells:
         stage = "pretrain"
@@ -113,7 +112,7 @@ def finished_cells(workdir: str, cells: list[grid.Cell]) -> set[str]:
     }
 
 
-def finetune_config(cell: grid.Cell, workdir: str) -> ml_collections.ConfigDict:
+def cell_finetune_config(cell: grid.Cell, workdir: str) -> ml_collections.ConfigDict:
     """The cell's fine-tuning config with its run paths: where to start from, where to append."""
     config = copy.deepcopy(cell.finetune)
     pretrain_dir, _ = grid.cell_dirs(workdir, cell)
@@ -154,9 +153,9 @@ def run(
     if pretrain_fn is None and finetune_fn is None:
         check_cells(cells)  # the real trainers' checks; injected runners check their own
     if pretrain_fn is None:
-        from synth_jax.train.pretrain import run as pretrain_fn
+        pretrain_fn = pretrain.run
     if finetune_fn is None:
-        from synth_jax.transfer.finetune import run as finetune_fn
+        finetune_fn = finetune.run
 
     mine = grid.shard_cells(cells, shard)
     done = finished_cells(workdir, cells)
@@ -188,7 +187,7 @@ def run(
         verb = "resuming" if os.path.isdir(finetune_dir) else "starting"
         source = "from scratch" if cell.scratch else f"from {cell.pretrain_id}"
         print(f"{label}: {verb} fine-tuning {source}", file=out, flush=True)
-        summary = finetune_fn(finetune_config(cell, workdir), finetune_dir)
+        summary = finetune_fn(cell_finetune_config(cell, workdir), finetune_dir)
         if isinstance(summary, dict) and summary.get("status") == "preempted":
             print(f"{label}: preempted; run the same command again to resume", file=out)
             preempted = True
@@ -242,8 +241,6 @@ def _top1(summary) -> str:
 
 
 def write_report(config, cells, workdir, out=None) -> str:
-    from synth_jax.experiments import report
-
     path = report.write(config, cells, workdir, out=out or sys.stdout)
     return path
 

@@ -1,9 +1,9 @@
 """`FractalDataset`: an epoch of fractal images that exists without being stored.
 
-An image is a pure function of (seed, global index): index -> (category, weight row, instance,
-flip) by integer arithmetic, and the image's randomness comes from `fold_in(key(seed), index)`.
-So the images of a training step are the same on any number of devices, and each device renders
-only the slice of the batch it holds.
+An image is a pure function of (seed, global index): image i shows category
+i // images_per_category, and the family's renderer draws it from the family's table and keys
+folded from (seed, index) (see synth_jax.fractals.family). So the images of a training step are
+the same on any number of devices, and each device renders only the slice of the batch it holds.
 """
 
 from __future__ import annotations
@@ -13,60 +13,55 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from synth_jax.fractals import counter_random, family, one_image, render
+from synth_jax.fractals import counter_random, family
 
 
 class FractalDataset:
-    """The shared dataset contract.
+    """The shared dataset contract, for every family.
 
     Attributes: num_classes, num_images (one epoch of unique images), image_size, channels (3),
-    table (the FamilyTable), spec (the RenderSpec), images_per_category.
+    images_per_category, multi_label (labels are multi-hot int32[B, C] instead of int32[B]),
+    family (its name), table (the FamilyTable), renderer (the family's; see
+    synth_jax.fractals.family). `table` may be passed in when it is already built.
     """
 
     channels = 3
 
-    def __init__(self, data_config, progress: bool = False):
+    def __init__(self, data_config, progress: bool = False, table=None):
         self.config = data_config
-        self.table = family.build_table(data_config, progress=progress)
-        self.spec = family.render_spec(data_config)
+        if table is None:
+            table = family.build_table(data_config, progress=progress)
+        self.table = table
         self.family = data_config.family
+        self.renderer = family.FAMILIES.lookup(self.family).renderer(data_config, self.table)
         self.num_classes = self.table.num_classes
         self.image_size = data_config.image_size
-        if self.family == "fractaldb":
-            self.num_variants = len(self.table.variants)
-            self.num_instances = data_config.instances
-            self.num_flips = 4 if data_config.flip == "index" else 1
-        else:
-            self.num_variants, self.num_flips = 1, 1
-            self.num_instances = data_config.images_per_category
-        self.images_per_category = self.num_variants * self.num_instances * self.num_flips
-        self.num_images = self.num_classes * self.images_per_category
+        self.multi_label = bool(getattr(self.renderer, "multi_label", False))
+        self.images_per_category = getattr(self.renderer, "images_per_category", None)
+        self.num_images = int(
+            getattr(self.renderer, "num_images", None)
+            or self.num_classes * self.images_per_category
+        )
         if self.num_images >= 2**31:
             raise ValueError(f"{self.num_images} images do not fit int32 indices")
-        self._params = jnp.asarray(self.table.params)
-        self._variant_ok = jnp.asarray(self.table.variant_ok)
-        # Factors on (a..f, p): p is never rescaled.
-        self._variants = jnp.asarray(
-            np.concatenate([self.table.variants, np.ones((self.num_variants, 1), np.float32)], 1)
-        )
-        self._photo = None
-        if self.family == "one_image":
-            self._photo = jnp.asarray(one_image.load_photo(data_config.photo, self.image_size))
 
-    # -- index arithmetic --------------------------------------------------------------------
     def decompose(self, indices):
-        """Global image indices int[B] -> (category, variant, instance, flip), each int32[B]."""
-        indices = jnp.asarray(indices, jnp.int32)
-        category, rest = jnp.divmod(indices, self.images_per_category)
-        variant, rest = jnp.divmod(rest, self.num_instances * self.num_flips)
-        instance, flip = jnp.divmod(rest, self.num_flips)
-        return category, variant, instance, flip
+        """The family's own split of global indices (IFS families: (category, variant, instance,
+        flip), each int32[B])."""
+        return self.renderer.decompose(indices)
+
+    def categories(self, indices):
+        """The category int32[B] whose image each global index int[B] shows (single-label
+        families; a renderer with its own index layout defines `categories`)."""
+        if hasattr(self.renderer, "categories"):
+            return self.renderer.categories(indices)
+        return jnp.asarray(indices, jnp.int32) // self.images_per_category
 
     # -- rendering -----------------------------------------------------------------------------
     def render_with_info(self, seed, indices):
         """Pure and jittable. seed: int or uint32 scalar; indices: int32[B] in [0, num_images).
         Returns (images [B, H, W, 3] uint8 (or bfloat16, same 0..255 scale), labels int32[B],
-        info {degenerate bool[B], fill float[B], finite float[B]}).
+        info {degenerate bool[B], fill float[B], ...}).
 
         When `indices` carry an explicit batch sharding (a mesh made by `jax.make_mesh`, whose
         axes are Explicit by default), each device renders its own slice inside a `shard_map`.
@@ -76,66 +71,54 @@ class FractalDataset:
         indices = jnp.asarray(indices, jnp.int32)
         batch_axes = _explicit_batch_axes(indices)
         if batch_axes is None:
-            return self._render_local(seed, indices)
+            return self.renderer.render(seed, indices)
         mesh = jax.typeof(indices).sharding.mesh
         return jax.shard_map(
-            self._render_local,
+            self.renderer.render,
             mesh=mesh,
             in_specs=(P(), P(batch_axes)),
             out_specs=P(batch_axes),
             check_vma=False,  # the scan's carries start replicated and become per-device
         )(jnp.asarray(seed, jnp.uint32), indices)
 
-    def _render_local(self, seed, indices):
-        base = jax.random.key(jnp.asarray(seed, jnp.uint32))
-        category, variant, _, flip = self.decompose(indices)
-        # A degenerate (category, weight row) is rendered as row 0 (the table says which).
-        variant = jnp.where(self._variant_ok[category, variant], variant, 0)
-        # Instances of a weight row share the chaos game's points; flips share everything.
-        game_keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(
-            -1 - (category * self.num_variants + variant)
-        )
-        image_keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(indices - flip)
-        params = self._params[category] * self._variants[variant][:, None, :]
-        if self.family == "one_image":
-            images, info = jax.vmap(self._render_photo)(params, image_keys, flip)
-        else:
-            images, info = render.render_batch(params, game_keys, image_keys, flip, self.spec)
-        return images, category, info
-
     def render(self, seed, indices):
         """(images, labels) for global indices; see render_with_info."""
         images, labels, _ = self.render_with_info(seed, indices)
         return images, labels
-
-    def _render_photo(self, params, key, flip):
-        k_flip, k_compose = jax.random.split(key)
-        level = one_image.warp(self._photo, params)
-        if self.spec.random_flip:
-            flip = jax.random.randint(k_flip, (), 0, 4)
-        level = render.flip_image(level, flip)
-        # A photo has no zero-valued background: render it as its own foreground.
-        spec = self.spec
-        image = render.compose(jnp.maximum(level, 1e-6), k_compose, spec)
-        info = {"degenerate": jnp.bool_(False), "fill": jnp.float32(1.0),
-                "finite": jnp.float32(1.0)}  # fmt: skip
-        return image, info
 
     # -- epochs --------------------------------------------------------------------------------
     def indices_for_step(self, seed, step, batch_size: int):
         """Pure and jittable: the global indices int32[batch_size] of training step `step`.
         Sample k = step * batch_size + j of the run is position k mod num_images of epoch
         k // num_images, whose order is a seeded bijection of [0, num_images): every image once
-        per epoch, a fresh order each epoch, O(batch) work. Counts up to 2^32 samples."""
+        per epoch, a fresh order each epoch, O(batch) work. Counts up to 2^32 samples. (A
+        renderer with its own batch layout, the mixture's, defines `indices_for_step`.)"""
+        if hasattr(self.renderer, "indices_for_step"):
+            return self.renderer.indices_for_step(seed, step, batch_size)
         k = jnp.asarray(step, jnp.uint32) * jnp.uint32(batch_size) + jnp.arange(
             batch_size, dtype=jnp.uint32
         )
-        n = jnp.uint32(self.num_images)
-        epoch, position = k // n, k % n
-        round_keys = counter_random.mix32(
-            counter_random.mix32(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x9E3779B9)) ^ epoch
-        )
-        return shuffle_position(position, round_keys, self.num_images).astype(jnp.int32)
+        return epoch_order(seed, k, self.num_images)
+
+
+def category_walk(num_classes: int, images_per_category: int, num: int) -> np.ndarray:
+    """`num` global indices that walk through the categories first: image k shows category
+    k mod C (its (k // C)-th image), so a preview shows as many categories as it can."""
+    k = np.arange(num)
+    category = k % num_classes
+    instance = (k // num_classes) % images_per_category
+    return (category * images_per_category + instance).astype(np.int32)
+
+
+def epoch_order(seed, sample, n: int):
+    """Sample numbers uint32[B] of a run -> indices int32[B] in [0, n): sample k is position
+    k mod n of epoch k // n, whose order is a bijection of [0, n) keyed by (seed, epoch)."""
+    n32 = jnp.uint32(n)
+    epoch, position = sample // n32, sample % n32
+    round_keys = counter_random.mix32(
+        counter_random.mix32(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x9E3779B9)) ^ epoch
+    )
+    return shuffle_position(position, round_keys, n).astype(jnp.int32)
 
 
 def _explicit_batch_axes(indices):

@@ -2,8 +2,11 @@
 disk for other frameworks.
 
 png:  DIR/<class>/<index>.png (class and global image index zero-padded), like FractalDB's tree.
+      Families with several classes per image (multi_instance, or a mixture holding it) are
+      refused: a class-folder tree cannot hold them.
 tfds: a TFDS ArrayRecord dataset DIR/<name>/1.0.0 (features image, label, index; split train),
-      readable without TensorFlow: `tfds.data_source(name, data_dir=DIR)`.
+      readable without TensorFlow: `tfds.data_source(name, data_dir=DIR)`. For several classes
+      per image, `label` is the sorted list of the image's classes (Sequence(ClassLabel)).
 
 The first N global indices are exported (categories in order, each complete before the next).
 Every file is written atomically and an interrupted export resumes where it stopped: PNGs that
@@ -55,7 +58,7 @@ def _check_manifest(out: str, manifest: dict) -> None:
 
 def export_png(dataset: FractalDataset, out: str, num: int, seed: int, batch: int) -> int:
     """Writes the missing PNGs of indices [0, num); returns how many were written."""
-    labels = np.asarray(dataset.decompose(np.arange(num))[0])
+    labels = np.asarray(dataset.categories(np.arange(num)))
     missing = [i for i in range(num) if not os.path.exists(png_path(out, labels[i], i))]
     meter = Progress(num, "export png", "images", start=num - len(missing))
     for start in range(0, len(missing), batch):
@@ -71,6 +74,12 @@ def export_png(dataset: FractalDataset, out: str, num: int, seed: int, batch: in
     return len(missing)
 
 
+def _label_feature(label):
+    """A chunk's stored label: a class id, or a multi-hot row -> the sorted list of classes."""
+    label = np.asarray(label)
+    return int(label) if label.ndim == 0 else np.flatnonzero(label).astype(np.int64)
+
+
 def _chunk_examples(chunks: list):
     """(key, example) of the rendered chunks (npz files of concatenated PNG bytes with offsets,
     labels and indices), in index order."""
@@ -82,7 +91,7 @@ def _chunk_examples(chunks: list):
                     int(index),
                     {
                         "image": io.BytesIO(png[offsets[k] : offsets[k + 1]].tobytes()),
-                        "label": int(label),
+                        "label": _label_feature(label),
                         "index": int(index),
                     },
                 )
@@ -113,15 +122,16 @@ def export_tfds(dataset: FractalDataset, out: str, num: int, seed: int, batch: i
             pngs.append(np.frombuffer(buffer.getvalue(), np.uint8))
         offsets = np.cumsum([0] + [len(p) for p in pngs])
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, png=np.concatenate(pngs), offsets=offsets, label=labels,
+            np.savez(f, png=np.concatenate(pngs), offsets=offsets, label=labels.astype(np.int32),
                      index=np.asarray(indices, np.int64))  # fmt: skip
         meter.update(min(start + batch, num))
     meter.close()
 
+    label = tfds.features.ClassLabel(num_classes=dataset.num_classes)
     features = tfds.features.FeaturesDict(
         {
             "image": tfds.features.Image(shape=(dataset.image_size, dataset.image_size, 3)),
-            "label": tfds.features.ClassLabel(num_classes=dataset.num_classes),
+            "label": tfds.features.Sequence(label) if dataset.multi_label else label,
             "index": tfds.features.Scalar(dtype=np.int64),
         }
     )
@@ -162,6 +172,11 @@ def main(argv: list[str]) -> int:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out}: exists and is not a directory")
     dataset = FractalDataset(config, progress=True)
+    if dataset.multi_label and args.format == "png":
+        raise UsageError(
+            f"--format png: family {config.family!r} gives several classes per image, which a "
+            f"class-folder tree cannot hold; use --format tfds (label: the list of classes)"
+        )
     num = dataset.num_images if args.num is None else args.num
     if not 1 <= num <= dataset.num_images:
         raise UsageError(f"--num {num}: expected 1..{dataset.num_images} (the dataset's images)")

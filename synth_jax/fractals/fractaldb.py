@@ -1,10 +1,22 @@
-"""FractalDB (Kataoka et al., ACCV 2020): category search and the instance weight rows."""
+"""FractalDB (Kataoka et al., ACCV 2020): category search and the instance weight rows; the
+`fractaldb` data family (see synth_jax.fractals.family for what a family module defines).
+
+Categories are random systems (N maps in [min_maps, max_maps], a..f ~ U(-1, 1), p from |det|)
+kept when a per-point-patch render fills at least `fill_threshold`; each has 25 weight rows x
+`instances` patch seeds x 4 flips (flip="index") images.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from synth_jax.fractals import ifs, render
+from synth_jax.config import check, check_choice
+from synth_jax.errors import UsageError
+from synth_jax.fractals import data_keys, ifs, render
+from synth_jax.fractals.ifs_images import IFSImages, ifs_table
+from synth_jax.progress import Progress
 
 # Factors for the 24 non-trivial weight rows: each row scales ONE of a..f of every map.
 WEIGHT_FACTORS = {"0.4": (0.2, 0.6, 1.4, 1.8), "0.1": (0.8, 0.9, 1.1, 1.2)}
@@ -102,3 +114,60 @@ def search_categories(
         if progress is not None:
             progress.update(min(len(kept), num_classes), f"candidates {stats['candidates']}")
     return np.stack(kept[:num_classes]), np.stack(kept_ok[:num_classes]), stats
+
+
+# -- the data family ---------------------------------------------------------------------------
+DEFAULTS = dict(
+    image_size=362,  # published FractalDB images: 362 px, 200k points
+    points=200_000,
+    gray_value=127,  # "patch_gray"
+    flip="index",
+    min_maps=2,
+    max_maps=7,
+    weights="0.4",  # instance weight rows: "0.4" or "0.1"
+    instances=10,  # instances per weight row (they differ by patch masks)
+    fill_threshold=0.2,  # keep a category when its fill rate >= this
+    search_points=100_000,
+    search_size=512,
+)
+TABLE_FREE_KEYS = ("instances",)
+
+
+def validate(config) -> None:
+    check_choice(config, "weights", tuple(WEIGHT_FACTORS))
+    data_keys.check_search_keys(config)
+    check(config, "instances", data_keys.positive_int, "a positive integer")
+    data_keys.check_map_counts(config)
+
+
+def build_table(config, rng: np.random.Generator, progress: bool) -> tuple[dict, dict]:
+    return search_table(config, rng, weight_rows(config.weights), progress)
+
+
+def search_table(config, rng, variants: np.ndarray, progress: bool) -> tuple[dict, dict]:
+    """The table of a FractalDB-style category search (search keys of `config`) with the weight
+    rows `variants` float[V, 6] (row 0: the accepted system itself), each checked per
+    config.degenerate."""
+    meter = Progress(config.num_classes, "FractalDB search", "categories") if progress else None
+    search = data_keys.search_spec(config)
+    check_spec = dataclasses.replace(search, image_size=64, points=4096, chains=256)
+    try:
+        params, variant_ok, stats = search_categories(
+            rng, config.num_classes, config.min_maps, config.max_maps, config.fill_threshold,
+            search, check_spec, variants, config.seed, config.degenerate, progress=meter,
+        )  # fmt: skip
+    except DegenerateVariants as e:
+        raise UsageError(f"config key 'degenerate'='error': {e}; use resample or reject") from None
+    if meter:
+        meter.close()
+    return ifs_table(params, variants, variant_ok), stats
+
+
+def renderer(config, table) -> IFSImages:
+    flips = 4 if config.flip == "index" else 1
+    return IFSImages(table, data_keys.render_spec(config), config.instances, flips)
+
+
+def preview_overrides(num: int, image_size: int) -> dict:
+    return dict(points=data_keys.preview_points(image_size), search_points=20_000,
+                search_size=128, fill_threshold=0.1)  # fmt: skip

@@ -1,5 +1,6 @@
 """One real image: C categories of random affine perturbations of a single grayscale photograph,
-warped on the device (the "Scaling Backwards" ablation that pre-trains on one real image)."""
+warped on the device (the "Scaling Backwards" ablation that pre-trains on one real image); the
+`one_image` data family (see synth_jax.fractals.family)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+
+from synth_jax.config import check
+from synth_jax.errors import UsageError
+from synth_jax.fractals import data_keys, render
+from synth_jax.fractals.ifs_images import IFSImages, ifs_table
 
 SAMPLE_PHOTOS = ("china", "flower")  # shipped with scikit-learn
 
@@ -53,3 +59,56 @@ def warp(photo: jax.Array, params: jax.Array) -> jax.Array:
     return jax.scipy.ndimage.map_coordinates(
         photo, [to_pixel(sy), to_pixel(sx)], order=1, mode="mirror"
     )
+
+
+# -- the data family ---------------------------------------------------------------------------
+DEFAULTS = dict(
+    patch="none",
+    photo="china",  # china | flower (scikit-learn samples) | path to an image file
+    delta=0.2,  # each affine parameter of a category perturbed by U(-delta, delta)
+    images_per_category=1,
+)
+TABLE_FREE_KEYS = ("images_per_category",)
+
+
+def validate(config) -> None:
+    check(config, "images_per_category", data_keys.positive_int, "a positive integer")
+    check(config, "delta", lambda v: 0 <= v < 1, "a number in [0, 1)")
+    photo = config.photo
+    if photo not in SAMPLE_PHOTOS and not os.path.isfile(photo):
+        raise UsageError(f"config key 'photo'={photo!r}: not one of {SAMPLE_PHOTOS} nor a file")
+
+
+def build_table(config, rng: np.random.Generator, progress: bool) -> tuple[dict, dict]:
+    return ifs_table(sample_affines(rng, config.num_classes, config.delta)), {}
+
+
+class PhotoImages(IFSImages):
+    """The IFS index layout with one affine map per category, drawn by warping the photo."""
+
+    def __init__(self, config, table):
+        super().__init__(table, data_keys.render_spec(config), config.images_per_category)
+        self._photo = jnp.asarray(load_photo(config.photo, config.image_size))
+
+    def draw(self, params, game_keys, image_keys, flips):
+        return jax.vmap(self._draw_one)(params, image_keys, flips)
+
+    def _draw_one(self, params, key, flip):
+        k_flip, k_compose = jax.random.split(key)
+        level = warp(self._photo, params)
+        if self.spec.random_flip:
+            flip = jax.random.randint(k_flip, (), 0, 4)
+        level = render.flip_image(level, flip)
+        # A photo has no zero-valued background: render it as its own foreground.
+        image = render.compose(jnp.maximum(level, 1e-6), k_compose, self.spec)
+        info = {"degenerate": jnp.bool_(False), "fill": jnp.float32(1.0),
+                "finite": jnp.float32(1.0)}  # fmt: skip
+        return image, info
+
+
+def renderer(config, table) -> PhotoImages:
+    return PhotoImages(config, table)
+
+
+def preview_overrides(num: int, image_size: int) -> dict:
+    return {}

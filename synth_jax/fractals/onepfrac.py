@@ -1,10 +1,13 @@
-"""1p-frac (Nakamura et al., ECCV 2024): one fractal and C local perturbations of it."""
+"""1p-frac (Nakamura et al., ECCV 2024): one fractal and C local perturbations of it; the
+`onepfrac` data family (see synth_jax.fractals.family)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from synth_jax.fractals import ifs, render, sigma
+from synth_jax.config import check, check_choice
+from synth_jax.fractals import data_keys, ifs, render, sigma
+from synth_jax.fractals.ifs_images import IFSImages, ifs_table
 
 
 def sample_base_system(rng: np.random.Generator, sigma_centre: float, jitter: float, num_maps=2):
@@ -63,3 +66,49 @@ def build_categories(
         )
     padded = np.stack([ifs.pad_maps(p) for p in params])
     return padded, base, stats
+
+
+# -- the data family ---------------------------------------------------------------------------
+DEFAULTS = dict(
+    gray_value=127,
+    sigma=3.5,  # s0: the base system's sigma ~ U(s0 - jitter, s0 + jitter)
+    sigma_jitter=0.1,
+    delta=0.1,  # perturbation size Delta
+    perturbation="multiplicative",  # multiplicative (released code) | additive (paper)
+    fill_threshold=0.05,  # redraw a category while its fill rate <= this
+    search_points=100_000,
+    search_size=512,
+    images_per_category=1,
+)
+TABLE_FREE_KEYS = ("images_per_category",)
+
+
+def validate(config) -> None:
+    check_choice(config, "perturbation", ("multiplicative", "additive"))
+    data_keys.check_search_keys(config)
+    check(config, "images_per_category", data_keys.positive_int, "a positive integer")
+    check(config, "delta", lambda v: 0 <= v < 1, "a number in [0, 1)")
+    check(config, "sigma", lambda v: v == 0 or v > 0, "0 (the default range) or a positive number")
+    check(
+        config,
+        "sigma",
+        lambda v: 0.5 < v - config.sigma_jitter and v + config.sigma_jitter <= 6,
+        "s0 with s0 +- sigma_jitter inside (0.5, 6] (N = 2 maps)",
+    )
+
+
+def build_table(config, rng: np.random.Generator, progress: bool) -> tuple[dict, dict]:
+    params, base, stats = build_categories(
+        rng, config.num_classes, config.sigma, config.sigma_jitter, config.delta,
+        config.perturbation, config.fill_threshold, data_keys.search_spec(config), config.seed,
+    )  # fmt: skip
+    stats["base_system"] = base.tolist()
+    return ifs_table(params), stats
+
+
+def renderer(config, table) -> IFSImages:
+    return IFSImages(table, data_keys.render_spec(config), config.images_per_category)
+
+
+def preview_overrides(num: int, image_size: int) -> dict:
+    return dict(points=data_keys.preview_points(image_size), search_points=20_000, search_size=128)

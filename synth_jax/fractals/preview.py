@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from synth_jax.files import atomic_path
-from synth_jax.fractals.dataset import FractalDataset
+from synth_jax.fractals.dataset import FractalDataset, category_walk
 from synth_jax.fractals.family import FAMILIES, data_config
 
 LABEL_HEIGHT = 12
@@ -19,11 +19,11 @@ LABEL_HEIGHT = 12
 
 def preview_indices(dataset: FractalDataset, num: int) -> np.ndarray:
     """`num` global indices that walk through the categories first: image k shows category
-    k mod C (its (k // C)-th image), so a grid shows as many categories as it can."""
-    k = np.arange(num)
-    category = k % dataset.num_classes
-    instance = (k // dataset.num_classes) % dataset.images_per_category
-    return (category * dataset.images_per_category + instance).astype(np.int32)
+    k mod C (its (k // C)-th image), so a grid shows as many categories as it can (a renderer
+    with its own index layout, the mixture's, defines `preview_indices(num)`)."""
+    if hasattr(dataset.renderer, "preview_indices"):
+        return np.asarray(dataset.renderer.preview_indices(num), np.int32)
+    return category_walk(dataset.num_classes, dataset.images_per_category, num)
 
 
 def render_images(dataset: FractalDataset, indices, seed: int = 0, batch: int = 64):
@@ -44,8 +44,17 @@ def render_images(dataset: FractalDataset, indices, seed: int = 0, batch: int = 
     return np.concatenate(images), np.concatenate(labels), info
 
 
+def caption(label) -> str:
+    """'class k' for a class id, 'classes i,j,k' for a multi-hot row int[C]."""
+    label = np.asarray(label)
+    if label.ndim == 0:
+        return f"class {int(label)}"
+    return "classes " + ",".join(str(c) for c in np.flatnonzero(label))
+
+
 def grid_image(images: np.ndarray, labels, columns: int | None = None) -> Image.Image:
-    """uint8[B, H, W, 3] images tiled with a 'class k' caption under each: a PIL image."""
+    """uint8[B, H, W, 3] images tiled with a caption under each (their class or classes; see
+    `caption`): a PIL image."""
     count, h, w, _ = images.shape
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
@@ -56,7 +65,7 @@ def grid_image(images: np.ndarray, labels, columns: int | None = None) -> Image.
         r, c = divmod(k, columns)
         x, y = c * (w + 2) + 1, r * (cell_h + 2) + 1
         canvas.paste(Image.fromarray(images[k]), (x, y))
-        draw.text((x + 1, y + h), f"class {int(labels[k])}", fill=(0, 0, 0))
+        draw.text((x + 1, y + h), caption(labels[k]), fill=(0, 0, 0))
     return canvas
 
 
@@ -68,15 +77,10 @@ def save_grid(path: str, images: np.ndarray, labels) -> str:
 
 
 def preview_config(family: str, num: int, image_size: int):
-    """A small config of `family` that builds in seconds on a laptop CPU."""
-    overrides = dict(num_classes=num, image_size=image_size, points=min(50_000, 40 * image_size**2))
-    if family == "one_image":
-        overrides.pop("points")
-    if family in ("fractaldb", "onepfrac"):
-        overrides.update(search_points=20_000, search_size=128)
-    if family == "fractaldb":
-        overrides.update(fill_threshold=0.1)
-    return data_config(family, **overrides)
+    """A small config of `family` that builds in seconds on a laptop CPU (the family's
+    `preview_overrides` say how)."""
+    extra = FAMILIES.lookup(family).preview_overrides(num, image_size)
+    return data_config(family, num_classes=num, image_size=image_size, **extra)
 
 
 def render_previews(out_dir: str, num: int = 16, image_size: int = 64, seed: int = 0) -> list:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synth_jax.fractals import augment, counter_random
+from synth_jax.fractals import counter_random, image_ops, plasma
 
 # Points beyond this magnitude count as divergent, like NaN and inf.
 DIVERGENCE_BOUND = 1e8
@@ -37,8 +37,8 @@ class RenderSpec:
     graded: bool = False  # intensity = hits / max hits instead of on/off
     random_flip: bool = False  # random h/v flips (FractalDB picks flips by index instead)
     window: bool = False  # random window rescale U(0.5, 2) and shift +-0.2 per axis
-    colour: str = "gray"  # gray | hsv
-    background: str = "black"  # black | noise
+    colour: str = "gray"  # gray | hsv | hsv8 (Anderson & Farrell's 8-bit OpenCV HSV)
+    background: str = "black"  # black | noise (value noise) | plasma (diamond-square)
     gray_value: int = 255  # foreground level of gray images (FractalDB: 127)
     dtype: str = "uint8"  # uint8 | bfloat16 (same 0..255 scale)
     min_pixels: int = 2  # fewer occupied pixels than this marks the image degenerate
@@ -107,7 +107,7 @@ def pixel_indices(x: jax.Array, y: jax.Array, box: jax.Array, key: jax.Array, sp
     any_ok = jnp.all(jnp.isfinite(box))
     lo, hi = jnp.where(any_ok, box[:2], 0.0), jnp.where(any_ok, box[2:], 1.0)
     if spec.window:
-        lo, hi = augment.random_window(key, lo, hi)
+        lo, hi = image_ops.random_window(key, lo, hi)
     scale = (size - 1 - 2 * spec.pad) / jnp.maximum(hi - lo, 1e-12)
     offset = spec.pad + 0.5 - lo * scale  # floor(v + 0.5): round to nearest, cheaper than round
     px = jnp.floor(x * scale[0] + offset[0])
@@ -140,13 +140,13 @@ def occupancy(x: jax.Array, y: jax.Array, box: jax.Array, key: jax.Array, spec: 
 def intensity(counts: jax.Array, key: jax.Array, spec: RenderSpec) -> jax.Array:
     """Hit counts -> foreground intensity float[H, W] in [0, 1] (0 = background)."""
     if spec.patch == "point":
-        on = augment.per_point_patches(counts, key)
+        on = image_ops.per_point_patches(counts, key)
         if not spec.graded:
             return on.astype(jnp.float32)
-        hits = augment.shifted_sum(counts, jnp.ones(9))
+        hits = image_ops.shifted_sum(counts, jnp.ones(9))
         return jnp.where(on, jnp.maximum(hits, 1.0) / jnp.maximum(jnp.max(hits), 1.0), 0.0)
     if spec.patch == "stamp":
-        hits = augment.shifted_sum(counts, augment.random_stamp(key))
+        hits = image_ops.shifted_sum(counts, image_ops.random_stamp(key))
     elif spec.patch == "none":
         hits = counts
     else:
@@ -156,28 +156,43 @@ def intensity(counts: jax.Array, key: jax.Array, spec: RenderSpec) -> jax.Array:
     return (hits > 0).astype(jnp.float32)
 
 
+def background_image(key: jax.Array, size: int, kind: str) -> jax.Array:
+    """A random background float[size, size, 3] in [0, 1]: "noise" (smooth value noise) or
+    "plasma" (Anderson & Farrell's colourised diamond-square)."""
+    if kind == "noise":
+        return image_ops.smooth_noise(key, size)
+    if kind == "plasma":
+        return plasma.plasma_background(key, size) / 255.0
+    raise ValueError(f"background={kind!r}: expected noise or plasma")
+
+
 def compose(level: jax.Array, key: jax.Array, spec: RenderSpec) -> jax.Array:
     """Foreground intensity float[H, W] -> image in spec.dtype [H, W, 3] on the 0..255 scale."""
     k_colour, k_background = jax.random.split(key)
     if spec.colour == "hsv":
-        fg = augment.hsv_colourise(level, k_colour)
+        fg = image_ops.hsv_colourise(level, k_colour)
+    elif spec.colour == "hsv8":
+        fg = image_ops.colourise_hsv8(level, k_colour) / 255.0
     elif spec.colour == "gray":
         fg = jnp.repeat(level[..., None] * (spec.gray_value / 255.0), 3, axis=-1)
     else:
-        raise ValueError(f"colour={spec.colour!r}: expected gray or hsv")
-    if spec.background == "noise":
-        bg = augment.smooth_noise(k_background, spec.image_size)
-        img = jnp.where(level[..., None] > 0, fg, bg)
-    elif spec.background == "black":
+        raise ValueError(f"colour={spec.colour!r}: expected gray, hsv or hsv8")
+    if spec.background == "black":
         img = fg
     else:
-        raise ValueError(f"background={spec.background!r}: expected black or noise")
+        bg = background_image(k_background, spec.image_size, spec.background)
+        img = jnp.where(level[..., None] > 0, fg, bg)
     img = jnp.clip(jnp.nan_to_num(img) * 255.0, 0.0, 255.0)
-    if spec.dtype == "uint8":
+    return to_dtype(img, spec.dtype)
+
+
+def to_dtype(img: jax.Array, dtype: str) -> jax.Array:
+    """float image on the 0..255 scale -> rounded uint8 or bfloat16."""
+    if dtype == "uint8":
         return jnp.round(img).astype(jnp.uint8)
-    if spec.dtype == "bfloat16":
+    if dtype == "bfloat16":
         return jnp.round(img).astype(jnp.bfloat16)
-    raise ValueError(f"dtype={spec.dtype!r}: expected uint8 or bfloat16")
+    raise ValueError(f"dtype={dtype!r}: expected uint8 or bfloat16")
 
 
 def is_degenerate(counts: jax.Array, finite: jax.Array, spec: RenderSpec) -> jax.Array:
@@ -236,7 +251,7 @@ def batch_system_statistics(params, keys, spec: RenderSpec):
     counts = histogram(pixels, spec.image_size)
     degenerate = jax.vmap(lambda c, f: is_degenerate(c, f, spec))(counts, finite)
     if spec.patch == "point":
-        fill = jax.vmap(augment.expected_patch_fill)(counts)
+        fill = jax.vmap(image_ops.expected_patch_fill)(counts)
     else:
         fill = jnp.mean(counts > 0, axis=(1, 2))
     return fill, degenerate

@@ -39,7 +39,9 @@ def main(argv: list[str]) -> int:
         "out": args.out,
         "family": config.family,
         "images": int(len(images)),
-        "classes_shown": int(len(np.unique(labels))),
+        "classes_shown": int(
+            np.sum(labels.sum(0) > 0) if labels.ndim == 2 else len(np.unique(labels))
+        ),
         "mean_fill": round(float(info["fill"].mean()), 4),
         "degenerate": int(info["degenerate"].sum()),
         "table": dataset.table.stats,

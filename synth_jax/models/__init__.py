@@ -6,15 +6,31 @@
     feats = model.features(images, train=False)  # float32[B, D], the pre-head representation
 
 The classifier is the attribute `head` (so fine-tuning can drop or re-initialise `head/...`).
-A model config holds:
-    name            "Ti/16", "ResNet-50", ...
+A model config holds the shared keys
+    name            "Ti/16", "ResNet-50", ...: the model module that claims it builds the model
     dtype           compute dtype, "float32" or "bfloat16" (parameters are always float32)
-    pool            ViT: "gap" (global average pool) or "cls" (class token)
-    posemb          ViT: "learn" or "sincos2d"
-    dropout         ViT: dropout rate
-    drop_path       ViT: stochastic-depth rate of the last block (linear in depth)
-    norm            ResNet: "batch" or "group"
     head_zero_init  start from a zero classifier (big_vision default)
+plus the keys of that module (`DEFAULTS`): ViT pool, posemb, dropout, drop_path; ResNet norm.
+(Keys of another model kind are allowed and unused, so a config can switch `model.name`.)
+
+Adding a model is one module and one table entry: the module defines
+
+    NAMES: str                 the names it takes, for error messages
+    DEFAULTS: dict             its own model.<key> defaults
+    claims(name) -> bool       whether `model.name` is one of its models (ask narrowly: modules
+                               are asked in registration order, built-ins first)
+    validate(config, image_size)
+                               raises synth_jax.errors.UsageError naming the bad model.<key>
+    create(config, num_classes, image_size, rngs, dtype) -> nnx.Module
+                               with __call__(images float[B,H,W,3], train, rng=None) -> logits,
+                               features(images, train, rng=None) -> float32[B, D] (pre-logits;
+                               the linear probe and the k-NN evaluator read it) and a `head`
+    adapt_pretrained(target, loaded, dont_load=HEAD) -> {path: array}
+                               which pre-trained arrays go into a freshly built model (target:
+                               its nested dict of arrays or shape structs), resized where the
+                               model knows how; see synth_jax.models.adapt.select_arrays
+
+and is registered with `MODELS.register("name", module)` (see docs/extending.md).
 """
 
 from __future__ import annotations
@@ -23,85 +39,79 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from synth_jax.config import check_choice
+from synth_jax.errors import UsageError
 from synth_jax.models import resnet, vit
+from synth_jax.registry import Registry
 
-MODEL_KEYS = ("name", "dtype", "pool", "posemb", "dropout", "drop_path", "norm", "head_zero_init")
+MODELS = Registry(
+    "model",
+    "model.name",
+    {"vit": vit, "resnet": resnet},
+    required=("DEFAULTS", "claims", "validate", "create", "adapt_pretrained"),
+)
+SHARED_DEFAULTS = dict(name="Ti/16", dtype="float32", head_zero_init=True)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def model_module(name: str):
+    """The registered module that claims `name`; a UsageError naming model.name otherwise."""
+    for module in MODELS.values():
+        if isinstance(name, str) and module.claims(name):
+            return module
+    names = "; ".join(getattr(m, "NAMES", key) for key, m in MODELS.items())
+    raise UsageError(f"config key 'model.name'={name!r}: no model takes this name ({names})")
+
+
 def model_config(name: str = "Ti/16", **overrides) -> ml_collections.ConfigDict:
-    """The default model config for `name` with `overrides` applied."""
-    config = ml_collections.ConfigDict(
-        dict(
-            name=name,
-            dtype="float32",
-            pool="gap",
-            posemb="learn",
-            dropout=0.0,
-            drop_path=0.0,
-            norm="batch",
-            head_zero_init=True,
-        )
-    )
-    config.update(overrides)
-    return config
+    """The default model config for `name` (shared keys and its module's) with `overrides`."""
+    values = {**SHARED_DEFAULTS, **model_module(name).DEFAULTS, "name": name}
+    for key, value in overrides.items():
+        if key not in values:
+            raise UsageError(f"model config key {key!r} is unknown for model {name!r}")
+        values[key] = value
+    return ml_collections.ConfigDict(values)
 
 
-def check_model_config(config, image_size: int) -> str | None:
-    """Returns an error message naming the bad key, or None when `config` is usable."""
-    unknown = sorted(set(config.keys()) - set(MODEL_KEYS))
+def check_model_config(config, image_size: int) -> None:
+    """Raises UsageError naming the bad `model.*` key. Keys of other model kinds are let through
+    (and unused), so that a config can switch `model.name` between kinds."""
+    module = model_module(config.get("name", ""))
+    known = all_model_defaults()
+    unknown = [key for key in config.keys() if key not in known]
     if unknown:
-        return f"model.{unknown[0]} is not a model option; known: {', '.join(MODEL_KEYS)}"
-    name = config.get("name", "")
-    try:
-        if name.startswith("ResNet"):
-            resnet.parse_name(name)
-        else:
-            _, patch = vit.parse_name(name)
-            if image_size % patch:
-                return f"model.name={name!r}: image size {image_size} is not a multiple of {patch}"
-    except ValueError as e:
-        return f"model.name: {e}"
-    if config.get("dtype", "float32") not in DTYPES:
-        return f"model.dtype={config.dtype!r}: one of {', '.join(DTYPES)}"
-    if config.get("pool", "gap") not in ("gap", "cls"):
-        return f"model.pool={config.pool!r}: one of gap, cls"
-    if config.get("posemb", "learn") not in ("learn", "sincos2d"):
-        return f"model.posemb={config.posemb!r}: one of learn, sincos2d"
-    if config.get("norm", "batch") not in ("batch", "group"):
-        return f"model.norm={config.norm!r}: one of batch, group"
-    for key in ("dropout", "drop_path"):
-        if not 0.0 <= float(config.get(key, 0.0)) < 1.0:
-            return f"model.{key}={config[key]}: a rate in [0, 1)"
-    return None
+        allowed = {**SHARED_DEFAULTS, **module.DEFAULTS}
+        raise UsageError(f"model.{unknown[0]} is not a model option; known: {', '.join(allowed)}")
+    check_choice(config, "dtype", tuple(DTYPES), "model.")
+    module.validate(config, image_size)
 
 
 def create_model(config, num_classes: int, image_size: int, rngs: nnx.Rngs) -> nnx.Module:
-    """Builds the model that `config.name` names (see the module docstring for the keys)."""
-    error = check_model_config(config, image_size)
-    if error:
-        raise ValueError(error)
-    dtype = DTYPES[config.get("dtype", "float32")]
-    head_zero_init = config.get("head_zero_init", True)
-    if config.name.startswith("ResNet"):
-        return resnet.ResNet(
-            config.name,
-            num_classes,
-            image_size,
-            rngs=rngs,
-            norm=config.get("norm", "batch"),
-            dtype=dtype,
-            head_zero_init=head_zero_init,
-        )
-    return vit.ViT(
-        config.name,
-        num_classes,
-        image_size,
-        rngs=rngs,
-        pool=config.get("pool", "gap"),
-        posemb=config.get("posemb", "learn"),
-        dropout=config.get("dropout", 0.0),
-        drop_path=config.get("drop_path", 0.0),
-        dtype=dtype,
-        head_zero_init=head_zero_init,
+    """Builds the model that `config.name` names (see the module docstring for the keys); a bad
+    value is a ValueError (configs are checked with `check_model_config` first)."""
+    module = model_module(config.name)
+    values = {**SHARED_DEFAULTS, **module.DEFAULTS, **dict(config.items())}
+    if values["dtype"] not in DTYPES:
+        raise ValueError(f"model.dtype={values['dtype']!r}: one of {', '.join(DTYPES)}")
+    return module.create(
+        ml_collections.ConfigDict(values), num_classes, image_size, rngs, DTYPES[values["dtype"]]
     )
+
+
+def adapt_pretrained(config, target, loaded, dont_load=None) -> dict:
+    """{path: array} of the pre-trained arrays `loaded` that a model of `config` takes; the model
+    module decides (position embeddings resampled for a ViT). dont_load: regexes of arrays kept
+    fresh (None: the module's head). Raises UsageError listing every array that does not fit."""
+    module = model_module(config.name)
+    if dont_load is None:
+        return module.adapt_pretrained(target, loaded)
+    return module.adapt_pretrained(target, loaded, tuple(dont_load))
+
+
+def all_model_defaults() -> dict:
+    """Every model.<key> any registered module knows, with its default (for configs written by
+    earlier versions, whose model sections held every key)."""
+    out = dict(SHARED_DEFAULTS)
+    for module in MODELS.values():
+        out.update(module.DEFAULTS)
+    return out

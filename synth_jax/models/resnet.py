@@ -4,6 +4,9 @@ Names: "ResNet-10", "ResNet-18", "ResNet-34" (basic blocks), "ResNet-50", "ResNe
 (bottleneck blocks). Images of 64 px or less get the CIFAR stem (one 3x3 convolution, no max
 pool); larger images the ImageNet stem (7x7 stride 2 + max pool). Batch statistics are computed
 over the global batch: under `jax.jit` with a sharded batch the mean is an all-reduce.
+
+As a model module (see synth_jax.models) it owns the key `norm`; a pre-trained checkpoint is
+loaded as is (batch statistics included), without resizing.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
+from synth_jax.config import check_choice
+from synth_jax.errors import UsageError
+from synth_jax.models import adapt
 from synth_jax.models.sharding import partitioned
 
 # depth -> (block kind, blocks per stage)
@@ -183,3 +189,38 @@ class ResNet(nnx.Module):
 
     def __call__(self, images, train: bool = False, rng=None):
         return self.head(self.features(images, train, rng)).astype(jnp.float32)
+
+
+# -- the model module --------------------------------------------------------------------------
+NAMES = "ResNet-N (ResNet-10, -18, -34, -50, -101)"
+DEFAULTS = dict(norm="batch")  # batch | group
+HEAD = ("head/.*",)  # the classifier: re-initialised for a new task
+
+
+def claims(name: str) -> bool:
+    return name.startswith("ResNet")
+
+
+def validate(config, image_size: int) -> None:
+    try:
+        parse_name(config.name)
+    except ValueError as e:
+        raise UsageError(f"model.name: {e}") from None
+    check_choice(config, "norm", ("batch", "group"), "model.")
+
+
+def create(config, num_classes: int, image_size: int, rngs: nnx.Rngs, dtype) -> ResNet:
+    return ResNet(
+        config.name,
+        num_classes,
+        image_size,
+        rngs=rngs,
+        norm=config.norm,
+        dtype=dtype,
+        head_zero_init=config.head_zero_init,
+    )
+
+
+def adapt_pretrained(target, loaded, dont_load=HEAD) -> dict:
+    """{path: array} of the pre-trained arrays this ResNet takes (see synth_jax.models.adapt)."""
+    return adapt.select_arrays(target, loaded, dont_load)

@@ -4,15 +4,23 @@ Variants by name: "Ti/16", "S/16", "B/16", "L/16" and any patch size ("Ti/4" sui
 Every parameter carries logical axis names (`embed`, `mlp`, `heads`, `vocab`, `classes`) through
 `nnx.with_partitioning`; `synth_jax.train.mesh` maps them onto a mesh, so the same module runs
 replicated, FSDP or tensor-parallel.
+
+As a model module (see synth_jax.models) it owns the keys `pool`, `posemb`, `dropout` and
+`drop_path`, and adapts a pre-trained checkpoint by resampling its position embedding.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from synth_jax.config import check, check_choice
+from synth_jax.errors import UsageError
+from synth_jax.models import adapt
 from synth_jax.models.sharding import partitioned
 
 # width, depth, mlp width, heads (Dosovitskiy et al. 2021; Touvron et al. 2021 for Ti and S)
@@ -270,3 +278,69 @@ class ViT(nnx.Module):
 
     def __call__(self, images, train: bool = False, rng=None):
         return self.head(self.features(images, train, rng)).astype(jnp.float32)
+
+
+# -- the model module --------------------------------------------------------------------------
+NAMES = "ViT VARIANT/PATCH (Ti/16, S/16, B/16, L/16, Ti/4, Nano/4, mu/4)"
+DEFAULTS = dict(
+    pool="gap",  # gap (global average pool) | cls (class token)
+    posemb="learn",  # learn | sincos2d
+    dropout=0.0,
+    drop_path=0.0,  # stochastic depth of the last block (linear in depth)
+)
+HEAD = ("head/.*",)  # the classifier: re-initialised for a new task
+
+
+def claims(name: str) -> bool:
+    return "/" in name
+
+
+def validate(config, image_size: int) -> None:
+    try:
+        _, patch = parse_name(config.name)
+    except ValueError as e:
+        raise UsageError(f"model.name: {e}") from None
+    if image_size % patch:
+        raise UsageError(
+            f"model.name={config.name!r}: image size {image_size} is not a multiple of {patch}"
+        )
+    check_choice(config, "pool", ("gap", "cls"), "model.")
+    check_choice(config, "posemb", ("learn", "sincos2d"), "model.")
+    for key in ("dropout", "drop_path"):
+        check(config, key, lambda v: 0.0 <= float(v) < 1.0, "a rate in [0, 1)", "model.")
+
+
+def create(config, num_classes: int, image_size: int, rngs: nnx.Rngs, dtype) -> ViT:
+    return ViT(
+        config.name,
+        num_classes,
+        image_size,
+        rngs=rngs,
+        pool=config.pool,
+        posemb=config.posemb,
+        dropout=config.dropout,
+        drop_path=config.drop_path,
+        dtype=dtype,
+        head_zero_init=config.head_zero_init,
+    )
+
+
+def resample_posemb(posemb: np.ndarray, num_tokens: int) -> np.ndarray:
+    """Bilinear resampling of a position embedding [1, g*g, D] to [1, num_tokens, D]."""
+    old = int(round(math.sqrt(posemb.shape[1])))
+    new = int(round(math.sqrt(num_tokens)))
+    grid = np.asarray(posemb, np.float32).reshape(old, old, -1)
+    grid = jax.image.resize(grid, (new, new, grid.shape[-1]), "bilinear")
+    return np.asarray(grid).reshape(1, new * new, -1)
+
+
+def _resize(name: str, value: np.ndarray, shape: tuple):
+    """A position embedding of another grid (same width) is resampled; nothing else resizes."""
+    if name.endswith("posemb") and value.ndim == 3 and value.shape[2] == shape[2]:
+        return resample_posemb(value, shape[1])
+    return None
+
+
+def adapt_pretrained(target, loaded, dont_load=HEAD) -> dict:
+    """{path: array} of the pre-trained arrays this ViT takes (see synth_jax.models.adapt)."""
+    return adapt.select_arrays(target, loaded, dont_load, resize=_resize)

@@ -1,10 +1,11 @@
 """On-device augmentation: pure jnp functions of (key, batch), jittable, usable under any sharding.
 
 Images here are float32[B, H, W, 3] in [0, 1] unless said otherwise; labels are soft targets
-float32[B, C]. Per-image operations take one key per image (`image_keys(key, rows)`, keyed by the
-image's row in the global batch), so the result is a function of (key, rows, images) only: a
-resumed run that derives the key from (seed, step) repeats it, and a device that augments only
-its own shard of the batch produces exactly its rows of the whole batch's augmentation.
+float32[B, C] (from class ids int[B] or multi-hot labels int[B, C]). Per-image operations take one
+key per image (`image_keys(key, rows)`, keyed by the image's row in the global batch), so the
+result is a function of (key, rows, images) only: a resumed run that derives the key from
+(seed, step) repeats it, and a device that augments only its own shard of the batch produces
+exactly its rows of the whole batch's augmentation.
 
 `config.augment` keys:
     crop            "rrc" (random-resized-crop), "resize" (no crop)
@@ -26,20 +27,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-AUGMENT_KEYS = (
-    "crop",
-    "crop_scale",
-    "crop_ratio",
-    "hflip",
-    "vflip",
-    "color_jitter",
-    "random_erasing",
-    "mixup",
-    "cutmix",
-    "label_smoothing",
-    "mean",
-    "std",
-)
+from synth_jax.config import check, check_choice
+from synth_jax.errors import UsageError
 
 
 def augment_config(**overrides) -> ml_collections.ConfigDict:
@@ -63,24 +52,23 @@ def augment_config(**overrides) -> ml_collections.ConfigDict:
     return config
 
 
-def check_augment_config(config) -> str | None:
+AUGMENT_KEYS = tuple(augment_config().keys())
+
+
+def check_augment_config(config) -> None:
+    """Raises UsageError naming the bad `augment.*` key."""
     unknown = sorted(set(config.keys()) - set(AUGMENT_KEYS))
     if unknown:
-        return (
+        raise UsageError(
             f"augment.{unknown[0]} is not an augmentation option; known: {', '.join(AUGMENT_KEYS)}"
         )
-    if config.crop not in ("rrc", "resize"):
-        return f"augment.crop={config.crop!r}: one of rrc, resize"
-    lo, hi = config.crop_scale
-    if not 0 < lo <= hi <= 1:
-        return f"augment.crop_scale={tuple(config.crop_scale)}: need 0 < lo <= hi <= 1"
+    check_choice(config, "crop", ("rrc", "resize"), "augment.")
+    check(config, "crop_scale", lambda v: 0 < v[0] <= v[1] <= 1, "(lo, hi) with 0 < lo <= hi <= 1",
+          "augment.")  # fmt: skip
     for key in ("random_erasing", "label_smoothing"):
-        if not 0 <= config[key] <= 1:
-            return f"augment.{key}={config[key]}: a probability in [0, 1]"
+        check(config, key, lambda v: 0 <= v <= 1, "a probability in [0, 1]", "augment.")
     for key in ("mixup", "cutmix", "color_jitter"):
-        if config[key] < 0:
-            return f"augment.{key}={config[key]}: must be >= 0"
-    return None
+        check(config, key, lambda v: v >= 0, "a number >= 0", "augment.")
 
 
 def resize(images, size: int):
@@ -182,8 +170,12 @@ def random_erasing(keys, images, prob: float, area=(0.02, 1 / 3), ratio=(0.3, 3.
 
 
 def one_hot_targets(labels, num_classes: int, smoothing: float = 0.0):
-    """int[B] -> float32[B, C] with label smoothing (Szegedy et al. 2016)."""
-    targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    """Class ids int[B] (one-hot) or multi-hot labels int[B, C] (as they are) -> float32[B, C],
+    with label smoothing (Szegedy et al. 2016): y (1 - smoothing) + smoothing / C."""
+    if labels.ndim == 2:
+        targets = labels.astype(jnp.float32)
+    else:
+        targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
     return targets * (1.0 - smoothing) + smoothing / num_classes
 
 

@@ -1,12 +1,16 @@
 """Checkpoints with Orbax: async saves every N steps, keep K, exact resume, corrupt-latest fallback.
 
 A checkpoint of step t (t steps done) lives in `WORKDIR/checkpoints/<t>/` with two items:
-    state  the train state {params, extra, opt_state, step} (arrays, saved sharded)
+    state  the train state {params, model_state, opt_state, step} (arrays, saved sharded);
+           model_state is the model's non-parameter state (batch statistics, fixed embeddings)
     data   JSON: the host-fed iterator's state, the config digest
 Orbax writes a step to a temporary directory and renames it when complete, so a save killed
 half-way never replaces a good checkpoint. A step that fails to restore (corrupt files) is moved
 to `WORKDIR/checkpoints_corrupt/` with a message, and the previous one is tried; if every
 checkpoint fails, the run stops rather than silently starting from scratch.
+
+Checkpoints of earlier versions named model_state "extra"; they restore under today's name
+(`LEGACY_NAMES`), so a run started before resumes and an old pre-training still fine-tunes.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from synth_jax.errors import UsageError
+
+# Train-state keys of earlier versions -> today's.
+LEGACY_NAMES = {"extra": "model_state"}
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -60,13 +68,15 @@ def restore_latest(manager, workdir: str, abstract_state, log=print):
         return None
     for step in steps:
         try:
+            saved = _saved_keys(os.path.join(checkpoint_dir(workdir), str(step), "state"))
+            target = _as_saved(abstract_state, saved)
             restored = manager.restore(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+                    state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
                 ),
             )
-            return step, restored["state"], dict(restored["data"] or {})
+            return step, _current_names(dict(restored["state"])), dict(restored["data"] or {})
         except Exception as e:  # any failure to read means this step cannot be trusted
             reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             newer_bad = _quarantine(workdir, step)
@@ -91,10 +101,35 @@ def _quarantine(workdir: str, step: int) -> str:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.move(src, dst)
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(f"quarantine checkpoint {step}")
     return dst
+
+
+def _saved_tree(state_dir: str):
+    """The tree metadata of a saved train state (leaves have .shape and .dtype)."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        metadata = checkpointer.metadata(state_dir)
+    tree = getattr(metadata, "item_metadata", metadata)
+    return getattr(tree, "tree", tree)
+
+
+def _saved_keys(state_dir: str) -> set:
+    """The top-level keys of a saved train state; empty when its metadata cannot be read (the
+    restore then fails and says why)."""
+    try:
+        return set(_saved_tree(state_dir).keys())
+    except Exception:  # a corrupt step: restore_latest reports it
+        return set()
+
+
+def _as_saved(state: dict, saved: set) -> dict:
+    """`state` with today's keys under the names the checkpoint used."""
+    old = {new: name for name, new in LEGACY_NAMES.items() if name in saved and new not in saved}
+    return {old.get(key, key): value for key, value in state.items()}
+
+
+def _current_names(state: dict) -> dict:
+    return {LEGACY_NAMES.get(key, key): value for key, value in state.items()}
 
 
 def _resolve_checkpoint(path: str) -> str:
@@ -141,13 +176,12 @@ def load_params(workdir_or_checkpoint_path: str):
 
 
 def load_train_state(workdir_or_checkpoint_path: str) -> dict:
-    """The whole saved train state (params, extra, opt_state, step) as numpy, on the host."""
+    """The whole saved train state (params, model_state, opt_state, step) as numpy, on the host
+    (a checkpoint of an earlier version too: its "extra" reads as model_state)."""
     step_dir = _resolve_checkpoint(workdir_or_checkpoint_path)
     try:
+        tree = _saved_tree(os.path.join(step_dir, "state"))
         with ocp.StandardCheckpointer() as checkpointer:
-            metadata = checkpointer.metadata(os.path.join(step_dir, "state"))
-            tree = getattr(metadata, "item_metadata", metadata)
-            tree = getattr(tree, "tree", tree)
             target = jax.tree.map(
                 lambda m: np.zeros(m.shape, m.dtype),
                 tree,
@@ -159,4 +193,4 @@ def load_train_state(workdir_or_checkpoint_path: str) -> dict:
     except Exception as e:
         print(f"{step_dir}: {type(e).__name__}: {e}", file=sys.stderr)
         raise UsageError(f"{step_dir}: cannot read this checkpoint ({type(e).__name__})") from e
-    return _int_keys(jax.tree.map(np.asarray, state))
+    return _current_names(_int_keys(jax.tree.map(np.asarray, state)))

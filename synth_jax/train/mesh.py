@@ -17,6 +17,7 @@ import os
 
 import jax
 import numpy as np
+import optax
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -131,8 +132,6 @@ def param_shardings(abstract_params, mesh: jax.sharding.Mesh) -> dict:
 def optimizer_shardings(tx, abstract_opt_state, params_shardings, mesh: jax.sharding.Mesh):
     """Optimiser-state leaves that mirror a parameter (Adam moments, momentum) take that
     parameter's sharding, so FSDP splits them too; counters and scalars are replicated."""
-    import optax
-
     # A frozen parameter's slot holds an empty optax.MaskedNode (linear probes): keep it empty.
     masked = optax.MaskedNode
     return optax.tree_map_params(

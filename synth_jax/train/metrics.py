@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from synth_jax import chips
+from synth_jax.files import write_text
 from synth_jax.progress import Progress
 
 
@@ -25,8 +26,6 @@ def truncate_jsonl(path: str, last_step: int):
         rows = [line for line in f if line.strip()]
     kept = [r for r in rows if json.loads(r).get("step", 0) <= last_step]
     if len(kept) != len(rows):
-        from synth_jax.files import write_text
-
         write_text(path, "".join(kept))
 
 
@@ -62,9 +61,9 @@ class MetricWriter:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)) and v == v:
                     self.tb.add_scalar(k, v, step)
-        show = " ".join(
-            f"{k}={row[k]:.4g}" for k in ("loss", "accuracy", "lr") if isinstance(row.get(k), float)
-        )
+        shown = [k for k in ("loss", "accuracy", "lr") if isinstance(row.get(k), float)]
+        shown += [k for k in row if k.endswith("/top1") and isinstance(row[k], float)]
+        show = " ".join(f"{k}={row[k]:.4g}" for k in shown)
         self.progress.update(step, (show + " " + extra).strip())
 
     def close(self):
@@ -100,6 +99,10 @@ class Throughput:
         self.peak = chip.peak_bf16_flops * devices if chip else None
         self.t = time.perf_counter()
         self.step = None
+
+    def exclude(self, seconds: float) -> None:
+        """Leaves `seconds` of host work (an evaluation) out of the next interval."""
+        self.t += seconds
 
     def measure(self, step: int) -> dict:
         now = time.perf_counter()

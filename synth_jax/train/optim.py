@@ -22,25 +22,9 @@ import jax
 import ml_collections
 import optax
 
-OPTIM_KEYS = (
-    "name",
-    "lr",
-    "weight_decay",
-    "wd_mask",
-    "b1",
-    "b2",
-    "momentum",
-    "nesterov",
-    "schedule",
-    "warmup_steps",
-    "warmup_epochs",
-    "end_lr",
-    "decay_epochs",
-    "decay_factor",
-    "grad_clip_norm",
-    "accum_steps",
-    "trainable",
-)
+from synth_jax.config import check, check_choice
+from synth_jax.errors import UsageError
+from synth_jax.models.adapt import param_path
 
 
 def optim_config(**overrides) -> ml_collections.ConfigDict:
@@ -69,9 +53,7 @@ def optim_config(**overrides) -> ml_collections.ConfigDict:
     return config
 
 
-def param_path(path) -> str:
-    """'blocks/0/attn/query/kernel' for a key path into a nested params dict."""
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+OPTIM_KEYS = tuple(optim_config().keys())
 
 
 def weight_decay_mask(params, kind: str):
@@ -144,24 +126,23 @@ def make_optimizer(config, params, total_steps: int, steps_per_epoch: float):
     return tx, schedule
 
 
-def check_optim_config(config) -> str | None:
-    """An error message naming the bad `optim.*` key, or None."""
+def check_optim_config(config) -> None:
+    """Raises UsageError naming the bad `optim.*` key."""
     unknown = sorted(set(config.keys()) - set(OPTIM_KEYS))
     if unknown:
-        return f"optim.{unknown[0]} is not an optimiser option; known: {', '.join(OPTIM_KEYS)}"
-    if config.name not in ("adamw", "sgd"):
-        return f"optim.name={config.name!r}: one of adamw, sgd"
-    if config.schedule not in ("cosine", "step", "constant"):
-        return f"optim.schedule={config.schedule!r}: one of cosine, step, constant"
-    if config.wd_mask not in ("kernels", "all", "none"):
-        return f"optim.wd_mask={config.wd_mask!r}: one of kernels, all, none"
-    if config.lr <= 0:
-        return f"optim.lr={config.lr}: must be positive"
-    if config.accum_steps < 1:
-        return f"optim.accum_steps={config.accum_steps}: must be >= 1"
+        raise UsageError(
+            f"optim.{unknown[0]} is not an optimiser option; known: {', '.join(OPTIM_KEYS)}"
+        )
+    check_choice(config, "name", ("adamw", "sgd"), "optim.")
+    check_choice(config, "schedule", ("cosine", "step", "constant"), "optim.")
+    check_choice(config, "wd_mask", ("kernels", "all", "none"), "optim.")
+    check(config, "lr", lambda v: v > 0, "a positive number", "optim.")
+    check(config, "accum_steps", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1",
+          "optim.")  # fmt: skip
     if config.trainable:
         try:
             re.compile(config.trainable)
         except re.error as e:
-            return f"optim.trainable={config.trainable!r}: not a regular expression ({e})"
-    return None
+            raise UsageError(
+                f"optim.trainable={config.trainable!r}: not a regular expression ({e})"
+            ) from None

@@ -6,9 +6,11 @@ or (the baseline every synthetic source is compared with) supervised on a real T
     synth-jax pretrain --config configs/pretrain/onepfrac_vit_tiny.py --workdir runs/1p \\
         --config.batch_size=512 --config.mesh.fsdp=8
 
-Re-running the same command resumes from the newest good checkpoint in the workdir. Several
-processes (one per host or GPU) join with --coordinator HOST:PORT --num-processes N
---process-id I (or SYNTH_JAX_COORDINATOR / SYNTH_JAX_NUM_PROCESSES / SYNTH_JAX_PROCESS_ID).
+A pre-training config is `pretrain_config(data=...)` (the trainer's keys and a data section) with
+the experiment's values. Re-running the same command resumes from the newest good checkpoint in
+the workdir. Several processes (one per host or GPU) join with --coordinator HOST:PORT
+--num-processes N --process-id I (or SYNTH_JAX_COORDINATOR / SYNTH_JAX_NUM_PROCESSES /
+SYNTH_JAX_PROCESS_ID).
 Exit codes: 0 done, 2 bad input, 143 stopped by SIGTERM after saving a checkpoint (rerun it).
 """
 
@@ -18,10 +20,26 @@ import argparse
 import json
 import sys
 
-from synth_jax.config import config_from_argv, require_keys
+import jax
+import ml_collections
+
+from synth_jax.config import allowed_keys, config_from_argv, require_keys
+from synth_jax.data import pipeline
 from synth_jax.errors import ArgumentParser, UsageError
+from synth_jax.fractals import FractalDataset, family
+from synth_jax.train import mesh, trainer
 
 EXIT_PREEMPTED = 143
+
+
+def pretrain_config(data=None, **overrides) -> ml_collections.ConfigDict:
+    """The defaults every pre-training config starts from: the trainer's keys
+    (`trainer.train_config`) and `data`, a family's data config (`synth_jax.fractals.data_config`;
+    FractalDB by default) or a real TFDS one (`synth_jax.data.pipeline.tfds_config`).
+    `overrides` replace whole keys (a section is given whole)."""
+    config = trainer.train_config(**overrides)
+    config.data = data if data is not None else family.data_config("fractaldb")
+    return config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,25 +56,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def is_real_data(data) -> bool:
-    """A real TFDS dataset (`synth_jax.data.pipeline.data_config`) rather than a fractal family."""
+    """A real TFDS dataset (`synth_jax.data.pipeline.tfds_config`) rather than a fractal family."""
     return data.get("source", None) == "tfds"
 
 
 def check_config(config) -> None:
     """Validates the whole pre-training config (keys, data, trainer) before anything compiles."""
-    from synth_jax.train import trainer
-
-    require_keys(config, {**trainer.TRAIN_KEYS, "data": None})
     if "data" not in config:
         raise UsageError("config key 'data' is missing: set config.data = data_config(FAMILY)")
+    require_keys(config, allowed_keys(pretrain_config(), open_sections=("model", "evals", "data")))
     if is_real_data(config.data):
-        from synth_jax.data import pipeline
-
         require_keys(config.data, pipeline.DATA_KEYS, prefix="data.")
         data_image_size = config.image_size  # real images are resized on the device
     else:
-        from synth_jax.fractals import family
-
         family.validate(config.data)
         data_image_size = config.data.image_size
     # durations in epochs are checked again once the dataset knows its size
@@ -70,21 +82,15 @@ def run(config, workdir: str) -> dict:
     step. Real data: a Grain pipeline over the TFDS dataset feeds the same trainer, whose
     iterator state is checkpointed, so the resume is as exact as with fractals.
     """
-    from synth_jax.train import trainer
-
     check_config(config)
     if is_real_data(config.data):
-        from synth_jax.data import pipeline
-
         source = pipeline.make_source(
             config.data, config.data.train_split, config.batch_size, config.seed, True
         )
-        family, num_classes, num_images = config.data.name, source.num_classes, source.num_images
+        name, num_classes, num_images = config.data.name, source.num_classes, source.num_images
     else:
-        from synth_jax.fractals import FractalDataset
-
         source = FractalDataset(config.data, progress=True)
-        family, num_classes, num_images = config.data.family, source.num_classes, source.num_images
+        name, num_classes, num_images = config.data.family, source.num_classes, source.num_images
     try:
         summary, _ = trainer.train(
             config,
@@ -92,7 +98,7 @@ def run(config, workdir: str) -> dict:
             source,
             num_classes=num_classes,
             extra_summary=dict(
-                pretrain_family=family,
+                pretrain_family=name,
                 pretrain_classes=num_classes,
                 pretrain_images=num_images,
             ),
@@ -106,8 +112,6 @@ def run(config, workdir: str) -> dict:
 def main(argv: list[str]) -> int:
     config, rest = config_from_argv(argv)
     args = _parser().parse_args(rest)
-    from synth_jax.train import mesh
-
     # Before anything touches a device: a multi-process run must agree on the device list.
     mesh.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     summary = run(config, args.workdir)
@@ -123,8 +127,6 @@ def main(argv: list[str]) -> int:
             "workdir",
         )
     }
-    import jax
-
     if jax.process_index() == 0:
         print(json.dumps(brief), file=sys.stdout, flush=True)
     return EXIT_PREEMPTED if summary["status"] == "preempted" else 0

@@ -1,26 +1,37 @@
 """The one trainer: pre-training on on-device fractals, supervised pre-training on real data, and
-fine-tuning / linear probing all run through `train(...)`.
+fine-tuning all run through `train(...)`.
 
     summary, model = train(config, workdir, source, num_classes=C)
 
 Data sources (the only interface between data and trainer):
   * on-device: an object with
-        render(seed, indices int32[B]) -> (images uint8|bfloat16[B,H,W,3], labels int32[B])
+        render(seed, indices int32[B]) -> (images uint8|bfloat16[B,H,W,3], labels int32[B]
+            or multi-hot int32[B, C])
         indices_for_step(seed, step, batch_size) -> int32[B]
         num_images, image_size
     (synth_jax.fractals.FractalDataset). Both functions are pure and jittable; the batch of step t
     is rendered inside the jitted step from (config.seed, t), already sharded over the batch axes.
-  * host-fed: an iterator yielding {"image": np[b,H,W,3] uint8|float, "label": np int32[b]}
+  * host-fed: an iterator yielding {"image": np[b,H,W,3] uint8|float, "label": np int32[b]
+    or int32[b, C]}
     where b = global batch / process count (each process feeds its own slice), with
         get_state() -> JSON-able, set_state(state)
     and optionally `num_images` (for `total_epochs`). Its state is saved with every checkpoint,
     so a resumed run sees the same batches.
 
+Objective: softmax cross-entropy for class ids; for multi-hot labels (several classes per
+image), Anderson & Farrell's weighted binary cross-entropy, and the logged `accuracy` is then
+top-1-in-positives (see synth_jax.train.losses).
+
 Fine-tuning: `init_params` (a nested dict as returned by checkpoint.load_params) replaces the
-fresh parameters except those matching `dont_load` regexes (e.g. ("head/.*",)); a position
-embedding of another grid size is resampled; `init_extra` (the checkpoint's "extra": batch-norm
-statistics) is loaded the same way. `config.optim.trainable` freezes the rest (linear
-probe), and then the model runs in inference mode (no dropout, frozen batch statistics).
+fresh parameters except those matching `dont_load` regexes (e.g. ("head/.*",)); the model module
+adapts what differs (synth_jax.models: a ViT resamples a position embedding of another grid);
+`init_model_state` (the checkpoint's non-parameter state: batch-norm statistics) is loaded the
+same way. `config.optim.trainable` trains only the parameters it matches; `config.inference_mode`
+runs the model as at evaluation while it trains (no dropout or drop-path, batch statistics
+frozen): set both for a frozen backbone. A config that lacks a trainer key runs with its default.
+
+Evaluators (`config.evals.<name>`, synth_jax.evaluators) run every `every_steps` steps and at the
+end; their metrics share the metrics row of the step.
 
 The workdir receives config.json, metrics.jsonl, tensorboard/, checkpoints/ and, at the end,
 summary.json. Re-running with the same workdir resumes from the newest good checkpoint.
@@ -28,9 +39,9 @@ summary.json. Re-running with the same workdir resumes from the newest good chec
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -41,55 +52,33 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from synth_jax import files
-from synth_jax.config import config_to_dict
+from synth_jax import evaluators, files, models
+from synth_jax.config import allowed_keys, config_to_dict, replace_keys, with_defaults
 from synth_jax.errors import UsageError
-from synth_jax.models import check_model_config, create_model, model_config
+from synth_jax.models import adapt
 from synth_jax.models import flops as flops_lib
 from synth_jax.train import augment as augment_lib
 from synth_jax.train import checkpoint as ckpt
 from synth_jax.train import local_batch
+from synth_jax.train import losses as losses_lib
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import metrics as metrics_lib
 from synth_jax.train import optim as optim_lib
 
-# Keys the trainer reads; other top-level keys (data, dataset, ...) belong to the caller.
-TRAIN_KEYS = {
-    "seed": None,
-    "batch_size": None,
-    "total_steps": None,
-    "total_epochs": None,
-    "image_size": None,
-    "log_every_steps": None,
-    "model": {
-        k: None
-        for k in (
-            "name",
-            "dtype",
-            "pool",
-            "posemb",
-            "dropout",
-            "drop_path",
-            "norm",
-            "head_zero_init",
-        )
-    },
-    "optim": {k: None for k in optim_lib.OPTIM_KEYS},
-    "augment": {k: None for k in augment_lib.AUGMENT_KEYS},
-    "mesh": {k: None for k in mesh_lib.MESH_AXES},
-    "checkpoint": {"every_steps": None, "keep": None, "async_save": None},
-}
-
-# Keys a resumed run may change (extending the run, logging, checkpointing, or moving it to
-# another mesh: the state restores onto any mesh); any other change needs a new workdir.
-RESUMABLE_CHANGES = ("total_steps", "total_epochs", "log_every_steps", "checkpoint.", "mesh.")
+# Keys a resumed run may change (extending the run, logging, checkpointing, evaluating, or moving
+# it to another mesh: the state restores onto any mesh); any other change needs a new workdir.
+RESUMABLE_CHANGES = (
+    "total_steps", "total_epochs", "log_every_steps", "checkpoint.", "evals.", "mesh.",
+)  # fmt: skip
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
-    """The trainer's defaults; callers add their own sections (e.g. `data`)."""
+    """The trainer's defaults, the schema of its keys; callers add their own sections (e.g.
+    `data`). `overrides` replace whole keys (a section is given whole)."""
     config = ml_collections.ConfigDict(
         dict(
             seed=0,
@@ -98,15 +87,26 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             total_epochs=0.0,
             image_size=0,  # 0: the data's size
             log_every_steps=10,
-            model=model_config("Ti/16"),
+            # Run the model as at evaluation while training (no dropout, batch statistics
+            # frozen): for a frozen backbone, with optim.trainable naming what trains.
+            inference_mode=False,
+            # evals.<name> = eval_config(TYPE, every_steps=N, ...): run every N steps and at the
+            # end, logged beside the loss (synth_jax.evaluators)
+            evals=ml_collections.ConfigDict(),
+            model=models.model_config("Ti/16"),
             optim=optim_lib.optim_config(),
             augment=augment_lib.augment_config(),
             mesh=ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1)),
             checkpoint=ml_collections.ConfigDict(dict(every_steps=1000, keep=3, async_save=True)),
         )
     )
-    config.update(overrides)
-    return config
+    return replace_keys(config, overrides, "trainer")
+
+
+# Keys the trainer reads (from its defaults); other top-level keys (data, ...) belong to the
+# caller. The model module checks the `model` section (its keys depend on the model), the
+# evaluators their `evals.<name>` sections.
+TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model", "evals"))
 
 
 def validate(config, num_images: int | None, data_image_size: int | None) -> dict:
@@ -119,6 +119,7 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     def fail(message):
         raise UsageError(message)
 
+    config = with_defaults(config, train_config(), open_sections=("model",))
     for section, sub in TRAIN_KEYS.items():
         if isinstance(sub, dict) and section in config:
             unknown = sorted(set(config[section].keys()) - set(sub))
@@ -130,13 +131,10 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     image_size = int(config.get("image_size", 0) or data_image_size or 0)
     if image_size <= 0:
         fail("image_size: set it (the model's input size in pixels)")
-    for check in (
-        check_model_config(config.model, image_size),
-        optim_lib.check_optim_config(config.optim),
-        augment_lib.check_augment_config(config.augment),
-    ):
-        if check:
-            fail(check)
+    models.check_model_config(config.model, image_size)
+    evaluators.validate_evals(config.evals)
+    optim_lib.check_optim_config(config.optim)
+    augment_lib.check_augment_config(config.augment)
     try:
         shape = mesh_lib.mesh_shape(config.mesh, jax.device_count())
     except ValueError as e:
@@ -198,6 +196,11 @@ def _log(message: str):
         print(message, file=sys.stderr, flush=True)
 
 
+def _to_json(value):
+    """A metric as JSON: numpy arrays as lists, numpy scalars as numbers."""
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
 def _flatten(tree, prefix=""):
     out = {}
     for k, v in tree.items():
@@ -208,59 +211,34 @@ def _flatten(tree, prefix=""):
     return out
 
 
+def _json_flat(tree) -> dict:
+    return _flatten(json.loads(json.dumps(tree, default=files._json_default)))
+
+
 def _check_same_run(workdir: str, config_dict: dict):
-    """A resumed workdir must hold the same experiment: name the first key that differs."""
+    """A resumed workdir must hold the same experiment: name the first key that differs.
+
+    A key that only one of the two configs has, at its default value, is no difference: a
+    config.json written by an earlier version lacks keys added since (and may hold model keys
+    of other model kinds), and those runs used the defaults."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return
-    import json
-
     with open(path) as f:
         old = _flatten(json.load(f))
-    new = _flatten(json.loads(json.dumps(config_dict, default=files._json_default)))
+    new = _json_flat(config_dict)
+    defaults = _json_flat({**config_to_dict(train_config()), "model": models.all_model_defaults()})
     for key in sorted(set(old) | set(new)):
         if key.startswith(RESUMABLE_CHANGES) or key in RESUMABLE_CHANGES:
             continue
+        if (key in old) != (key in new) and key in defaults:
+            if defaults[key] == (old[key] if key in old else new[key]):
+                continue
         if old.get(key) != new.get(key):
             raise UsageError(
                 f"{workdir} holds a run whose config differs at {key!r} "
                 f"({old.get(key)!r} there, {new.get(key)!r} now); use another --workdir"
             )
-
-
-def resample_posemb(posemb: np.ndarray, num_tokens: int) -> np.ndarray:
-    """Bilinear resampling of a learned position embedding [1, g*g, D] to [1, num_tokens, D]."""
-    old = int(round(math.sqrt(posemb.shape[1])))
-    new = int(round(math.sqrt(num_tokens)))
-    grid = np.asarray(posemb, np.float32).reshape(old, old, -1)
-    grid = jax.image.resize(grid, (new, new, grid.shape[-1]), "bilinear")
-    return np.asarray(grid).reshape(1, new * new, -1)
-
-
-def select_init_params(abstract_params, init_params, dont_load=()) -> dict:
-    """{path: array} of the loaded parameters to use, checked against this model's shapes."""
-    loaded = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(init_params)[0]:
-        loaded[optim_lib.param_path(path)] = leaf
-    patterns = [re.compile(p) for p in dont_load]
-    chosen = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_params)[0]:
-        name = optim_lib.param_path(path)
-        if any(p.fullmatch(name) for p in patterns) or name not in loaded:
-            continue
-        value = np.asarray(loaded[name])
-        if value.shape != leaf.shape:
-            if name.endswith("posemb") and value.ndim == 3 and value.shape[2] == leaf.shape[2]:
-                value = resample_posemb(value, leaf.shape[1])
-            else:
-                raise UsageError(
-                    f"initial parameter {name!r} has shape {value.shape} but the model needs "
-                    f"{leaf.shape}; add it to dont_load or use a matching model"
-                )
-        chosen[name] = value.astype(leaf.dtype)
-    if not chosen:
-        raise UsageError("no initial parameter matches the model's parameter names")
-    return chosen
 
 
 def train(
@@ -270,7 +248,7 @@ def train(
     *,
     num_classes: int,
     init_params: dict | None = None,
-    init_extra: dict | None = None,
+    init_model_state: dict | None = None,
     dont_load: tuple[str, ...] = (),
     extra_summary: dict | None = None,
 ):
@@ -282,6 +260,7 @@ def train(
             "source: a FractalDataset-like object or an iterator with get_state()/set_state()"
         )
     num_images = getattr(source, "num_images", None)
+    config = with_defaults(config, train_config(), open_sections=("model",))
     resolved = validate(config, num_images, getattr(source, "image_size", None))
     total_steps, image_size = resolved["total_steps"], resolved["image_size"]
     seed, global_batch = int(config.seed), int(config.batch_size)
@@ -289,89 +268,106 @@ def train(
     workdir = os.path.abspath(workdir)
     config_dict = config_to_dict(config)
     _check_same_run(workdir, config_dict)
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        files.write_json(os.path.join(workdir, "config.json"), config_dict)
     t_start = time.perf_counter()
 
-    # ------------------------------------------------------------------ mesh
+    # ------------------------------------------------------------------ model, and the given arrays
+    def fresh_model():
+        return models.create_model(config.model, num_classes, image_size, nnx.Rngs(params=seed))
+
+    abstract_model = nnx.eval_shape(fresh_model)
+    graphdef, abstract_params, abstract_model_state = nnx.split(abstract_model, nnx.Param, ...)
+    params_template = nnx.to_pure_dict(abstract_params)
+    model_state_template = nnx.to_pure_dict(abstract_model_state)
+    # The model module decides which given arrays fit (a ViT resamples its position embedding);
+    # batch-norm statistics travel with the parameters they normalise for (ResNets).
+    loaded = loaded_model_state = None
+    if init_params is not None:
+        loaded = models.adapt_pretrained(config.model, params_template, init_params, dont_load)
+    if init_model_state and jax.tree.leaves(model_state_template):
+        loaded_model_state = models.adapt_pretrained(
+            config.model, model_state_template, init_model_state, dont_load
+        )
+
+    # ------------------------------------------------------------------ mesh and evaluators
     mesh = mesh_lib.make_mesh(config.mesh)
     image_sharding = mesh_lib.batch_sharding(mesh, 4)
     label_sharding = mesh_lib.batch_sharding(mesh, 1)
     repl = mesh_lib.replicated(mesh)
+    # Evaluators open their data now, so that a missing dataset stops the run before it starts.
+    evals = evaluators.build(
+        config.evals,
+        mesh=mesh,
+        image_size=image_size,
+        mean=tuple(config.augment.mean),
+        std=tuple(config.augment.std),
+        num_classes=num_classes,
+        workdir=workdir,
+    )
+    # Everything is checked: record the run.
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        files.write_json(os.path.join(workdir, "config.json"), config_dict)
     _log(
         f"mesh {dict(mesh.shape)} over {jax.device_count()} devices "
         f"({jax.process_count()} processes, {jax.devices()[0].device_kind}); "
         f"{total_steps} steps of {global_batch} images"
     )
-
-    # ------------------------------------------------------------------ model and optimiser
-    def fresh_model():
-        return create_model(config.model, num_classes, image_size, nnx.Rngs(params=seed))
-
-    abstract_model = nnx.eval_shape(fresh_model)
-    graphdef, abstract_params, abstract_extra = nnx.split(abstract_model, nnx.Param, ...)
-    params_template = nnx.to_pure_dict(abstract_params)
-    tx, schedule = optim_lib.make_optimizer(
-        config.optim, params_template, total_steps, resolved["steps_per_epoch"]
-    )
-    # Linear probing: the frozen backbone runs in inference mode.
-    model_train_mode = not config.optim.trainable
-
-    def apply_model(params, extra, images, train_mode, rng):
-        """(pure params, pure extra, images) -> (logits, updated extra)."""
-        p = jax.tree.map(lambda x: x, abstract_params)
-        e = jax.tree.map(lambda x: x, abstract_extra)
-        nnx.replace_by_pure_dict(p, params)
-        nnx.replace_by_pure_dict(e, extra)
-        model = nnx.merge(graphdef, p, e)
-        logits = model(images, train=train_mode, rng=rng)
-        return logits, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
-
-    # ------------------------------------------------------------------ shard and create the state
-    param_shardings = mesh_lib.param_shardings(abstract_params, mesh)
-    extra_template = nnx.to_pure_dict(abstract_extra)
-    abstract_opt = jax.eval_shape(tx.init, params_template)
-    opt_shardings = mesh_lib.optimizer_shardings(tx, abstract_opt, param_shardings, mesh)
-    state_shardings = dict(
-        params=param_shardings,
-        extra=jax.tree.map(lambda _: repl, extra_template),
-        opt_state=opt_shardings,
-        step=repl,
-    )
-
-    loaded = None
-    if init_params is not None:
-        loaded = select_init_params(params_template, init_params, dont_load)
+    if loaded is not None:
         _log(
             f"initialised {len(loaded)} of {len(jax.tree.leaves(params_template))} parameter "
             f"arrays from the given parameters"
         )
 
-    # Batch-norm statistics travel with the parameters they normalise for (ResNets).
-    loaded_extra = None
-    if init_extra and jax.tree.leaves(extra_template):
-        loaded_extra = select_init_params(extra_template, init_extra, dont_load)
+    # ------------------------------------------------------------------ optimiser and model step
+    tx, schedule = optim_lib.make_optimizer(
+        config.optim, params_template, total_steps, resolved["steps_per_epoch"]
+    )
+    model_train_mode = not config.inference_mode
 
-    def init_state(loaded, loaded_extra):
-        _, params, extra = nnx.split(fresh_model(), nnx.Param, ...)
-        params, extra = nnx.to_pure_dict(params), nnx.to_pure_dict(extra)
-        for chosen, tree in ((loaded, params), (loaded_extra, extra)):
-            if chosen:
-                tree.update(
-                    jax.tree_util.tree_map_with_path(
-                        lambda path, x, chosen=chosen: chosen.get(optim_lib.param_path(path), x),
-                        tree,
-                    )
-                )
+    def apply_model(params, model_state, images, train_mode, rng):
+        """(pure params, pure model_state, images) -> (logits, updated model_state)."""
+        p = jax.tree.map(lambda x: x, abstract_params)
+        e = jax.tree.map(lambda x: x, abstract_model_state)
+        nnx.replace_by_pure_dict(p, params)
+        nnx.replace_by_pure_dict(e, model_state)
+        model = nnx.merge(graphdef, p, e)
+        logits = model(images, train=train_mode, rng=rng)
+        return logits, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
+
+    def model_of(state):
+        """The nnx model holding a train state's params and model_state (no copy)."""
+        p = jax.tree.map(lambda x: x, abstract_params)
+        e = jax.tree.map(lambda x: x, abstract_model_state)
+        nnx.replace_by_pure_dict(p, state["params"])
+        nnx.replace_by_pure_dict(e, state["model_state"])
+        return nnx.merge(graphdef, p, e)
+
+    # ------------------------------------------------------------------ shard and create the state
+    param_shardings = mesh_lib.param_shardings(abstract_params, mesh)
+    abstract_opt = jax.eval_shape(tx.init, params_template)
+    opt_shardings = mesh_lib.optimizer_shardings(tx, abstract_opt, param_shardings, mesh)
+    state_shardings = dict(
+        params=param_shardings,
+        model_state=jax.tree.map(lambda _: repl, model_state_template),
+        opt_state=opt_shardings,
+        step=repl,
+    )
+
+    def init_state(loaded, loaded_model_state):
+        _, params, model_state = nnx.split(fresh_model(), nnx.Param, ...)
+        params, model_state = nnx.to_pure_dict(params), nnx.to_pure_dict(model_state)
+        if loaded:
+            params = adapt.merge(params, loaded)
+        if loaded_model_state:
+            model_state = adapt.merge(model_state, loaded_model_state)
         return dict(
             params=params,
-            extra=extra,
+            model_state=model_state,
             opt_state=tx.init(params),
             step=jnp.zeros((), jnp.int32),
         )
 
-    abstract_state = jax.eval_shape(init_state, loaded, loaded_extra)
+    abstract_state = jax.eval_shape(init_state, loaded, loaded_model_state)
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state,
@@ -384,11 +380,13 @@ def train(
     )
 
     # ------------------------------------------------------------------ update step
-    def loss_and_metrics(params, extra, images, targets, labels, rng):
-        logits, extra = apply_model(params, extra, images, model_train_mode, rng)
-        loss = optax.softmax_cross_entropy(logits, targets).mean()
-        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32).sum()
-        return loss, (extra, correct)
+
+    def loss_and_metrics(params, model_state, images, targets, labels, rng):
+        logits, model_state = apply_model(params, model_state, images, model_train_mode, rng)
+        # labels int32[B] (softmax) or multi-hot int32[B, C] (weighted sigmoid); see losses
+        loss = losses_lib.classification_loss(logits, targets, labels)
+        correct = losses_lib.correct(logits, labels).sum()
+        return loss, (model_state, correct)
 
     grad_fn = jax.value_and_grad(loss_and_metrics, has_aux=True)
 
@@ -408,10 +406,10 @@ def train(
         k_aug, k_model = jax.random.split(rng)
         # Each device renders (batch is None) and augments the rows of its own batch shard.
         images, targets, labels = make_batch(step, k_aug, batch)
-        params, extra = state["params"], state["extra"]
+        params, model_state = state["params"], state["model_state"]
         if accum == 1:
-            (loss, (extra, correct)), grads = grad_fn(
-                params, extra, images, targets, labels, k_model
+            (loss, (model_state, correct)), grads = grad_fn(
+                params, model_state, images, targets, labels, k_model
             )
         else:
             # Micro-batch j takes rows j, j+A, j+2A, ...: each keeps the batch sharding.
@@ -421,23 +419,23 @@ def train(
                 return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
             def body(carry, xs):
-                grads, extra, loss, correct = carry
+                grads, model_state, loss, correct = carry
                 im, tg, lb, j = xs
-                (micro_loss, (extra, c)), g = grad_fn(
-                    params, extra, im, tg, lb, jax.random.fold_in(k_model, j)
+                (micro_loss, (model_state, c)), g = grad_fn(
+                    params, model_state, im, tg, lb, jax.random.fold_in(k_model, j)
                 )
                 grads = jax.tree.map(jnp.add, grads, g)
-                return (grads, extra, loss + micro_loss, correct + c), None
+                return (grads, model_state, loss + micro_loss, correct + c), None
 
             zeros = jax.tree.map(jnp.zeros_like, params)
-            carry = (zeros, extra, jnp.float32(0), jnp.float32(0))
+            carry = (zeros, model_state, jnp.float32(0), jnp.float32(0))
             xs = (micro(images), micro(targets), micro(labels), jnp.arange(accum))
-            (grads, extra, loss, correct), _ = jax.lax.scan(body, carry, xs)
+            (grads, model_state, loss, correct), _ = jax.lax.scan(body, carry, xs)
             grads = jax.tree.map(lambda g: g / accum, grads)
             loss = loss / accum
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
-        new_state = dict(params=params, extra=extra, opt_state=opt_state, step=step + 1)
+        new_state = dict(params=params, model_state=model_state, opt_state=opt_state, step=step + 1)
         metrics = dict(
             loss=loss,
             accuracy=correct / global_batch,
@@ -472,7 +470,7 @@ def train(
             )
     else:
         start_step = 0
-        state = jax.jit(init_state, out_shardings=state_shardings)(loaded, loaded_extra)
+        state = jax.jit(init_state, out_shardings=state_shardings)(loaded, loaded_model_state)
 
     def data_state():
         return {"source": None if on_device else source.get_state(), "seed": seed}
@@ -498,10 +496,13 @@ def train(
             shape = jax.ShapeDtypeStruct
             micro_step = jax.jit(grad_fn).lower(
                 abstract_state["params"],
-                abstract_state["extra"],
+                abstract_state["model_state"],
                 shape((micro, image_size, image_size, 3), jnp.float32),
                 shape((micro, num_classes), jnp.float32),
-                shape((micro,), jnp.int32),
+                shape(
+                    (micro, num_classes) if getattr(source, "multi_label", False) else (micro,),
+                    jnp.int32,
+                ),
                 jax.eval_shape(lambda: jax.random.key(0)),
             )
             hardware_flops += (accum - 1) * (_xla_flops(micro_step) or 0.0)
@@ -524,8 +525,6 @@ def train(
     def must_stop() -> bool:
         flag = preempted["flag"]
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             flag = bool(np.any(multihost_utils.process_allgather(np.array(flag))))
         return flag
 
@@ -537,6 +536,25 @@ def train(
     rates = []
     step = start_step
     stopped_early = False
+    eval_results, last_eval = {}, None
+
+    def run_evals(step) -> dict:
+        """The due evaluators' scalar metrics as {"<name>/<metric>": value}."""
+        due = [e for e in evals if e.due(step, total_steps)]
+        if not due:
+            return {}
+        jax.block_until_ready(state["params"])  # the step's own time is training time
+        t0, row = time.perf_counter(), {}
+        model = model_of(state)
+        with jax.transfer_guard("allow"):
+            for e in due:
+                eval_results[e.name] = e.evaluator.run(model)
+                row.update(
+                    {f"{e.name}/{k}": v for k, v in eval_results[e.name].items() if np.isscalar(v)}
+                )
+        meter.exclude(time.perf_counter() - t0)  # evaluation time is not training throughput
+        return row
+
     t_loop = time.perf_counter()
     try:
         with jax.transfer_guard("disallow"):
@@ -547,15 +565,18 @@ def train(
                     state, step_metrics = step_fn(state, next_batch())
                 step += 1
                 if pending is not None:  # the previous step has finished: log it, one step late
-                    done, values = pending
+                    done, values, eval_row = pending
                     row = jax.device_get(values)
                     row.update(meter.measure(done))
                     if "images_per_s" in row:
                         rates.append(row["images_per_s"])
-                    writer.write(done, row)
+                    writer.write(done, {**row, **eval_row})
                     pending = None
-                if step % log_every == 0 or step == total_steps:
-                    pending = (step, step_metrics)
+                eval_row = run_evals(step)
+                if eval_row:
+                    last_eval = step
+                if step % log_every == 0 or step == total_steps or eval_row:
+                    pending = (step, step_metrics, eval_row)
                 if step % every == 0 or step == total_steps:
                     with jax.transfer_guard("allow"):
                         ckpt.save(manager, step, state, data_state(), force=step == total_steps)
@@ -566,10 +587,14 @@ def train(
                     stopped_early = True
                     break
             if pending is not None:
-                done, values = pending
+                done, values, eval_row = pending
                 row = jax.device_get(values)
                 row.update(meter.measure(done))
-                writer.write(done, row)
+                writer.write(done, {**row, **eval_row})
+        if not stopped_early and last_eval != step:  # resumed at the end: evaluate it anyway
+            eval_row = run_evals(step)
+            if eval_row:
+                writer.write(step, eval_row)
         if stopped_early:
             _log(f"SIGTERM: saving a checkpoint at step {step} and stopping")
             with jax.transfer_guard("allow"):
@@ -579,6 +604,7 @@ def train(
         manager.wait_until_finished()
         manager.close()
         writer.close()
+        evaluators.close(evals)
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
 
@@ -603,13 +629,10 @@ def train(
         num_classes=num_classes,
         num_images=num_images,
         workdir=workdir,
+        evals={name: jax.tree.map(_to_json, m) for name, m in eval_results.items()},
         config=config_dict,
     )
     summary.update(extra_summary or {})
     if not stopped_early and jax.process_index() == 0:
         files.write_json(os.path.join(workdir, "summary.json"), summary)
-    p = jax.tree.map(lambda x: x, abstract_params)
-    e = jax.tree.map(lambda x: x, abstract_extra)
-    nnx.replace_by_pure_dict(p, state["params"])
-    nnx.replace_by_pure_dict(e, state["extra"])
-    return summary, nnx.merge(graphdef, p, e)
+    return summary, model_of(state)

@@ -1,4 +1,5 @@
-"""Bridged transfer: pre-trained model -> synthetic images of the target classes -> real data.
+"""Transfer mode `bridged`: pre-trained model -> synthetic images of the target classes -> real
+data.
 
 Stage 1 fine-tunes the pre-trained model on a synthetic dataset of the target classes (a TFDS
 dataset by name, or an image folder `SPLIT/CLASS/*.png` imported once into the workdir) with a
@@ -18,14 +19,38 @@ import os
 
 import jax
 import ml_collections
+from jax.experimental import multihost_utils
 
 from synth_jax import files
 from synth_jax.config import config_to_dict
 from synth_jax.data import importer, tfds_source
 from synth_jax.errors import UsageError
-from synth_jax.transfer import finetune, results
+from synth_jax.train import trainer
+from synth_jax.transfer import results, runs
 
 SYNTHETIC_NAME = "bridged_synthetic"
+DEFAULTS = {
+    "bridged": dict(
+        name="",  # TFDS name of the synthetic dataset of the target classes
+        data_dir="",  # its TFDS data_dir ('' = data.data_dir)
+        folder="",  # or an image folder SPLIT/CLASS/*.png, imported once
+        split="train",
+        total_steps=100,
+        lr=0.0,  # 0 = optim.lr
+        mixup=0.8,  # Beta(alpha, alpha) mixup in stage 1
+        reinit_head=True,  # stage 2 starts with a fresh head ("bridged transfer++")
+    )
+}
+
+
+def validate(config) -> None:
+    if config.shots:
+        raise UsageError(f"shots={config.shots} applies to mode fewshot or linear_probe")
+    if len(config.seeds) > 1:
+        raise UsageError("mode=bridged runs one seed; set seeds=() and seed=S, one run per seed")
+    if config.bridged.total_steps < 1:
+        raise UsageError("bridged.total_steps: the length of stage 1, must be >= 1")
+    trainer.validate(config, num_images=1, data_image_size=config.image_size)
 
 
 def synthetic_data_config(config, workdir: str) -> ml_collections.ConfigDict:
@@ -38,8 +63,6 @@ def synthetic_data_config(config, workdir: str) -> ml_collections.ConfigDict:
             if jax.process_index() == 0:
                 importer.import_dataset(SYNTHETIC_NAME, bridged.folder, data_dir, "folder")
             if jax.process_count() > 1:
-                from jax.experimental import multihost_utils
-
                 multihost_utils.sync_global_devices("bridged synthetic import")
         data.name, data.data_dir = SYNTHETIC_NAME, data_dir
         if not data.decode_size:
@@ -47,7 +70,7 @@ def synthetic_data_config(config, workdir: str) -> ml_collections.ConfigDict:
     elif bridged.name:
         data.name = bridged.name
         data.data_dir = bridged.data_dir or config.data.data_dir
-    else:
+    else:  # (checked here, not before: a config may leave it to the command line)
         raise UsageError("mode=bridged: set bridged.name (a TFDS dataset) or bridged.folder")
     data.train_split = bridged.split
     return data
@@ -55,12 +78,8 @@ def synthetic_data_config(config, workdir: str) -> ml_collections.ConfigDict:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs stage 1 then stage 2 (each skipped when already finished); returns the summary."""
-    if len(config.seeds) > 1:
-        raise UsageError("mode=bridged runs one seed; set seeds=() and seed=S, one run per seed")
-    if config.bridged.total_steps < 1:
-        raise UsageError("bridged.total_steps: the length of stage 1, must be >= 1")
     workdir = os.path.abspath(workdir)
-    results.check_table(finetune.results_path(config, workdir))
+    results.check_table(runs.results_path(config, workdir))
     synthetic = synthetic_data_config(config, workdir)
     real = tfds_source.open_split(
         config.data.name, config.data.train_split, config.data.data_dir or None
@@ -72,7 +91,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"{config.data.name} has {real.num_classes}; it must hold the target classes, in the "
             f"same label order"
         )
-    pretrain = finetune.pretrain_columns(config.init_from)
+    pretrain = runs.pretrain_columns(config.init_from)
     seed = int(config.seed)
 
     # Stage 1: synthetic images of the target classes, mixup.
@@ -82,7 +101,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.bridged.lr:
         stage1.optim.lr = float(config.bridged.lr)
     stage1_dir = os.path.join(workdir, "stage1")
-    first = finetune.train_and_evaluate(
+    first = runs.train_and_evaluate(
         stage1, workdir, stage1_dir, seed, "bridged_stage1", pretrain, train_data=synthetic
     )
     if first is None:
@@ -92,7 +111,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     stage2 = ml_collections.ConfigDict(config_to_dict(config))
     stage2.init_from = stage1_dir
     stage2.dont_load = list(config.dont_load) if config.bridged.reinit_head else []
-    second = finetune.train_and_evaluate(
+    second = runs.train_and_evaluate(
         stage2, workdir, os.path.join(workdir, "stage2"), seed, "bridged", pretrain
     )
     if second is None:
@@ -105,7 +124,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         row=second["row"],
         stage1_top1=first["row"]["top1"],
         top1=second["row"]["top1"],
-        results_csv=finetune.results_path(config, workdir),
+        results_csv=runs.results_path(config, workdir),
     )
     if jax.process_index() == 0:
         files.write_json(os.path.join(workdir, "summary.json"), summary)

@@ -1,5 +1,5 @@
-"""Image-space pieces of the renderer: patches and stamps, flips, random windows, HSV colour and a
-smooth-noise background. Pure JAX functions of one image; the renderer vmaps them."""
+"""Image-space operations of the renderer: patches and stamps, random windows, HSV colour
+and a smooth-noise background. Pure JAX functions of one image; the renderer vmaps them."""
 
 from __future__ import annotations
 
@@ -98,3 +98,52 @@ def smooth_noise(key: jax.Array, size: int, octaves: int = 4) -> jax.Array:
         total = total + 0.5**k * jax.image.resize(coarse, (size, size, 3), "linear")
         weight_sum += 0.5**k
     return total / weight_sum
+
+
+# -- Anderson & Farrell's 8-bit colour and blur (multi-instance images; the blur also for sigma) --
+def hsv8_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
+    """OpenCV's 8-bit HSV -> RGB, which Anderson & Farrell's code uses: h in hue codes of 2 degrees
+    (a turn is 180 codes, so codes 180..255 wrap: hue = (h mod 180) / 180 turn), s and v in
+    0..255; broadcastable -> float[..., 3] on the 0..255 scale, rounded as OpenCV rounds."""
+    rgb = hsv_to_rgb(jnp.mod(h, 180.0) / 180.0, s / 255.0, v / 255.0)
+    return jnp.round(rgb * 255.0)
+
+
+def colourise_hsv8(level: jax.Array, key: jax.Array) -> jax.Array:
+    """Anderson & Farrell's fractal colouring: hue shift h ~ U(0, 255), saturation U(0.3, 1) and
+    value U(0.5, 1) (x 255, truncated to uint8); hue code uint8(level * 255 + h) mod 256, then
+    OpenCV's hue wrap (so the first 76 of 256 codes are twice as likely). Black where level == 0.
+    level: float[H, W] in [0, 1] -> float[H, W, 3] on the 0..255 scale (integer values)."""
+    u = jax.random.uniform(key, (3,))
+    shift = u[0] * 255.0
+    sat = jnp.floor((0.3 + 0.7 * u[1]) * 255.0)
+    val = jnp.floor((0.5 + 0.5 * u[2]) * 255.0)
+    hue = jnp.mod(jnp.floor(level * 255.0 + shift), 256.0)
+    rgb = hsv8_to_rgb(hue, sat, val * jnp.ones_like(level))
+    return jnp.where(level[..., None] > 0, rgb, 0.0)
+
+
+BLUR_SIGMA = (0.5, 1.0)  # Anderson & Farrell: sigma ~ U(0.5, 1) of a 3x3 Gaussian kernel
+
+
+def gaussian_blur3(image: jax.Array, sigma: jax.Array) -> jax.Array:
+    """A 3x3 Gaussian blur (OpenCV's GaussianBlur with ksize 3: separable, normalised weights
+    exp(-x^2 / (2 sigma^2)) for x in -1, 0, 1, border reflected without repeating the edge).
+    image: float[H, W, C] -> float[H, W, C]."""
+    g = jnp.exp(-(jnp.arange(-1.0, 2.0) ** 2) / (2.0 * sigma**2))
+    g = g / g.sum()
+    h, w = image.shape[:2]
+    p = jnp.pad(image, ((1, 1), (1, 1), (0, 0)), mode="reflect")
+    rows = g[0] * p[:-2] + g[1] * p[1:-1] + g[2] * p[2:]
+    return g[0] * rows[:, :-2] + g[1] * rows[:, 1:-1] + g[2] * rows[:, 2:]
+
+
+def random_blur(image: jax.Array, key: jax.Array, prob: float) -> jax.Array:
+    """With probability `prob`, gaussian_blur3 with sigma ~ U(0.5, 1); the result is rounded to
+    integers, as an 8-bit image is. image: float[H, W, C] on the 0..255 scale."""
+    if prob <= 0:
+        return image
+    u = jax.random.uniform(key, (2,))
+    sigma = BLUR_SIGMA[0] + (BLUR_SIGMA[1] - BLUR_SIGMA[0]) * u[1]
+    blurred = jnp.round(gaussian_blur3(image, sigma))
+    return jnp.where(u[0] < prob, blurred, image)

@@ -1,22 +1,30 @@
-"""Test-split evaluation: top-1, top-5 and per-class accuracy.
+"""Classification on a labelled split: top-1, top-5 and per-class accuracy (the evaluator
+`type="classification"`, which fine-tuning runs on the test split at the end of training).
 
-`top5_predictions` runs on the device (one int32[B, 5] per batch comes back, not the logits);
 `class_counts` / `metrics_from_counts` are the plain numpy definitions the numbers come from
-(counts, so that batches and hosts add up exactly); `evaluate` runs a jitted predict function
-over a finite host source (padded batches carry a `mask`).
+(counts, so that batches and hosts add up exactly); `evaluate` runs a predict function over a
+finite host source (padded batches carry a `mask`).
+
+    config.evals.test = eval_config("classification", data=tfds_config(name="cifar10"),
+                                    split="test", every_steps=1000)
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
+from synth_jax.config import check
+from synth_jax.data import pipeline
+from synth_jax.errors import UsageError
+from synth_jax.evaluators import inference
 
-def top5_predictions(logits: jax.Array) -> jax.Array:
-    """int32[B, k] class indices by decreasing logit, k = min(5, num_classes)."""
-    k = min(5, logits.shape[-1])
-    return jax.lax.top_k(logits, k)[1].astype(jnp.int32)
+DEFAULTS = dict(
+    data=pipeline.tfds_config(),  # the TFDS dataset (name, data_dir, ...)
+    split="test",
+    batch_size=256,  # global; a multiple of the data-parallel size and of the process count
+)
 
 
 def class_counts(top_predictions: np.ndarray, labels: np.ndarray, num_classes: int):
@@ -71,7 +79,32 @@ def evaluate(predict_fn, source, num_classes: int) -> dict:
         out = np.asarray(predict_fn(batch["image"]))
         counts += class_counts(out[mask], batch["label"][mask], num_classes)
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         counts = np.asarray(multihost_utils.process_allgather(counts)).sum(axis=0)
     return metrics_from_counts(counts)
+
+
+def validate(config, prefix: str) -> None:
+    check(config, "split", lambda v: isinstance(v, str) and v, "a split name", prefix)
+    check(config, "batch_size", lambda v: isinstance(v, int) and v >= 1, "a positive integer",
+          prefix)  # fmt: skip
+
+
+class Evaluator:
+    """The model's top-1/top-5/per-class accuracy on `split` of `data` (one pass, no shuffle)."""
+
+    def __init__(self, config, context):
+        self.context = context
+        self.source = pipeline.make_source(config.data, config.split, config.batch_size, 0, False)
+        if self.source.num_classes != context.num_classes:
+            raise UsageError(
+                f"{context.name}: {config.data.name}:{config.split} has "
+                f"{self.source.num_classes} classes, the model {context.num_classes}"
+            )
+
+    def run(self, model) -> dict:
+        c = self.context
+        predict = inference.model_fn(model, c.mesh, c.image_size, c.mean, c.std, "top5")
+        return evaluate(predict, self.source, c.num_classes)
+
+    def close(self) -> None:
+        self.source.close()

@@ -1,0 +1,169 @@
+"""What the transfer modes share: one fine-tuning run through the trainer and its test-split
+evaluation, the record of a finished run (result.json and its results row), and repeats over
+seeds. Every mode module imports this one; it imports no mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from synth_jax import evaluators, files
+from synth_jax.config import config_to_dict
+from synth_jax.data import pipeline, tfds_source
+from synth_jax.train import trainer
+from synth_jax.transfer import fewshot, results
+from synth_jax.transfer.pretrained import load_pretrained
+
+
+def results_path(config, workdir: str) -> str:
+    return config.results_csv or os.path.join(workdir, "results.csv")
+
+
+def pretrain_columns(init_from: str) -> dict:
+    """The pretrain_* and init_from cells of every row of runs starting from `init_from`."""
+    info = results.pretrain_info(init_from or None)
+    return {**info, "init_from": os.path.abspath(init_from) if init_from else None}
+
+
+def training_labels(config) -> np.ndarray | None:
+    """The labels of the training split when the runs draw examples (shots or a fraction)."""
+    if not (config.shots or config.fraction < 1.0):
+        return None
+    opened = tfds_source.open_split(
+        config.data.name, config.data.train_split, config.data.data_dir or None
+    )
+    return tfds_source.read_labels(opened)
+
+
+def select_examples(config, labels: np.ndarray | None, seed: int) -> np.ndarray | None:
+    """Training indices for this repeat: k per class, a fraction, or None (all)."""
+    if labels is None:
+        return None
+    if config.shots:
+        return fewshot.k_per_class(labels, config.shots, seed)
+    return fewshot.fraction_subset(labels, config.fraction, seed)
+
+
+def row(config, workdir, run_workdir, seed, metrics, mode, pretrain) -> dict:
+    """The results row (synth_jax.transfer.results.COLUMNS) of a finished run."""
+    return dict(
+        run_id=os.path.relpath(run_workdir, os.path.dirname(os.path.abspath(workdir))),
+        **pretrain,
+        model=config.model.name,
+        dataset=config.data.name,
+        mode=mode,
+        fraction=config.fraction if not config.shots else None,
+        shots=config.shots or None,
+        seed=seed,
+        top1=round(metrics["top1"], 6),
+        top1_error=round(metrics["top1_error"], 6),
+        top5_error=round(metrics["top5_error"], 6),
+        workdir=os.path.abspath(run_workdir),
+        timestamp=results.timestamp(),
+    )
+
+
+def finish(config, workdir, run_workdir, seed, metrics, mode, pretrain, fields) -> dict:
+    """Writes result.json and appends the results row (once per finished run); returns the
+    result {row, per_class, top5, **fields}."""
+    record = row(config, workdir, run_workdir, seed, metrics, mode, pretrain)
+    per_class = np.asarray(metrics["per_class"], np.float64).tolist()
+    result = dict(row=record, per_class=per_class, top5=metrics["top5"], **fields)
+    if jax.process_index() == 0:
+        results.append_row(results_path(config, workdir), record)
+        files.write_json(os.path.join(run_workdir, "result.json"), result)
+    return result
+
+
+def done(run_workdir: str) -> dict | None:
+    """The result of a run that already finished (its result.json), or None."""
+    path = os.path.join(run_workdir, "result.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def train_and_evaluate(
+    config, workdir, run_workdir, seed, mode, pretrain, indices=None, train_data=None
+):
+    """One fine-tuning run through the trainer, evaluated on the test split by its evaluator
+    `evals.test` at the end, and its record.
+
+    `train_data` (a data config; default `config.data`) is what it trains on; the evaluation is
+    always `config.data.eval_split`. Returns the result dict, or None when the run was
+    preempted (re-run to resume)."""
+    finished = done(run_workdir)
+    if finished is not None:
+        return finished
+    run_config = ml_collections.ConfigDict(config_to_dict(config))
+    run_config.seed = seed
+    run_config.evals = ml_collections.ConfigDict(config_to_dict(config.get("evals", {})))
+    run_config.evals.test = evaluators.eval_config(
+        "classification",
+        data=ml_collections.ConfigDict(config_to_dict(config.data)),
+        split=config.data.eval_split,
+        batch_size=config.eval_batch_size,
+    )
+    train_data = train_data or config.data
+    source = pipeline.make_source(
+        train_data, train_data.train_split, config.batch_size, seed, True, indices
+    )
+    init = load_pretrained(config.init_from) if config.init_from else None
+    summary, _ = trainer.train(
+        run_config,
+        run_workdir,
+        source,
+        num_classes=source.num_classes,
+        init_params=init.params if init else None,
+        init_model_state=init.model_state if init else None,
+        dont_load=tuple(config.dont_load),
+        extra_summary=dict(train_examples=source.num_examples),
+    )
+    source.close()
+    if summary["status"] != "done":
+        return None
+    metrics = summary["evals"]["test"]
+    extra = dict(train_examples=source.num_examples, steps=summary["steps"])
+    return finish(config, workdir, run_workdir, seed, metrics, mode, pretrain, extra)
+
+
+def repeat_over_seeds(config, workdir: str, one_run) -> dict:
+    """Runs `one_run(config, workdir, run_workdir, seed, pretrain, indices) -> result or None`
+    for each of `config.seeds` (or `config.seed`), each in `workdir/seed_<s>/` when there are
+    several; returns the summary {status, mode, rows, row, results_csv, top1_mean, top1_std}.
+    A run that returns None was preempted: the summary says so and the rest wait for a re-run."""
+    workdir = os.path.abspath(workdir)
+    csv_path = results_path(config, workdir)
+    results.check_table(csv_path)
+    pretrain = pretrain_columns(config.init_from)
+    seeds = list(config.seeds) or [int(config.seed)]
+    labels = training_labels(config)
+    rows, preempted = [], False
+    for seed in seeds:
+        run_workdir = os.path.join(workdir, f"seed_{seed}") if len(seeds) > 1 else workdir
+        result = one_run(
+            config, workdir, run_workdir, seed, pretrain, select_examples(config, labels, seed)
+        )
+        if result is None:
+            preempted = True
+            break
+        rows.append(result["row"])
+    summary = dict(
+        status="preempted" if preempted else "done",
+        mode=config.mode,
+        rows=rows,
+        row=rows[-1] if rows else None,
+        results_csv=csv_path,
+    )
+    top1 = [float(r["top1"]) for r in rows]
+    if top1:
+        summary["top1_mean"], summary["top1_std"] = fewshot.mean_std(top1)
+    if not preempted and len(seeds) > 1 and jax.process_index() == 0:
+        files.write_json(os.path.join(workdir, "summary.json"), summary)
+    return summary
