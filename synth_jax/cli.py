@@ -44,6 +44,10 @@ VERBS = {
         "synth_jax.experiments.sweep",
         "run a grid of pre-training and fine-tuning cells, then report",
     ),
+    "compile": (
+        "synth_jax.aot.cli",
+        "compile a config's steps for a TPU slice or local devices: fits? collectives? speed?",
+    ),
     "bench": ("synth_jax.bench", "benchmarks: bench render | train | fit"),
 }
 

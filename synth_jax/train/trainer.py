@@ -39,6 +39,7 @@ summary.json. Re-running with the same workdir resumes from the newest good chec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -109,8 +110,11 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model", "evals"))
 
 
-def validate(config, num_images: int | None, data_image_size: int | None) -> dict:
+def validate(
+    config, num_images: int | None, data_image_size: int | None, num_devices: int | None = None
+) -> dict:
     """Checks the trainer's keys before anything compiles; returns resolved durations.
+    num_devices: the mesh's device count (default: jax.device_count()).
 
     Raises UsageError naming the key. Returns {total_steps, steps_per_epoch, image_size,
     mesh_shape}.
@@ -136,7 +140,7 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     optim_lib.check_optim_config(config.optim)
     augment_lib.check_augment_config(config.augment)
     try:
-        shape = mesh_lib.mesh_shape(config.mesh, jax.device_count())
+        shape = mesh_lib.mesh_shape(config.mesh, num_devices or jax.device_count())
     except ValueError as e:
         fail(str(e))
     dp = shape["data"] * shape["fsdp"]
@@ -241,34 +245,43 @@ def _check_same_run(workdir: str, config_dict: dict):
             )
 
 
-def train(
+@dataclasses.dataclass
+class StepProgram:
+    """A config's training step, not yet compiled, and what it needs: `step_fn` is the jitted
+    `step(state[, batch]) -> (state, metrics)`; `abstract_state` its state argument as
+    ShapeDtypeStructs with their shardings (the only argument for on-device sources)."""
+
+    step_fn: object
+    abstract_state: dict
+    state_shardings: dict
+    batch_shardings: dict | None
+    init_state: object  # (loaded, loaded_model_state) -> state
+    apply_model: object  # (params, model_state, images, train_mode, rng) -> (logits, state)
+    model_of: object  # state -> nnx model
+    grad_fn: object
+    params_template: dict
+    loaded: dict | None
+    loaded_model_state: dict | None
+    mesh: jax.sharding.Mesh
+
+
+def build_step(
     config: ml_collections.ConfigDict,
-    workdir: str,
+    resolved: dict,
     source,
     *,
     num_classes: int,
+    mesh: jax.sharding.Mesh,
     init_params: dict | None = None,
     init_model_state: dict | None = None,
     dont_load: tuple[str, ...] = (),
-    extra_summary: dict | None = None,
-):
-    """Runs (or resumes) a training run; returns (summary dict, trained nnx model)."""
-    # ------------------------------------------------------------------ validate, before compiling
+) -> StepProgram:
+    """The training step of a validated config (`validate`'s `resolved`) over `mesh`: the one
+    that `train` runs and that `synth-jax compile` compiles for devices it does not own."""
     on_device = hasattr(source, "render") and hasattr(source, "indices_for_step")
-    if not on_device and not (hasattr(source, "get_state") and hasattr(source, "set_state")):
-        raise TypeError(
-            "source: a FractalDataset-like object or an iterator with get_state()/set_state()"
-        )
-    num_images = getattr(source, "num_images", None)
-    config = with_defaults(config, train_config(), open_sections=("model",))
-    resolved = validate(config, num_images, getattr(source, "image_size", None))
     total_steps, image_size = resolved["total_steps"], resolved["image_size"]
     seed, global_batch = int(config.seed), int(config.batch_size)
     accum = int(config.optim.accum_steps)
-    workdir = os.path.abspath(workdir)
-    config_dict = config_to_dict(config)
-    _check_same_run(workdir, config_dict)
-    t_start = time.perf_counter()
 
     # ------------------------------------------------------------------ model, and the given arrays
     def fresh_model():
@@ -288,35 +301,9 @@ def train(
             config.model, model_state_template, init_model_state, dont_load
         )
 
-    # ------------------------------------------------------------------ mesh and evaluators
-    mesh = mesh_lib.make_mesh(config.mesh)
     image_sharding = mesh_lib.batch_sharding(mesh, 4)
     label_sharding = mesh_lib.batch_sharding(mesh, 1)
     repl = mesh_lib.replicated(mesh)
-    # Evaluators open their data now, so that a missing dataset stops the run before it starts.
-    evals = evaluators.build(
-        config.evals,
-        mesh=mesh,
-        image_size=image_size,
-        mean=tuple(config.augment.mean),
-        std=tuple(config.augment.std),
-        num_classes=num_classes,
-        workdir=workdir,
-    )
-    # Everything is checked: record the run.
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        files.write_json(os.path.join(workdir, "config.json"), config_dict)
-    _log(
-        f"mesh {dict(mesh.shape)} over {jax.device_count()} devices "
-        f"({jax.process_count()} processes, {jax.devices()[0].device_kind}); "
-        f"{total_steps} steps of {global_batch} images"
-    )
-    if loaded is not None:
-        _log(
-            f"initialised {len(loaded)} of {len(jax.tree.leaves(params_template))} parameter "
-            f"arrays from the given parameters"
-        )
 
     # ------------------------------------------------------------------ optimiser and model step
     tx, schedule = optim_lib.make_optimizer(
@@ -372,11 +359,6 @@ def train(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state,
         state_shardings,
-    )
-    state_bytes = mesh_lib.bytes_per_device(abstract_state, state_shardings)
-    _log(
-        f"{len(jax.tree.leaves(params_template))} parameter arrays; parameters + optimiser "
-        f"state: {state_bytes / 2**20:.1f} MiB per device"
     )
 
     # ------------------------------------------------------------------ update step
@@ -451,6 +433,104 @@ def train(
         out_shardings=(state_shardings, repl),
         donate_argnums=(0,),
     )
+
+    return StepProgram(
+        step_fn=step_fn,
+        abstract_state=abstract_state,
+        state_shardings=state_shardings,
+        batch_shardings=batch_shardings,
+        init_state=init_state,
+        apply_model=apply_model,
+        model_of=model_of,
+        grad_fn=grad_fn,
+        params_template=params_template,
+        loaded=loaded,
+        loaded_model_state=loaded_model_state,
+        mesh=mesh,
+    )
+
+
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    source,
+    *,
+    num_classes: int,
+    init_params: dict | None = None,
+    init_model_state: dict | None = None,
+    dont_load: tuple[str, ...] = (),
+    extra_summary: dict | None = None,
+):
+    """Runs (or resumes) a training run; returns (summary dict, trained nnx model)."""
+    # ------------------------------------------------------------------ validate, before compiling
+    on_device = hasattr(source, "render") and hasattr(source, "indices_for_step")
+    if not on_device and not (hasattr(source, "get_state") and hasattr(source, "set_state")):
+        raise TypeError(
+            "source: a FractalDataset-like object or an iterator with get_state()/set_state()"
+        )
+    num_images = getattr(source, "num_images", None)
+    config = with_defaults(config, train_config(), open_sections=("model",))
+    resolved = validate(config, num_images, getattr(source, "image_size", None))
+    total_steps, image_size = resolved["total_steps"], resolved["image_size"]
+    seed, global_batch = int(config.seed), int(config.batch_size)
+    accum = int(config.optim.accum_steps)
+    workdir = os.path.abspath(workdir)
+    config_dict = config_to_dict(config)
+    _check_same_run(workdir, config_dict)
+    t_start = time.perf_counter()
+
+    # ------------------------------------------------------------------ mesh, model and step
+    mesh = mesh_lib.make_mesh(config.mesh)
+    program = build_step(
+        config,
+        resolved,
+        source,
+        num_classes=num_classes,
+        mesh=mesh,
+        init_params=init_params,
+        init_model_state=init_model_state,
+        dont_load=dont_load,
+    )
+    step_fn, abstract_state = program.step_fn, program.abstract_state
+    state_shardings, init_state, model_of = (
+        program.state_shardings,
+        program.init_state,
+        program.model_of,
+    )
+    grad_fn, params_template = program.grad_fn, program.params_template
+    loaded, loaded_model_state = program.loaded, program.loaded_model_state
+    image_sharding = mesh_lib.batch_sharding(mesh, 4)
+    label_sharding = mesh_lib.batch_sharding(mesh, 1)
+    state_bytes = mesh_lib.bytes_per_device(abstract_state, state_shardings)
+    _log(
+        f"{len(jax.tree.leaves(params_template))} parameter arrays; parameters + optimiser "
+        f"state: {state_bytes / 2**20:.1f} MiB per device"
+    )
+
+    # Evaluators open their data now, so that a missing dataset stops the run before it starts.
+    evals = evaluators.build(
+        config.evals,
+        mesh=mesh,
+        image_size=image_size,
+        mean=tuple(config.augment.mean),
+        std=tuple(config.augment.std),
+        num_classes=num_classes,
+        workdir=workdir,
+    )
+    # Everything is checked: record the run.
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        files.write_json(os.path.join(workdir, "config.json"), config_dict)
+    _log(
+        f"mesh {dict(mesh.shape)} over {jax.device_count()} devices "
+        f"({jax.process_count()} processes, {jax.devices()[0].device_kind}); "
+        f"{total_steps} steps of {global_batch} images"
+    )
+    if loaded is not None:
+        _log(
+            f"initialised {len(loaded)} of {len(jax.tree.leaves(params_template))} parameter "
+            f"arrays from the given parameters"
+        )
 
     # ------------------------------------------------------------------ load checkpoint or init
     every = int(config.checkpoint.every_steps)
