@@ -287,6 +287,7 @@ DEFAULTS = dict(
     posemb="learn",  # learn | sincos2d
     dropout=0.0,
     drop_path=0.0,  # stochastic depth of the last block (linear in depth)
+    remat="none",  # none | minimal | full: what the backward pass recomputes (see ViT)
 )
 HEAD = ("head/.*",)  # the classifier: re-initialised for a new task
 
@@ -306,6 +307,8 @@ def validate(config, image_size: int) -> None:
         )
     check_choice(config, "pool", ("gap", "cls"), "model.")
     check_choice(config, "posemb", ("learn", "sincos2d"), "model.")
+    if "remat" in config:  # configs saved before the key existed run without remat
+        check_choice(config, "remat", tuple(REMAT_POLICIES), "model.")
     for key in ("dropout", "drop_path"):
         check(config, key, lambda v: 0.0 <= float(v) < 1.0, "a rate in [0, 1)", "model.")
 
@@ -320,6 +323,7 @@ def create(config, num_classes: int, image_size: int, rngs: nnx.Rngs, dtype) -> 
         posemb=config.posemb,
         dropout=config.dropout,
         drop_path=config.drop_path,
+        remat=config.get("remat", "none"),
         dtype=dtype,
         head_zero_init=config.head_zero_init,
     )
