@@ -5,10 +5,11 @@ category, AdamW 1e-3, warm-up 5 epochs; 128 GPUs in the papers).
     synth-jax compile --config configs/pretrain/fractaldb21k_vit_base.py --topology v5p-128
     synth-jax pretrain --config configs/pretrain/fractaldb21k_vit_base.py --workdir gs://b/runs/x
 
-Slice: a TPU v5p-128 (64 chips, 128 images per chip, data-parallel); compile report in
-BENCHMARKS.md ("compiled, not run"), the numbers of which are repeated here:
-COMPILE_REPORT. Expected runtime: not measured (no TPU was run). The category search of 21,000
-systems runs once on the host before the first step (set data.table_path to keep it).
+Slice: a TPU v5p-128 (64 chips, 128 images per chip, data-parallel). Not yet compiled in full
+for it: check it with the compile command above before creating the slice (launch/tpu_pod.sh
+does) and record the report in BENCHMARKS.md ("compiled, not run"). Expected runtime: not
+measured (no TPU was run). The category search of 21,000 systems runs once on the host before
+the first step (set data.table_path to keep it).
 Variants: `:short` runs 1 epoch.
 """
 

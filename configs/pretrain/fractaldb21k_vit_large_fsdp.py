@@ -5,8 +5,9 @@ matrix products, recompute norms, activations and softmax): 21,000 categories, b
     synth-jax compile --config configs/pretrain/fractaldb21k_vit_large_fsdp.py --topology v5p-128
     synth-jax pretrain --config configs/pretrain/fractaldb21k_vit_large_fsdp.py --workdir DIR
 
-Slice: a TPU v5p-128 (64 chips: fsdp 64); compile report in BENCHMARKS.md ("compiled, not
-run"): COMPILE_REPORT. Expected runtime: not measured (no TPU was run).
+Slice: a TPU v5p-128 (64 chips: fsdp 64). Not yet compiled in full for it: check it with the
+compile command above before creating the slice (launch/tpu_pod.sh does) and record the report
+in BENCHMARKS.md ("compiled, not run"). Expected runtime: not measured (no TPU was run).
 Variants: `:short` runs 1 epoch.
 """
 
