@@ -13,9 +13,12 @@ from synth_jax import cli
 from synth_jax.aot import hlo, report
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "cpu_tiny.py")
-# cpu_tiny:mu (a 2-block ViT at 32 px, batch 64) with mixup and cutmix, which pair images.
-ARGS = ["--config", CONFIG + ":mu", "--config.augment.mixup=0.8", "--config.augment.cutmix=1.0"]
-SIZE, BATCH = 32, 64
+# cpu_tiny:mu (a 2-block, 32-wide ViT, batch 64) at 40 px, a size no model dimension has, with
+# mixup and cutmix, which pair images.
+SIZE, BATCH = 40, 64
+ARGS = ["--config", CONFIG + ":mu", f"--config.image_size={SIZE}",
+        f"--config.data.image_size={SIZE}", "--config.augment.mixup=0.8",
+        "--config.augment.cutmix=1.0"]  # fmt: skip
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
 
@@ -33,8 +36,8 @@ def largest_collective_operand(hlo_text: str) -> int:
 
 
 def image_operands(hlo_text: str) -> list:
-    """Collective operands that hold images or a per-pixel histogram: a 32 x 32 plane, or a
-    dimension of 32 * 32 (+ 1) pixels (the renderer's flattened histogram)."""
+    """Collective operands that hold images or a per-pixel histogram: a SIZE x SIZE plane, or a
+    dimension of SIZE * SIZE (+ 1) pixels (the renderer's flattened histogram)."""
     found = []
     for op in hlo.collectives(hlo_text):
         for dtype, dims in op.shapes:
@@ -63,8 +66,8 @@ def test_step_fits_and_sends_no_image_between_devices(data_parallel):
     train = result["train_step"]
     assert 0 < result["total_bytes"] <= train["capacity_bytes"]
     assert result["total_bytes"] >= train["memory"]["temp_bytes"]
-    # One channel of a device's own 16 images is 16 x 32 x 32 elements; the renderer's histogram
-    # of the whole batch, summed over devices when the partitioner splits it, is 64 x 1025.
+    # One channel of a device's own 16 images is 16 x 40 x 40 elements; the renderer's histogram
+    # of the whole batch, summed over devices when the partitioner splits it, is 64 x 1601.
     assert largest_collective_operand(text) < (BATCH // 4) * SIZE * SIZE
     assert image_operands(text) == []
     # Data parallelism still all-reduces the gradients.
