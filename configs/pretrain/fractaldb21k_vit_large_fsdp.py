@@ -5,9 +5,12 @@ matrix products, recompute norms, activations and softmax): 21,000 categories, b
     synth-jax compile --config configs/pretrain/fractaldb21k_vit_large_fsdp.py --topology v5p-128
     synth-jax pretrain --config configs/pretrain/fractaldb21k_vit_large_fsdp.py --workdir DIR
 
-Slice: a TPU v5p-128 (64 chips: fsdp 64). Not yet compiled in full for it: check it with the
-compile command above before creating the slice (launch/tpu_pod.sh does) and record the report
-in BENCHMARKS.md ("compiled, not run"). Expected runtime: not measured (no TPU was run).
+Slice: a TPU v5p-128 (64 chips: fsdp 64). Compiled for it with the command above (2026-11-30,
+JAX 0.10.2, libtpu 0.0.42.1; BENCHMARKS.md, "compiled, not run"): it DOES NOT FIT, 546.75 GiB
+over the chip's 95 GiB. Under an Auto fsdp axis the partitioner keeps activations of the whole
+global batch on every chip (the evaluation step all-reduces 277 GB per chip, largest
+bf16[4096,196,4096]); the model's activations must be pinned to the batch axes first. The
+launchers' pre-flight stops it. Expected runtime: not measured (no TPU was run).
 Variants: `:short` runs 1 epoch.
 """
 
