@@ -6,7 +6,10 @@
 #       synth-jax pretrain --config configs/pretrain/onepfrac_vit_tiny.py \
 #       --workdir /mnt/gcs/my-bucket/runs/onepfrac_vit_tiny
 #
-# Steps (each printed before it runs; --dry-run prints them and runs nothing):
+# Steps (each printed before it runs; --dry-run prints them and runs nothing but step 0):
+#   0. pre-flight, here and free: `synth-jax compile` compiles a pretrain command's config for
+#      the --accelerator slice (libtpu: pip install 'synth_jax[tpu]'); a config that does not
+#      fit in the chips' memory, or cannot shard on the slice, stops here (--no-preflight skips);
 #   1. create the TPU VM slice, or reuse it when one of that name exists (--spot for spot VMs);
 #   2. copy this checkout to all workers and pip-install it with jax[tpu] (--skip-install to
 #      reuse what is there, --pip SPEC to install a released package instead of this checkout);
@@ -19,12 +22,12 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,18p' "$0"
+  sed -n '2,21p' "$0"
   cat <<'EOF'
 
 usage: launch/tpu_pod.sh --name NAME --zone ZONE --accelerator TYPE [--version V] [--project P]
                          [--spot] [--bucket B] [--pip SPEC | --skip-install] [--stop | --delete]
-                         [--dry-run] [-- synth-jax VERB args...]
+                         [--no-preflight] [--dry-run] [-- synth-jax VERB args...]
 EOF
 }
 
@@ -44,6 +47,7 @@ pip_spec=""
 skip_install=0
 after="keep"
 dry_run=0
+preflight=1
 
 need_value() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
@@ -60,6 +64,7 @@ while [[ $# -gt 0 ]]; do
     --stop) after="stop"; shift ;;
     --delete) after="delete"; shift ;;
     --dry-run) dry_run=1; shift ;;
+    --no-preflight) preflight=0; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) die "unknown option '$1' (the synth-jax command goes after --; see --help)" ;;
@@ -99,7 +104,7 @@ where=(--zone "$zone")
 [[ -z "$project" ]] || where+=(--project "$project")
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
-step() {  # print a command (as a shell would read it back), then run it unless this is a dry run
+show() {  # print a command as a shell would read it back
   local word line="+"
   for word in "$@"; do
     if [[ "$word" =~ ^[-_./:=@a-zA-Z0-9]+$ ]]; then
@@ -109,12 +114,47 @@ step() {  # print a command (as a shell would read it back), then run it unless 
     fi
   done
   echo "$line"
+}
+
+step() {  # print a command, then run it unless this is a dry run
+  show "$@"
   [[ "$dry_run" == 1 ]] || "$@"
 }
 
 on_all_workers() {  # run a shell command line on every worker
   step "${tpu[@]}" ssh "$name" "${where[@]}" --worker=all --command "$1"
 }
+
+# 0. Pre-flight: compile the command's training step for the slice, on this machine.
+if [[ $# -gt 0 && "$preflight" == 1 ]]; then
+  if [[ "${2:-}" != pretrain ]]; then
+    echo "launch/tpu_pod.sh: pre-flight compiles pretrain commands only; skipped for '${2:-}'"
+  else
+    compile=(synth-jax compile --topology "$accelerator"
+      --out "${TMPDIR:-/tmp}/synth_jax-$name-preflight.json")
+    args=("${@:3}")
+    for ((i = 0; i < ${#args[@]}; i++)); do  # the command's --config and --config.KEY=VALUE
+      arg="${args[$i]}"
+      if [[ "$arg" == --config || ("$arg" == --config.* && "$arg" != *=*) ]]; then
+        compile+=("$arg" "${args[$((i + 1))]:-}")
+        i=$((i + 1))
+      elif [[ "$arg" == --config=* || "$arg" == --config.*=* ]]; then
+        compile+=("$arg")
+      fi
+    done
+    command -v synth-jax >/dev/null 2>&1 \
+      || die "pre-flight needs synth-jax here (pip install -e '.[tpu]'), or pass --no-preflight"
+    echo "launch/tpu_pod.sh: pre-flight (here, before anything is created):"
+    status=0
+    show "${compile[@]}"
+    "${compile[@]}" || status=$?
+    if [[ "$status" != 0 ]]; then
+      echo "launch/tpu_pod.sh: error: pre-flight failed (status $status): the config does not" \
+        "fit or cannot run on $accelerator; nothing was created (--no-preflight skips it)" >&2
+      exit "$status"
+    fi
+  fi
+fi
 
 # 1. Create or reuse.
 if [[ "$dry_run" == 0 ]] && "${tpu[@]}" describe "$name" "${where[@]}" >/dev/null 2>&1; then

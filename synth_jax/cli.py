@@ -8,11 +8,13 @@ never slow another.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import threading
 
 from synth_jax import progress
+from synth_jax.aot.topology import attached_tpu_chips
 from synth_jax.errors import UsageError
 
 # verb -> (module with main(argv), one-line help)
@@ -44,8 +46,28 @@ VERBS = {
         "synth_jax.experiments.sweep",
         "run a grid of pre-training and fine-tuning cells, then report",
     ),
+    "compile": (
+        "synth_jax.aot.cli",
+        "compile a config's steps for a TPU slice or local devices: fits? collectives? speed?",
+    ),
     "bench": ("synth_jax.bench", "benchmarks: bench render | train | fit"),
 }
+
+
+# Device nodes of NVIDIA (Linux, WSL) and AMD GPUs.
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+
+
+def choose_cpu_without_accelerators():
+    """With libtpu installed (the `tpu` extra, for compiling TPU programs on any machine) on a
+    machine without TPU chips, JAX would still start the TPU runtime at its first device query,
+    which fails after printing libtpu's warnings. When no platform is chosen (JAX_PLATFORMS) and
+    no TPU or GPU is attached, the CPU is the only platform there is: say so."""
+    if "JAX_PLATFORMS" in os.environ or importlib.util.find_spec("libtpu") is None:
+        return
+    if attached_tpu_chips() or any(os.path.exists(node) for node in _GPU_NODES):
+        return
+    os.environ["JAX_PLATFORMS"] = "cpu"
 
 
 def usage() -> str:
@@ -76,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"synth-jax: unknown verb {verb!r}; one of: {', '.join(VERBS)}", file=sys.stderr)
         return 2
+    choose_cpu_without_accelerators()
     try:
         module = importlib.import_module(VERBS[verb][0])
         return int(module.main(rest) or 0)

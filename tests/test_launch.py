@@ -114,8 +114,8 @@ def test_slurm_outside_a_job_refuses_to_run():
 def test_tpu_pod_dry_run_prints_create_install_mount_run_delete():
     result = run(
         "launch/tpu_pod.sh", "--name", "frac-v4-32", "--zone", "us-central2-b",
-        "--accelerator", "v4-32", "--bucket", "gs://my-bucket", "--delete", "--dry-run", "--",
-        "synth-jax", "pretrain", "--config", "configs/pretrain/x.py",
+        "--accelerator", "v4-32", "--bucket", "gs://my-bucket", "--delete", "--dry-run",
+        "--no-preflight", "--", "synth-jax", "pretrain", "--config", "configs/pretrain/x.py",
         "--workdir", "/mnt/gcs/my-bucket/runs/x",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -155,10 +155,56 @@ def test_tpu_pod_rejects_bad_input(args, message):
 def test_tpu_pod_warns_when_the_workdir_is_not_on_the_bucket():
     result = run(
         "launch/tpu_pod.sh", "--name", "ok", "--zone", "us-central2-b", "--accelerator", "v4-8",
-        "--bucket", "b-1", "--dry-run", "--", "synth-jax", "pretrain", "--workdir", "runs/x",
+        "--bucket", "b-1", "--dry-run", "--no-preflight", "--", "synth-jax", "pretrain",
+        "--workdir", "runs/x",
     )  # fmt: skip
     assert result.returncode == 0
     assert "warning" in result.stderr and "/mnt/gcs/b-1" in result.stderr
+
+
+def fake_synth_jax(tmp_path, status: int) -> dict:
+    """An environment whose `synth-jax` records its arguments and exits with `status` (the
+    pre-flight's verdict: 0 fits, 1 does not fit)."""
+    fake = tmp_path / "synth-jax"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\nexit {status}\n')
+    fake.chmod(0o755)
+    return {"PATH": f"{tmp_path}:{os.environ['PATH']}"}
+
+
+POD = ["launch/tpu_pod.sh", "--name", "frac", "--zone", "us-central2-b", "--accelerator",
+       "v5p-128", "--dry-run", "--", "synth-jax", "pretrain", "--config", "configs/c.py:arg",
+       "--config.batch_size=4096", "--workdir", "/mnt/gcs/b/runs/x"]  # fmt: skip
+
+
+def test_tpu_pod_dry_run_compiles_the_config_for_the_slice_first(tmp_path):
+    result = run(*POD, env=fake_synth_jax(tmp_path, 0))
+    assert result.returncode == 0, result.stderr
+    steps = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert steps[0].startswith("+ synth-jax compile --topology v5p-128 --out ") and steps[
+        0
+    ].endswith("--config configs/c.py:arg --config.batch_size=4096")
+    assert "tpu-vm create" in steps[1]
+    args = (tmp_path / "args").read_text().split()
+    assert args[:3] == ["compile", "--topology", "v5p-128"] and "--workdir" not in args
+
+
+def test_tpu_pod_stops_before_creating_anything_when_the_config_does_not_fit(tmp_path):
+    result = run(*POD, env=fake_synth_jax(tmp_path, 1))
+    assert result.returncode == 1
+    assert "pre-flight failed" in result.stderr and "nothing was created" in result.stderr
+    assert "tpu-vm create" not in result.stdout
+    skipped = run(*POD[:-8], "--no-preflight", *POD[-8:], env=fake_synth_jax(tmp_path, 1))
+    assert skipped.returncode == 0 and "tpu-vm create" in skipped.stdout
+
+
+def test_slurm_dry_run_shows_the_preflight_for_the_node(tmp_path):
+    result = run(
+        "launch/slurm.sbatch", "--dry-run", "synth-jax", "pretrain", "--config", "c.py",
+        "--config.mesh.fsdp=2", "--workdir", "/s/x",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "pre-flight on this node: synth-jax compile --topology local --config c.py " \
+        "--config.mesh.fsdp=2" in result.stdout  # fmt: skip
 
 
 def _free_port() -> int:

@@ -17,16 +17,20 @@ def images(b=4, size=16):
     return jax.random.uniform(jax.random.key(1), (b, size, size, 3))
 
 
+def keys(b):
+    return augment.image_keys(KEY, jnp.arange(b))
+
+
 def test_full_area_square_crop_is_the_identity():
     x = images()
-    out = augment.random_resized_crop(KEY, x, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    out = augment.random_resized_crop(keys(4), x, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0))
     np.testing.assert_allclose(out, x, atol=1e-5)
-    small = augment.random_resized_crop(KEY, x, 8, scale=(0.1, 0.5))
+    small = augment.random_resized_crop(keys(4), x, 8, scale=(0.1, 0.5))
     assert small.shape == (4, 8, 8, 3)
 
 
 def test_crop_boxes_lie_inside_the_image_with_the_asked_area():
-    boxes = np.asarray(augment.sample_crop_boxes(KEY, 1000, 32, 32, (0.2, 0.6), (3 / 4, 4 / 3)))
+    boxes = np.asarray(augment.sample_crop_boxes(keys(1000), 32, 32, (0.2, 0.6), (3 / 4, 4 / 3)))
     y0, x0, h, w = boxes.T
     assert (y0 >= 0).all() and (x0 >= 0).all()
     assert (y0 + h <= 32 + 1e-4).all() and (x0 + w <= 32 + 1e-4).all()
@@ -36,7 +40,7 @@ def test_crop_boxes_lie_inside_the_image_with_the_asked_area():
 
 def test_flip_gives_each_image_or_its_mirror():
     x = images(64)
-    out = np.asarray(augment.random_flip(KEY, x, axis=2))
+    out = np.asarray(augment.random_flip(keys(64), x, axis=2))
     same = [np.array_equal(o, i) for o, i in zip(out, np.asarray(x))]
     mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, np.asarray(x))]
     assert all(s or m for s, m in zip(same, mirrored))
@@ -45,14 +49,14 @@ def test_flip_gives_each_image_or_its_mirror():
 
 def test_colour_jitter_of_strength_zero_is_the_identity():
     x = images()
-    np.testing.assert_allclose(augment.color_jitter(KEY, x, 0.0), x, atol=1e-6)
-    assert not np.allclose(augment.color_jitter(KEY, x, 0.4), x)
+    np.testing.assert_allclose(augment.color_jitter(keys(4), x, 0.0), x, atol=1e-6)
+    assert not np.allclose(augment.color_jitter(keys(4), x, 0.4), x)
 
 
 def test_random_erasing_replaces_one_rectangle():
     x = jnp.zeros((8, 16, 16, 3))
-    assert np.array_equal(augment.random_erasing(KEY, x, 0.0), x)
-    out = np.asarray(augment.random_erasing(KEY, x, 1.0))
+    assert np.array_equal(augment.random_erasing(keys(8), x, 0.0), x)
+    out = np.asarray(augment.random_erasing(keys(8), x, 1.0))
     for image in out:
         rows, cols = np.nonzero(np.abs(image).sum(-1))
         assert len(rows) > 0
@@ -67,13 +71,33 @@ def test_label_smoothing():
     np.testing.assert_allclose(t[0], [0.925, 0.025, 0.025, 0.025], rtol=1e-6)
 
 
-def test_mixup_is_a_convex_combination_with_the_reversed_batch():
+def test_mixup_is_a_convex_combination_with_the_neighbouring_image():
     x = images(6)
     t = augment.one_hot_targets(jnp.arange(6) % 3, 3)
     mx, mt = augment.mixup_cutmix(KEY, x, t, mixup_alpha=0.8, cutmix_alpha=0.0)
-    lam = float(mt[0, 0])  # image 0 (class 0) mixed with image 5 (class 2)
-    np.testing.assert_allclose(mx, lam * x + (1 - lam) * x[::-1], rtol=1e-5, atol=1e-6)
+    lam = float(mt[0, 0])  # image 0 (class 0) mixed with image 1 (class 1)
+    partner = x.reshape(3, 2, 16, 16, 3)[:, ::-1].reshape(x.shape)  # rows 1, 0, 3, 2, 5, 4
+    np.testing.assert_allclose(mx, lam * x + (1 - lam) * partner, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mt.sum(1), 1.0, rtol=1e-6)
+    assert np.asarray(augment.mixup_partners(5)).tolist() == [1, 0, 3, 2, 4]
+
+
+@pytest.mark.parametrize("mixup, cutmix", [(0.8, 0.0), (0.0, 1.0)])
+def test_a_shard_augmented_alone_is_its_rows_of_the_whole_batch(mixup, cutmix):
+    # What each device computes in the training step: rows 4..7 of an 8-image batch, alone.
+    config = augment.augment_config(
+        crop="rrc", hflip=True, vflip=True, color_jitter=0.4, random_erasing=0.5,
+        mixup=mixup, cutmix=cutmix, label_smoothing=0.1,
+    )  # fmt: skip
+    x = (images(8) * 255).astype(jnp.uint8)
+    labels = jnp.arange(8) % 3
+    run = jax.jit(lambda *args: augment.augment_batch(KEY, *args, 3, 12, config))
+    whole = run(x, labels, jnp.arange(8))
+    shard = run(x[4:], labels[4:], jnp.arange(4, 8))
+    for a, b in zip(whole, shard):
+        np.testing.assert_allclose(a[4:], b, rtol=1e-6, atol=1e-6)
+    # and the images of a batch differ from each other (per-image randomness, not per shard)
+    assert not np.allclose(whole[0][4], whole[0][0])
 
 
 def test_cutmix_target_weight_is_the_pasted_area():

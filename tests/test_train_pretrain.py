@@ -70,7 +70,8 @@ def test_bad_config_is_a_usage_error_naming_the_key(tmp_path, override, message)
 @pytest.mark.parametrize(
     "spec",
     ["cpu_tiny.py", "cpu_tiny.py:mu,knn", "fractaldb1k_resnet50.py:short",
-     "fractaldb1k_vit_tiny.py", "onepfrac_vit_tiny.py", "real_supervised.py:cpu"],
+     "fractaldb1k_vit_tiny.py", "onepfrac_vit_tiny.py", "real_supervised.py:cpu",
+     "fractaldb21k_vit_base.py", "fractaldb21k_vit_large_fsdp.py", "onepfrac_vit_base.py"],
 )  # fmt: skip
 def test_every_pretrain_config_passes_its_checks(spec):
     config = load_config_file(os.path.join(ROOT, "configs", "pretrain", spec))

@@ -71,8 +71,10 @@ class FractalDataset:
         info {degenerate bool[B], fill float[B], ...}).
 
         When `indices` carry an explicit batch sharding (a mesh made by `jax.make_mesh`, whose
-        axes are Explicit by default), each device renders its own slice inside a `shard_map`;
-        under Auto axes the partitioner does the same from the indices' sharding."""
+        axes are Explicit by default), each device renders its own slice inside a `shard_map`.
+        Under Auto axes the partitioner gives the same images but sums one histogram of the
+        whole batch over the devices (an all-reduce of B x H x W floats): call it inside a
+        `shard_map` there, as the trainer does (synth_jax.train.local_batch)."""
         indices = jnp.asarray(indices, jnp.int32)
         batch_axes = _explicit_batch_axes(indices)
         if batch_axes is None:

@@ -87,11 +87,15 @@ def mesh_shape(mesh_config: dict, num_devices: int) -> dict[str, int]:
     return sizes
 
 
-def make_mesh(mesh_config: dict) -> jax.sharding.Mesh:
-    sizes = mesh_shape(mesh_config, jax.device_count())
+def make_mesh(mesh_config: dict, devices=None) -> jax.sharding.Mesh:
+    """The mesh over `devices` (default: all of jax.devices())."""
+    devices = jax.devices() if devices is None else list(devices)
+    sizes = mesh_shape(mesh_config, len(devices))
     # Auto axes: jit's partitioner places intermediates; we only pin inputs, outputs and batches.
     auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-    return jax.make_mesh(tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=auto)
+    return jax.make_mesh(
+        tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=auto, devices=devices
+    )
 
 
 def data_parallel_size(mesh: jax.sharding.Mesh) -> int:

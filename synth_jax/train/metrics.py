@@ -15,32 +15,9 @@ import time
 import jax
 import numpy as np
 
+from synth_jax import chips
 from synth_jax.files import append_line, finite_json, write_text
 from synth_jax.progress import Progress
-
-# Dense bf16 peak FLOP/s per device, for MFU (vendor data sheets; no sparsity).
-PEAK_BF16_FLOPS = {
-    "H100": 989e12,
-    "H200": 989e12,
-    "GH200": 989e12,
-    "A100": 312e12,
-    "L4": 121e12,
-    "TPU v4": 275e12,
-    "TPU v5 lite": 197e12,
-    "TPU v5e": 197e12,
-    "TPU v5p": 459e12,
-    "TPU v6 lite": 918e12,
-    "TPU v6e": 918e12,
-}
-
-
-def peak_flops_per_device() -> float | None:
-    """The bf16 peak of this device kind, or None when unknown (CPUs)."""
-    kind = jax.devices()[0].device_kind
-    for name in sorted(PEAK_BF16_FLOPS, key=len, reverse=True):
-        if name.lower() in kind.lower():
-            return PEAK_BF16_FLOPS[name]
-    return None
 
 
 def read_rows(path: str) -> tuple[list[dict], int]:
@@ -128,12 +105,28 @@ class MetricWriter:
 
 
 class Throughput:
-    """Images/s and MFU between two log points, from wall time and the compiled step's FLOPs."""
+    """Images/s, MFU and HFU between two log points, from wall time.
 
-    def __init__(self, images_per_step: int, flops_per_device_step: float | None):
+    MFU = model FLOPs per step (synth_jax.models.flops: the formula, 3 x forward, attention
+    included) / step time / the bf16 peak of all the run's chips (synth_jax.chips, exact per
+    chip kind). HFU is the same with XLA's count of the step's FLOPs instead (all it executes:
+    the renderer, augmentation and optimiser too). Both are None where the peak is unknown
+    (CPUs)."""
+
+    def __init__(
+        self,
+        images_per_step: int,
+        model_flops_per_step: float | None,
+        hardware_flops_per_step: float | None = None,
+        device_kind: str | None = None,
+        num_devices: int | None = None,
+    ):
         self.images_per_step = images_per_step
-        self.flops_per_step = flops_per_device_step  # the partitioned program runs on each device
-        self.peak = peak_flops_per_device()
+        self.model_flops = model_flops_per_step
+        self.hardware_flops = hardware_flops_per_step
+        chip = chips.chip_for_device_kind(device_kind or jax.devices()[0].device_kind)
+        devices = num_devices or jax.device_count()
+        self.peak = chip.peak_bf16_flops * devices if chip else None
         self.t = time.perf_counter()
         self.step = None
 
@@ -148,7 +141,9 @@ class Throughput:
             dt = (now - self.t) / (step - self.step)
             out["step_time_s"] = dt
             out["images_per_s"] = self.images_per_step / dt
-            if self.flops_per_step and self.peak:
-                out["mfu"] = self.flops_per_step / dt / self.peak
+            if self.peak and self.model_flops:
+                out["mfu"] = self.model_flops / dt / self.peak
+            if self.peak and self.hardware_flops:
+                out["hfu"] = self.hardware_flops / dt / self.peak
         self.t, self.step = now, step
         return out

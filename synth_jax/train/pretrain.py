@@ -79,8 +79,9 @@ def is_real_data(data) -> bool:
     return data.get("source", None) == "tfds"
 
 
-def check_config(config) -> None:
-    """Validates the whole pre-training config (keys, data, trainer) before anything compiles."""
+def check_config(config, num_devices: int | None = None) -> None:
+    """Validates the whole pre-training config (keys, data, trainer) before anything compiles,
+    for a mesh of `num_devices` (default: all devices)."""
     if "data" not in config:
         raise UsageError("config key 'data' is missing: set config.data = data_config(FAMILY)")
     require_keys(config, allowed_keys(pretrain_config(), open_sections=("model", "evals", "data")))
@@ -92,7 +93,7 @@ def check_config(config) -> None:
         family.validate(config.data)
         data_image_size = config.data.image_size
     # durations in epochs are checked again once the dataset knows its size
-    trainer.validate(config, num_images=1, data_image_size=data_image_size)
+    trainer.validate(config, num_images=1, data_image_size=data_image_size, num_devices=num_devices)
 
 
 def run(config, workdir: str, *, extend: bool = False, restart: bool = False) -> dict:

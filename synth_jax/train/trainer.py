@@ -47,6 +47,7 @@ the checkpoints hold finite values only, summary.json says `diverged`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -75,8 +76,10 @@ from synth_jax.config import (
 )
 from synth_jax.errors import UsageError
 from synth_jax.models import adapt
+from synth_jax.models import flops as flops_lib
 from synth_jax.train import augment as augment_lib
 from synth_jax.train import checkpoint as ckpt
+from synth_jax.train import local_batch
 from synth_jax.train import losses as losses_lib
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import metrics as metrics_lib
@@ -124,8 +127,11 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model", "evals"))
 
 
-def validate(config, num_images: int | None, data_image_size: int | None) -> dict:
+def validate(
+    config, num_images: int | None, data_image_size: int | None, num_devices: int | None = None
+) -> dict:
     """Checks the trainer's keys before anything compiles; returns resolved durations.
+    num_devices: the mesh's device count (default: jax.device_count()).
 
     Raises UsageError naming the key. Returns {total_steps, steps_per_epoch, image_size,
     mesh_shape}.
@@ -159,7 +165,7 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     optim_lib.check_optim_config(config.optim)
     augment_lib.check_augment_config(config.augment)
     try:
-        shape = mesh_lib.mesh_shape(config.mesh, jax.device_count())
+        shape = mesh_lib.mesh_shape(config.mesh, num_devices or jax.device_count())
     except ValueError as e:
         fail(str(e))
     dp = shape["data"] * shape["fsdp"]
@@ -174,6 +180,13 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
         fail(
             f"optim.accum_steps={accum}: batch_size {batch} must split into {accum} "
             f"micro-batches that are each a multiple of the data-parallel size {dp}"
+        )
+    per_device = batch // dp
+    if (config.augment.mixup > 0 or config.augment.cutmix > 0) and per_device % 2:
+        fail(
+            f"batch_size={batch}: with mixup or cutmix each device's share of the batch must be "
+            f"even (it mixes neighbouring images on one device), not {per_device} (data x fsdp "
+            f"= {dp}); change batch_size or the mesh"
         )
     if batch % jax.process_count():
         fail(f"batch_size={batch}: must be a multiple of the process count {jax.process_count()}")
@@ -195,6 +208,16 @@ def validate(config, num_images: int | None, data_image_size: int | None) -> dic
     return dict(
         total_steps=total, steps_per_epoch=steps_per_epoch, image_size=image_size, mesh_shape=shape
     )
+
+
+def _xla_flops(lowered) -> float | None:
+    """XLA's FLOPs of a lowered program (all devices; a loop's body counted once), or None."""
+    try:
+        cost = lowered.cost_analysis()
+    except Exception:  # cost analysis is optional on some backends
+        return None
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", 0.0)) or None
 
 
 class TrainingDiverged(UsageError):
@@ -277,58 +300,43 @@ def _check_same_run(workdir: str, config_dict: dict, old: dict | None = None):
             )
 
 
-def train(
+@dataclasses.dataclass
+class StepProgram:
+    """A config's training step, not yet compiled, and what it needs: `step_fn` is the jitted
+    `step(state[, batch]) -> (state, metrics)`; `abstract_state` its state argument as
+    ShapeDtypeStructs with their shardings (the only argument for on-device sources)."""
+
+    step_fn: object
+    abstract_state: dict
+    state_shardings: dict
+    batch_shardings: dict | None
+    init_state: object  # (loaded, loaded_model_state) -> state
+    apply_model: object  # (params, model_state, images, train_mode, rng) -> (logits, state)
+    model_of: object  # state -> nnx model
+    grad_fn: object
+    params_template: dict
+    loaded: dict | None
+    loaded_model_state: dict | None
+    mesh: jax.sharding.Mesh
+
+
+def build_step(
     config: ml_collections.ConfigDict,
-    workdir: str,
+    resolved: dict,
     source,
     *,
     num_classes: int,
+    mesh: jax.sharding.Mesh,
     init_params: dict | None = None,
     init_model_state: dict | None = None,
     dont_load: tuple[str, ...] = (),
-    extra_summary: dict | None = None,
-    extend: bool | None = None,
-    restart: bool = False,
-):
-    """Runs (or resumes) a training run; returns (summary dict, trained nnx model).
-
-    `extend`: a rerun may change the learning-rate schedule (total_steps / total_epochs) and
-    continues under the new one (recorded in extensions.json); None where the command offers no
-    --extend (fine-tunes), so the refusal does not suggest it. `restart`: a workdir that had
-    checkpoints and has none left may start again from step 0. Raises UsageError (one line) for
-    what it refuses, TrainingDiverged when the loss or a gradient is not finite."""
-    # ------------------------------------------------------------------ validate, before compiling
+) -> StepProgram:
+    """The training step of a validated config (`validate`'s `resolved`) over `mesh`: the one
+    that `train` runs and that `synth-jax compile` compiles for devices it does not own."""
     on_device = hasattr(source, "render") and hasattr(source, "indices_for_step")
-    if not on_device and not (hasattr(source, "get_state") and hasattr(source, "set_state")):
-        raise TypeError(
-            "source: a FractalDataset-like object or an iterator with get_state()/set_state()"
-        )
-    num_images = getattr(source, "num_images", None)
-    config = with_defaults(config, train_config(), open_sections=("model",))
-    resolved = validate(config, num_images, getattr(source, "image_size", None))
     total_steps, image_size = resolved["total_steps"], resolved["image_size"]
     seed, global_batch = int(config.seed), int(config.batch_size)
     accum = int(config.optim.accum_steps)
-    workdir = os.path.abspath(workdir)
-    config_dict = config_to_dict(config)
-    # What the workdir holds may refuse this run: decided now, before anything is written.
-    plan = workdir_lib.agree(
-        lambda: workdir_lib.check(
-            workdir,
-            config_dict,
-            total_steps=total_steps,
-            steps_per_epoch=resolved["steps_per_epoch"],
-            optim=config.optim,
-            every_steps=int(config.checkpoint.every_steps),
-            same_run=_check_same_run,
-            extend=bool(extend),
-            restart=restart,
-            can_extend=extend is not None,
-        )
-    )
-    for note in plan.notes if plan else ():
-        _log(note)
-    t_start = time.perf_counter()
 
     # ------------------------------------------------------------------ model, and the given arrays
     def fresh_model():
@@ -348,31 +356,9 @@ def train(
             config.model, model_state_template, init_model_state, dont_load
         )
 
-    # ------------------------------------------------------------------ mesh and evaluators
-    mesh = mesh_lib.make_mesh(config.mesh)
     image_sharding = mesh_lib.batch_sharding(mesh, 4)
     label_sharding = mesh_lib.batch_sharding(mesh, 1)
     repl = mesh_lib.replicated(mesh)
-    # Evaluators open their data now, so that a missing dataset stops the run before it starts.
-    evals = evaluators.build(
-        config.evals,
-        mesh=mesh,
-        image_size=image_size,
-        mean=tuple(config.augment.mean),
-        std=tuple(config.augment.std),
-        num_classes=num_classes,
-        workdir=workdir,
-    )
-    _log(
-        f"mesh {dict(mesh.shape)} over {jax.device_count()} devices "
-        f"({jax.process_count()} processes, {jax.devices()[0].device_kind}); "
-        f"{total_steps} steps of {global_batch} images"
-    )
-    if loaded is not None:
-        _log(
-            f"initialised {len(loaded)} of {len(jax.tree.leaves(params_template))} parameter "
-            f"arrays from the given parameters"
-        )
 
     # ------------------------------------------------------------------ optimiser and model step
     tx, schedule = optim_lib.make_optimizer(
@@ -429,14 +415,8 @@ def train(
         abstract_state,
         state_shardings,
     )
-    state_bytes = mesh_lib.bytes_per_device(abstract_state, state_shardings)
-    _log(
-        f"{len(jax.tree.leaves(params_template))} parameter arrays; parameters + optimiser "
-        f"state: {state_bytes / 2**20:.1f} MiB per device"
-    )
 
     # ------------------------------------------------------------------ update step
-    aug = config.augment
 
     def loss_and_metrics(params, model_state, images, targets, labels, rng):
         logits, model_state = apply_model(params, model_state, images, model_train_mode, rng)
@@ -447,21 +427,22 @@ def train(
 
     grad_fn = jax.value_and_grad(loss_and_metrics, has_aux=True)
 
+    make_batch = local_batch.batch_fn(
+        mesh,
+        source if on_device else None,
+        seed=seed,
+        global_batch=global_batch,
+        num_classes=num_classes,
+        image_size=image_size,
+        augment_config=config.augment,
+    )
+
     def train_step(state, batch=None):
         step = state["step"]
         rng = jax.random.fold_in(jax.random.key(seed), step)
         k_aug, k_model = jax.random.split(rng)
-        if batch is None:  # render this step's images right here, each device its own slice
-            indices = source.indices_for_step(seed, step, global_batch)
-            indices = jax.lax.with_sharding_constraint(indices, label_sharding)
-            images, labels = source.render(seed, indices)
-        else:
-            images, labels = batch["image"], batch["label"]
-        images = jax.lax.with_sharding_constraint(images, image_sharding)
-        labels = jax.lax.with_sharding_constraint(labels.astype(jnp.int32), label_sharding)
-        images, targets = augment_lib.augment_batch(
-            k_aug, images, labels, num_classes, image_size, aug, train=True
-        )
+        # Each device renders (batch is None) and augments the rows of its own batch shard.
+        images, targets, labels = make_batch(step, k_aug, batch)
         params, model_state = state["params"], state["model_state"]
         if accum == 1:
             (loss, (model_state, correct)), grads = grad_fn(
@@ -511,6 +492,124 @@ def train(
         donate_argnums=(0,),
     )
 
+    return StepProgram(
+        step_fn=step_fn,
+        abstract_state=abstract_state,
+        state_shardings=state_shardings,
+        batch_shardings=batch_shardings,
+        init_state=init_state,
+        apply_model=apply_model,
+        model_of=model_of,
+        grad_fn=grad_fn,
+        params_template=params_template,
+        loaded=loaded,
+        loaded_model_state=loaded_model_state,
+        mesh=mesh,
+    )
+
+
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    source,
+    *,
+    num_classes: int,
+    init_params: dict | None = None,
+    init_model_state: dict | None = None,
+    dont_load: tuple[str, ...] = (),
+    extra_summary: dict | None = None,
+    extend: bool | None = None,
+    restart: bool = False,
+):
+    """Runs (or resumes) a training run; returns (summary dict, trained nnx model).
+
+    `extend`: a rerun may change the learning-rate schedule (total_steps / total_epochs) and
+    continues under the new one (recorded in extensions.json); None where the command offers no
+    --extend (fine-tunes), so the refusal does not suggest it. `restart`: a workdir that had
+    checkpoints and has none left may start again from step 0. Raises UsageError (one line) for
+    what it refuses, TrainingDiverged when the loss or a gradient is not finite."""
+    # ------------------------------------------------------------------ validate, before compiling
+    on_device = hasattr(source, "render") and hasattr(source, "indices_for_step")
+    if not on_device and not (hasattr(source, "get_state") and hasattr(source, "set_state")):
+        raise TypeError(
+            "source: a FractalDataset-like object or an iterator with get_state()/set_state()"
+        )
+    num_images = getattr(source, "num_images", None)
+    config = with_defaults(config, train_config(), open_sections=("model",))
+    resolved = validate(config, num_images, getattr(source, "image_size", None))
+    total_steps, image_size = resolved["total_steps"], resolved["image_size"]
+    seed, global_batch = int(config.seed), int(config.batch_size)
+    accum = int(config.optim.accum_steps)
+    workdir = os.path.abspath(workdir)
+    config_dict = config_to_dict(config)
+    # What the workdir holds may refuse this run: decided now, before anything is written.
+    plan = workdir_lib.agree(
+        lambda: workdir_lib.check(
+            workdir,
+            config_dict,
+            total_steps=total_steps,
+            steps_per_epoch=resolved["steps_per_epoch"],
+            optim=config.optim,
+            every_steps=int(config.checkpoint.every_steps),
+            same_run=_check_same_run,
+            extend=bool(extend),
+            restart=restart,
+            can_extend=extend is not None,
+        )
+    )
+    for note in plan.notes if plan else ():
+        _log(note)
+    t_start = time.perf_counter()
+
+    # ------------------------------------------------------------------ mesh, model and step
+    mesh = mesh_lib.make_mesh(config.mesh)
+    program = build_step(
+        config,
+        resolved,
+        source,
+        num_classes=num_classes,
+        mesh=mesh,
+        init_params=init_params,
+        init_model_state=init_model_state,
+        dont_load=dont_load,
+    )
+    step_fn, abstract_state = program.step_fn, program.abstract_state
+    state_shardings, init_state, model_of = (
+        program.state_shardings,
+        program.init_state,
+        program.model_of,
+    )
+    grad_fn, params_template = program.grad_fn, program.params_template
+    loaded, loaded_model_state = program.loaded, program.loaded_model_state
+    image_sharding = mesh_lib.batch_sharding(mesh, 4)
+    label_sharding = mesh_lib.batch_sharding(mesh, 1)
+    state_bytes = mesh_lib.bytes_per_device(abstract_state, state_shardings)
+    _log(
+        f"{len(jax.tree.leaves(params_template))} parameter arrays; parameters + optimiser "
+        f"state: {state_bytes / 2**20:.1f} MiB per device"
+    )
+
+    # Evaluators open their data now, so that a missing dataset stops the run before it starts.
+    evals = evaluators.build(
+        config.evals,
+        mesh=mesh,
+        image_size=image_size,
+        mean=tuple(config.augment.mean),
+        std=tuple(config.augment.std),
+        num_classes=num_classes,
+        workdir=workdir,
+    )
+    _log(
+        f"mesh {dict(mesh.shape)} over {jax.device_count()} devices "
+        f"({jax.process_count()} processes, {jax.devices()[0].device_kind}); "
+        f"{total_steps} steps of {global_batch} images"
+    )
+    if loaded is not None:
+        _log(
+            f"initialised {len(loaded)} of {len(jax.tree.leaves(params_template))} parameter "
+            f"arrays from the given parameters"
+        )
+
     # ------------------------------------------------------------------ load checkpoint or init
     every = int(config.checkpoint.every_steps)
     manager = ckpt.make_manager(
@@ -550,17 +649,29 @@ def train(
             ),
         )
 
-    # On-device data: compile now (not inside the loop) and read the step's FLOPs for MFU.
+    # On-device data: compile now (not inside the loop) and read XLA's FLOPs for HFU.
     # Host-fed batches may be uint8 or float of any size: that step compiles on its first call.
-    flops = None
+    model_flops = flops_lib.train_flops(config.model, image_size, num_classes) * global_batch
+    hardware_flops = None
     if on_device:
-        step_fn = step_fn.lower(abstract_state).compile()
-        try:
-            cost = step_fn.cost_analysis()
-            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-            flops = float(cost.get("flops", 0.0)) or None
-        except Exception:  # cost analysis is optional on some backends
-            flops = None
+        lowered = step_fn.lower(abstract_state)
+        hardware_flops = _xla_flops(lowered)
+        if hardware_flops and accum > 1:  # XLA counts the accumulation loop's body once
+            micro = global_batch // accum
+            shape = jax.ShapeDtypeStruct
+            micro_step = jax.jit(grad_fn).lower(
+                abstract_state["params"],
+                abstract_state["model_state"],
+                shape((micro, image_size, image_size, 3), jnp.float32),
+                shape((micro, num_classes), jnp.float32),
+                shape(
+                    (micro, num_classes) if getattr(source, "multi_label", False) else (micro,),
+                    jnp.int32,
+                ),
+                jax.eval_shape(lambda: jax.random.key(0)),
+            )
+            hardware_flops += (accum - 1) * (_xla_flops(micro_step) or 0.0)
+        step_fn = lowered.compile()
     _log(f"compiled the train step in {time.perf_counter() - t_start:.1f}s")
 
     # ------------------------------------------------------------------ preemption
@@ -584,7 +695,7 @@ def train(
 
     # ------------------------------------------------------------------ train loop
     writer = metrics_lib.MetricWriter(workdir, total_steps, start_step, log=_log)
-    meter = metrics_lib.Throughput(global_batch, flops)
+    meter = metrics_lib.Throughput(global_batch, model_flops, hardware_flops)
     log_every = int(config.log_every_steps)
     pending = None
     rates = []

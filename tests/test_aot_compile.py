@@ -1,0 +1,124 @@
+"""`synth-jax compile`: the trainer's step compiled for 4 fake CPU devices (and, with libtpu, for a
+small TPU slice) fits, sends no image or batch histogram between devices, and FSDP shrinks the
+state each device holds; bad targets and unshardable configs are one-line usage errors."""
+
+import importlib.util
+import json
+import math
+import os
+
+import pytest
+
+from synth_jax import cli
+from synth_jax.aot import hlo, report
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "cpu_tiny.py")
+# cpu_tiny:mu (a 2-block, 32-wide ViT, batch 64) at 40 px, a size no model dimension has, with
+# mixup and cutmix, which pair images.
+SIZE, BATCH = 40, 64
+ARGS = ["--config", CONFIG + ":mu", f"--config.image_size={SIZE}",
+        f"--config.data.image_size={SIZE}", "--config.augment.mixup=0.8",
+        "--config.augment.cutmix=1.0"]  # fmt: skip
+HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
+
+
+def compile_report(tmp_path, name, *extra):
+    out, hlo_file = tmp_path / f"{name}.json", tmp_path / f"{name}.hlo"
+    code = cli.main(["compile", *ARGS, *extra, "--out", str(out), "--hlo", str(hlo_file)])
+    with open(out) as f:
+        return code, json.load(f), hlo_file.read_text()
+
+
+def largest_collective_operand(hlo_text: str) -> int:
+    """Elements of the largest operand of any collective in the program (0: none)."""
+    ops = hlo.collectives(hlo_text)
+    return max((math.prod(dims) for op in ops for _, dims in op.shapes), default=0)
+
+
+def image_operands(hlo_text: str) -> list:
+    """Collective operands that hold images or a per-pixel histogram: a SIZE x SIZE plane, or a
+    dimension of SIZE * SIZE (+ 1) pixels (the renderer's flattened histogram)."""
+    found = []
+    for op in hlo.collectives(hlo_text):
+        for dtype, dims in op.shapes:
+            planes = any(dims[i : i + 2] == (SIZE, SIZE) for i in range(len(dims) - 1))
+            if planes or {SIZE * SIZE, SIZE * SIZE + 1} & set(dims):
+                found.append((op.kind, dtype, dims))
+    return found
+
+
+@pytest.fixture(scope="module")
+def data_parallel(tmp_path_factory):
+    return compile_report(tmp_path_factory.mktemp("dp"), "dp")
+
+
+@pytest.fixture(scope="module")
+def fsdp(tmp_path_factory):
+    return compile_report(
+        tmp_path_factory.mktemp("fsdp"), "fsdp", "--config.mesh.data=1", "--config.mesh.fsdp=4"
+    )
+
+
+def test_step_fits_and_sends_no_image_between_devices(data_parallel):
+    code, result, text = data_parallel
+    assert code == 0 and result["fits"] is True and result["devices"] == 4
+    assert result["mesh"] == {"data": 4, "fsdp": 1, "model": 1}
+    train = result["train_step"]
+    assert 0 < result["total_bytes"] <= train["capacity_bytes"]
+    assert result["total_bytes"] >= train["memory"]["temp_bytes"]
+    # One channel of a device's own 16 images is 16 x 40 x 40 elements; the renderer's histogram
+    # of the whole batch, summed over devices when the partitioner splits it, is 64 x 1601.
+    assert largest_collective_operand(text) < (BATCH // 4) * SIZE * SIZE
+    assert image_operands(text) == []
+    # Data parallelism still all-reduces the gradients.
+    assert train["collectives"]["all-reduce"]["bytes"] > 0
+    assert train["model_flops_per_step"] > 0 and result["eval_step"]["fits"] is True
+
+
+def test_fsdp_shrinks_the_state_each_device_holds(data_parallel, fsdp):
+    code, result, text = fsdp
+    assert code == 0 and result["fits"] is True
+    assert result["mesh"] == {"data": 1, "fsdp": 4, "model": 1}
+    replicated = data_parallel[1]["state_bytes_per_device"]
+    assert result["state_bytes_per_device"] < 0.4 * replicated
+    assert result["train_step"]["memory"]["argument_bytes"] < (
+        0.4 * data_parallel[1]["train_step"]["memory"]["argument_bytes"]
+    )
+    # Parameters are gathered and gradients reduced, but no image travels. (The partitioner
+    # does move some model activations under FSDP: those are the model's, not the data's.)
+    assert image_operands(text) == []
+    assert "all-gather" in result["train_step"]["collectives"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--topology", "v7-8"], "not a known target"),
+     (["--config.mesh.fsdp=8", "--config.mesh.data=1"], "mesh"),
+     (["--config.batch_size=66"], "batch_size=66")],
+)  # fmt: skip
+def test_bad_targets_and_unshardable_configs_exit_2(extra, message, capsys):
+    assert cli.main(["compile", *ARGS, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_xla_out_of_memory_becomes_does_not_fit():
+    error = RuntimeError(
+        "RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space "
+        "hbm. Used 37.29G of 15.75G hbm. Exceeded hbm capacity by 21.54G. ... required for HLO "
+        "temporaries (37.29G) exceeds available HBM (15.75G)"
+    )
+    need, have = report.out_of_memory(error)
+    assert (need, have) == (37.29 * 2**30, 15.75 * 2**30)
+    assert report.out_of_memory(ValueError("shapes differ")) is None
+    line = report.fit_line({"total_bytes": need, "capacity_bytes": have, "fits": False})
+    assert line.startswith("does not fit: 21.54 GiB over 15.75 GiB")
+
+
+@pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu is not installed (.ci/run installs it)")
+def test_step_compiled_for_a_tpu_slice(tmp_path):
+    code, result, text = compile_report(tmp_path, "v5e", "--topology", "v5e:2x2")
+    assert code == 0 and result["fits"] is True and result["chip"] == "TPU v5e"
+    assert result["devices"] == 4 and result["train_step"]["roofline"]["step_s"] > 0
+    assert largest_collective_operand(text) < (BATCH // 4) * SIZE * SIZE
+    assert image_operands(text) == []
