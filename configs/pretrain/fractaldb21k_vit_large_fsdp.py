@@ -14,6 +14,7 @@ launchers' pre-flight stops it. Expected runtime: not measured (no TPU was run).
 Variants: `:short` runs 1 epoch.
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -22,11 +23,12 @@ from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
+    short = config_args(arg, short=False).short
     config = pretrain_config(
         data=data_config("fractaldb", num_classes=21_000, image_size=224, flip="index"),
         image_size=224,
         batch_size=4096,
-        total_epochs=1.0 if arg == "short" else 90.0,
+        total_epochs=1.0 if short else 90.0,
         log_every_steps=100,
         model=model_config("L/16", drop_path=0.1, dtype="bfloat16", remat="minimal"),
         mesh=dict(data=1, fsdp=-1, model=1),

@@ -13,6 +13,7 @@ train step 12.95 GiB per chip of 95 GiB (fits), collectives only the gradients' 
 Variants: `:short` runs 1/100 of the samples.
 """
 
+from synth_jax.config import config_args
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
@@ -21,11 +22,12 @@ from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
+    short = config_args(arg, short=False).short
     config = pretrain_config(
         data=data_config("onepfrac", num_classes=1000, image_size=224, sigma=3.5, delta=0.1),
         image_size=224,
         batch_size=2048,
-        total_epochs=800.0 if arg == "short" else 80_000.0,
+        total_epochs=800.0 if short else 80_000.0,
         log_every_steps=100,
         model=model_config("B/16", drop_path=0.1, dtype="bfloat16"),
     )
