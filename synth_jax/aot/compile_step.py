@@ -129,7 +129,9 @@ def compile_config(config, target: str, hlo_path: str | None = None) -> dict:
         capacity, capacity_source = chip.hbm_bytes, chip.source
     else:
         capacity, capacity_source = _local_capacity(devices)
-    model_flops = flops_lib.train_flops(config.model, image_size, num_classes) * batch
+    per_image = flops_lib.train_flops(config.model, image_size, num_classes)
+    model_flops = None if per_image is None else per_image * batch
+    eval_flops = None if per_image is None else model_flops / 3
     common = dict(chip=chip, capacity=capacity, devices=len(devices), images=batch)
 
     # training step
@@ -176,9 +178,9 @@ def compile_config(config, target: str, hlo_path: str | None = None) -> dict:
     images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
     compiled_eval, oom = _compile(eval_fn.lower(state["params"], state["model_state"], images))
     if compiled_eval is None:
-        evaluation = _oom_report(oom, capacity, batch, model_flops / 3)
+        evaluation = _oom_report(oom, capacity, batch, eval_flops)
     else:
-        evaluation = report_lib.step_report(compiled_eval, model_flops=model_flops / 3, **common)
+        evaluation = report_lib.step_report(compiled_eval, model_flops=eval_flops, **common)
 
     fits = bool(train["fits"] is not False and evaluation["fits"] is not False)
     worst = max((train, evaluation), key=lambda r: r["total_bytes"])

@@ -651,7 +651,8 @@ def train(
 
     # On-device data: compile now (not inside the loop) and read XLA's FLOPs for HFU.
     # Host-fed batches may be uint8 or float of any size: that step compiles on its first call.
-    model_flops = flops_lib.train_flops(config.model, image_size, num_classes) * global_batch
+    per_image = flops_lib.train_flops(config.model, image_size, num_classes)
+    model_flops = None if per_image is None else per_image * global_batch
     hardware_flops = None
     if on_device:
         lowered = step_fn.lower(abstract_state)
