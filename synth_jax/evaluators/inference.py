@@ -49,9 +49,10 @@ def model_fn(model: nnx.Module, mesh, image_size: int, mean, std, output: str = 
     def apply(state, images):
         x = preprocess.eval_images(images, image_size, mean, std)
         model = nnx.merge(graphdef, state)
-        if output == "features":
-            return model.features(x, train=False).astype(jnp.float32)
-        return top5_predictions(model(x, train=False))
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # see models.sharding
+            if output == "features":
+                return model.features(x, train=False).astype(jnp.float32)
+            return top5_predictions(model(x, train=False))
 
     return on_mesh(mesh, lambda images: apply(state, images))
 

@@ -22,8 +22,9 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from synth_jax.models.sharding import BATCH_AXES  # the batch is split over both data axes
+
 MESH_AXES = ("data", "fsdp", "model")
-BATCH_AXES = ("data", "fsdp")  # the batch is split over both data-parallel axes
 
 # logical axis name -> mesh axis (None: replicated)
 LOGICAL_RULES = {
