@@ -53,6 +53,17 @@ LAWS = {
 }
 
 
+# Measured exceptions (2026-11-30), kept as strict expected failures so that a change that brings
+# them into the band shows. Case resampling of curves with ONE point per size resamples the
+# design itself: for these laws its percentile intervals leave the band. `resample="auto"` never
+# picks case resampling for such curves (it takes residuals), and fit.json names the method used.
+OUTSIDE_THE_BAND = {
+    ("m1", "case"): "case resampling, one point per size: c covers 89.5%, b 91.5%",
+    ("m4", "case"): "case resampling, one point per size: coverage outside 90-99%",
+    ("bnsl", "case"): "case resampling, one point per size: coverage outside 90-99%",
+}
+
+
 def simulate(law: str):
     """The problem and simulated data float[SIMULATIONS, N]."""
     truth, x = LAWS[law]
@@ -97,7 +108,9 @@ def batch_intervals(problem, ys: np.ndarray, resample: str) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.parametrize("law", list(LAWS))
 @pytest.mark.parametrize("resample", ["residual", "case"])
-def test_95_percent_intervals_cover_the_truth_about_95_percent_of_the_time(law, resample):
+def test_95_percent_intervals_cover_the_truth_about_95_percent_of_the_time(law, resample, request):
+    if (law, resample) in OUTSIDE_THE_BAND:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=OUTSIDE_THE_BAND[law, resample]))
     problem, ys = simulate(law)
     intervals = batch_intervals(problem, ys, resample)
     truth = np.array([LAWS[law][0][name] for name in problem.free])
