@@ -55,12 +55,13 @@ LAWS = {
 
 # Measured exceptions (2026-11-30), kept as strict expected failures so that a change that brings
 # them into the band shows. Case resampling of curves with ONE point per size resamples the
-# design itself: for these laws its percentile intervals leave the band. `resample="auto"` never
-# picks case resampling for such curves (it takes residuals), and fit.json names the method used.
+# design itself: for m1 its intervals are too narrow, for m4 and bnsl slightly too wide (a
+# t-expansion moved other laws out of the band). `resample="auto"` never picks case resampling
+# for such curves (it takes residuals), and fit.json names the method used.
 OUTSIDE_THE_BAND = {
-    ("m1", "case"): "case resampling, one point per size: c covers 89.5%, b 91.5%",
-    ("m4", "case"): "case resampling, one point per size: coverage outside 90-99%",
-    ("bnsl", "case"): "case resampling, one point per size: coverage outside 90-99%",
+    ("m1", "case"): "one point per size: c covers 89.5% (too narrow), b 91.5%",
+    ("m4", "case"): "one point per size: a and c cover 99.5% (too wide), the rest 99.0%",
+    ("bnsl", "case"): "one point per size: b, c1, f1 cover 99.5% (too wide), the rest 98.5%",
 }
 
 
