@@ -17,36 +17,18 @@ is >= 6.6 h.
 Variants: `:short` runs 1 epoch.
 """
 
-from synth_jax.config import config_args
-from synth_jax.fractals import data_config
+import ml_collections
+
+from synth_jax.config import sibling
 from synth_jax.models import model_config
-from synth_jax.train.augment import augment_config
-from synth_jax.train.optim import optim_config
-from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
-    short = config_args(arg, short=False).short
-    config = pretrain_config(
-        data=data_config("fractaldb", num_classes=21_000, image_size=224, flip="index"),
-        image_size=224,
-        batch_size=4096,
-        total_epochs=1.0 if short else 90.0,
-        log_every_steps=100,
-        model=model_config("L/16", drop_path=0.1, dtype="bfloat16", remat="minimal"),
-        mesh=dict(data=1, fsdp=-1, model=1),
-    )
-    config.optim = optim_config(
-        name="adamw", lr=5e-4, weight_decay=0.05, warmup_epochs=5.0, end_lr=1e-5
-    )
-    config.augment = augment_config(
-        crop="rrc",
-        crop_scale=(0.08, 1.0),
-        hflip=False,
-        random_erasing=0.25,
-        mixup=0.8,
-        cutmix=1.0,
-        label_smoothing=0.1,
-    )
-    config.checkpoint.every_steps = 2000
+    # the ViT-B/16 21k recipe (fractaldb21k_vit_base.py) at ViT-L size: the model (with remat),
+    # the batch, the learning rate and an FSDP mesh change; data, schedule and augmentation stay
+    config = sibling(__file__, "fractaldb21k_vit_base.py").get_config(arg)
+    config.batch_size = 4096
+    config.model = model_config("L/16", drop_path=0.1, dtype="bfloat16", remat="minimal")
+    config.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, model=1))
+    config.optim.lr = 5e-4
     return config
