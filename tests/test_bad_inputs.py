@@ -205,6 +205,10 @@ CASES = [
          lambda tmp, _: ["pretrain", "--config", CPU_TINY, "--workdir", str(tmp / "w"),
                          "--config.total_steps=nan"],
          "--config.total_steps"),  # fmt: skip
+    Case("render_chunk_not_a_divisor",
+         lambda tmp, _: ["pretrain", "--config", CPU_TINY, "--workdir", str(tmp / "w"),
+                         "--config.render_chunk=5"],
+         "render_chunk=5"),  # fmt: skip
     Case("config_argument_in_capitals",
          lambda tmp, _: ["pretrain", "--config",
                          os.path.join(CONFIGS, "pretrain", "real_supervised.py") + ":CPU",

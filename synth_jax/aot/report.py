@@ -153,8 +153,9 @@ def report_lines(title: str, report: dict) -> list[str]:
     if r:
         mfu = f", MFU {100 * r['mfu']:.0f}% there" if r["mfu"] else ""
         lines.append(
-            f"  roofline on {r['chip']}: compute {r['compute_s'] * 1e3:.1f} ms, HBM "
-            f"{r['memory_s'] * 1e3:.1f} ms -> step >= {r['step_s'] * 1e3:.1f} ms "
+            f"  roofline on {r['chip']}: compute {r['compute_s'] * 1e3:.1f} ms, HBM >= "
+            f"{r['memory_s'] * 1e3:.1f} ms (XLA's bytes, each loop body counted once) -> step >= "
+            f"{r['step_s'] * 1e3:.1f} ms "
             f"({r['bound']}-bound), <= {r['images_per_s']:,.0f} images/s{mfu}"
         )
     return lines

@@ -36,6 +36,8 @@ def _parser():
     p.add_argument("--points", type=int, default=100_000, help="chaos-game points per image")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
     p.add_argument("--fsdp", type=int, default=1, help="mesh fsdp size (data takes the rest)")
+    p.add_argument("--render-chunk", type=int, default=0,
+                   help="images each device renders at once (0: its whole share of the batch)")
     return p
 
 
@@ -73,6 +75,7 @@ def main(argv: list[str]) -> int:
     )
     config.model = model_config(args.model, dtype=args.dtype)
     config.mesh.fsdp = args.fsdp
+    config.render_chunk = args.render_chunk
     config.checkpoint.every_steps = 10**9  # only the final save
     config.checkpoint.async_save = True
     # IFS families take the point counts; the contour and noise families have no such keys.
@@ -110,6 +113,7 @@ def main(argv: list[str]) -> int:
         dtype=args.dtype,
         family=args.family,
         points=args.points,
+        render_chunk=args.render_chunk,
         device=jax.devices()[0].device_kind,
         devices=jax.device_count(),
         steps=args.steps,

@@ -105,6 +105,10 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             total_epochs=0.0,
             image_size=0,  # 0: the data's size
             log_every_steps=10,
+            # Images each device renders at once (0 or more than its share of the batch: all
+            # of it); a divisor of the share compiles faster and needs less memory
+            # (synth_jax.train.local_batch).
+            render_chunk=0,
             # Run the model as at evaluation while training (no dropout, batch statistics
             # frozen): for a frozen backbone, with optim.trainable naming what trains.
             inference_mode=False,
@@ -187,6 +191,13 @@ def validate(
             f"batch_size={batch}: with mixup or cutmix each device's share of the batch must be "
             f"even (it mixes neighbouring images on one device), not {per_device} (data x fsdp "
             f"= {dp}); change batch_size or the mesh"
+        )
+    check(config, "render_chunk", lambda v: isinstance(v, int) and v >= 0,
+          "an integer >= 0 (0: each device renders its whole share at once)")  # fmt: skip
+    if 0 < config.render_chunk < per_device and per_device % config.render_chunk:
+        fail(
+            f"render_chunk={config.render_chunk}: must divide each device's share of the batch, "
+            f"{per_device} images (batch_size {batch} / data x fsdp {dp})"
         )
     if batch % jax.process_count():
         fail(f"batch_size={batch}: must be a multiple of the process count {jax.process_count()}")
@@ -437,6 +448,7 @@ def build_step(
         num_classes=num_classes,
         image_size=image_size,
         augment_config=config.augment,
+        render_chunk=int(config.render_chunk),
     )
 
     def train_step(state, batch=None):
