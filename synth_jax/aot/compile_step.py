@@ -79,6 +79,29 @@ def _compile(lowered):
         return None, oom
 
 
+def render_loop_cost(source, chunk: int, chunks: int, device) -> dict | None:
+    """What XLA's count of a step leaves out when each device renders its rows in `chunks` loop
+    iterations of `chunk` images: it counts a loop's body once. The chunk's render is compiled
+    on its own for one of the target's devices; returns {chunks, chunk, flops, bytes} with the
+    (chunks - 1) iterations' FLOPs and bytes accessed, or None (no loop, or no cost analysis)."""
+    if source is None or chunks <= 1:
+        return None
+    shape = jax.ShapeDtypeStruct
+    one = jax.sharding.SingleDeviceSharding(device)
+    compiled = jax.jit(source.render).lower(
+        shape((), jnp.uint32, sharding=one), shape((chunk,), jnp.int32, sharding=one)
+    ).compile()
+    cost = report_lib.cost(compiled)
+    if not cost:
+        return None
+    return dict(
+        chunks=chunks,
+        chunk=chunk,
+        flops=(chunks - 1) * float(cost.get("flops", 0.0)),
+        bytes=(chunks - 1) * float(cost.get("bytes accessed", 0.0)),
+    )
+
+
 def _oom_report(oom, capacity, images, model_flops) -> dict:
     need, have = oom
     return dict(
@@ -92,6 +115,7 @@ def _oom_report(oom, capacity, images, model_flops) -> dict:
         model_flops_per_step=model_flops,
         xla_flops_per_chip=None,
         bytes_accessed_per_chip=None,
+        render_loop=None,
         roofline=None,
     )
 
@@ -149,10 +173,13 @@ def compile_config(config, target: str, hlo_path: str | None = None) -> dict:
     if compiled is None:
         train = _oom_report(oom, capacity, batch, model_flops)
     else:
+        per_device = batch // mesh_lib.data_parallel_size(mesh)
+        chunk = int(config.render_chunk) or per_device
         train = report_lib.step_report(
             compiled,
             model_flops=model_flops,
             loop_scale=float(config.optim.accum_steps),
+            render_loop=render_loop_cost(source, chunk, per_device // chunk, devices[0]),
             **common,
         )
         if hlo_path:

@@ -22,12 +22,13 @@ from synth_jax.aot import hlo
 GIB = 2**30
 
 
-def _cost(compiled) -> dict:
+def cost(compiled) -> dict:
+    """XLA's cost analysis of a compiled program ({} where the backend has none)."""
     try:
-        cost = compiled.cost_analysis()
+        counts = compiled.cost_analysis()
     except Exception:  # cost analysis is optional on some backends
         return {}
-    return (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+    return (counts[0] if isinstance(counts, (list, tuple)) else counts) or {}
 
 
 def step_report(
@@ -39,6 +40,7 @@ def step_report(
     images: int,
     model_flops: float | None,
     loop_scale: float = 1.0,
+    render_loop: dict | None = None,
 ) -> dict:
     """The numbers of one compiled step (all per chip unless named per step).
 
@@ -46,7 +48,8 @@ def step_report(
     (None: the chip's HBM); devices: how many run the step; images: global images per step;
     model_flops: the model's FLOPs per step, all devices (synth_jax.models.flops); loop_scale:
     how much XLA's per-chip FLOPs and bytes undercount because it counts a loop's body once
-    (gradient accumulation; 1.0 without)."""
+    (gradient accumulation; 1.0 without); render_loop: the FLOPs and bytes of the renderer's
+    loop iterations it leaves out (compile_step.render_loop_cost), added to its counts."""
     memory = compiled.memory_analysis()
     parts = {
         "argument_bytes": int(memory.argument_size_in_bytes),
@@ -62,9 +65,12 @@ def step_report(
     if capacity is None and chip is not None:
         capacity = chip.hbm_bytes
     ops = hlo.collectives(compiled.as_text())
-    cost = _cost(compiled)
-    xla_flops = float(cost.get("flops", 0.0)) * loop_scale
-    bytes_accessed = float(cost.get("bytes accessed", 0.0)) * loop_scale
+    counts = cost(compiled)
+    xla_flops = float(counts.get("flops", 0.0)) * loop_scale
+    bytes_accessed = float(counts.get("bytes accessed", 0.0)) * loop_scale
+    if render_loop:  # the renderer's loop iterations that XLA's count leaves out
+        xla_flops += render_loop["flops"]
+        bytes_accessed += render_loop["bytes"]
     report = dict(
         memory=parts,
         total_bytes=total,
@@ -76,6 +82,7 @@ def step_report(
         model_flops_per_step=model_flops,
         xla_flops_per_chip=xla_flops or None,
         bytes_accessed_per_chip=bytes_accessed or None,
+        render_loop=render_loop,
         roofline=None,
     )
     if chip is not None and (xla_flops or model_flops):
@@ -149,6 +156,12 @@ def report_lines(title: str, report: dict) -> list[str]:
     if xla:
         line += f"; XLA's count per chip {_si(xla, 'FLOP')}"
     lines.append(line)
+    loop = report.get("render_loop")
+    if loop:
+        lines.append(
+            f"  rendering: {loop['chunks']} chunks of {loop['chunk']} images per chip; XLA counts "
+            f"one, the other {loop['chunks'] - 1} are added ({_si(loop['bytes'], 'B')} accessed)"
+        )
     r = report["roofline"]
     if r:
         mfu = f", MFU {100 * r['mfu']:.0f}% there" if r["mfu"] else ""

@@ -19,9 +19,11 @@ import jax
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import mesh_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from synth_jax.errors import UsageError
 from synth_jax.models.sharding import BATCH_AXES  # the batch is split over both data axes
 
 MESH_AXES = ("data", "fsdp", "model")
@@ -88,15 +90,35 @@ def mesh_shape(mesh_config: dict, num_devices: int) -> dict[str, int]:
     return sizes
 
 
+def num_slices(devices) -> int:
+    """How many TPU slices `devices` span (1 for anything that is not a multi-slice TPU)."""
+    return len({getattr(d, "slice_index", 0) or 0 for d in devices})
+
+
 def make_mesh(mesh_config: dict, devices=None) -> jax.sharding.Mesh:
-    """The mesh over `devices` (default: all of jax.devices())."""
+    """The mesh over `devices` (default: all of jax.devices()).
+
+    Over several TPU slices (multi-slice: slices joined by the data-centre network, far slower
+    than the links inside a slice) the `data` axis spans the slices and every other axis stays
+    inside one: only the gradients' all-reduce crosses between slices. So mesh.data must be a
+    multiple of the slice count (a UsageError names it otherwise)."""
     devices = jax.devices() if devices is None else list(devices)
     sizes = mesh_shape(mesh_config, len(devices))
+    shape = tuple(sizes[a] for a in MESH_AXES)
     # Auto axes: jit's partitioner places intermediates; we only pin inputs, outputs and batches.
     auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-    return jax.make_mesh(
-        tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=auto, devices=devices
-    )
+    slices = num_slices(devices)
+    if slices == 1:
+        return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
+    if sizes["data"] % slices:
+        raise UsageError(
+            f"mesh.data={sizes['data']}: the devices span {slices} slices and the data axis "
+            f"spans the slices, so it must be a multiple of {slices} (e.g. mesh.data={slices} "
+            "with mesh.fsdp=-1)"
+        )
+    within = (sizes["data"] // slices, sizes["fsdp"], sizes["model"])
+    grid = mesh_utils.create_hybrid_device_mesh(within, (slices, 1, 1), devices=devices)
+    return jax.sharding.Mesh(grid, MESH_AXES, axis_types=auto)
 
 
 def data_parallel_size(mesh: jax.sharding.Mesh) -> int:
@@ -132,6 +154,21 @@ def param_shardings(abstract_params, mesh: jax.sharding.Mesh) -> dict:
         nnx.to_pure_dict(abstract_params),
         is_leaf=lambda x: isinstance(x, P),
     )
+
+
+def gathered_shardings(params_shardings: dict) -> dict:
+    """Each parameter's sharding without the `fsdp` axis: where FSDP uses a weight (gathered on
+    every device of the axis; tensor-parallel `model` splits stay)."""
+
+    def without_fsdp(sharding):
+        entries = []
+        for entry in sharding.spec:
+            axes = entry if isinstance(entry, tuple) else (entry,)
+            kept = tuple(a for a in axes if a is not None and a != "fsdp")
+            entries.append(kept[0] if len(kept) == 1 else (kept or None))
+        return NamedSharding(sharding.mesh, P(*entries))
+
+    return jax.tree.map(without_fsdp, params_shardings)
 
 
 def optimizer_shardings(tx, abstract_opt_state, params_shardings, mesh: jax.sharding.Mesh):

@@ -379,6 +379,14 @@ def build_step(
 
     def apply_model(params, model_state, images, train_mode, rng):
         """(pure params, pure model_state, images) -> (logits, updated model_state)."""
+        if mesh.shape["fsdp"] > 1:
+            # FSDP gathers each weight where it is used; left to choose, the partitioner may
+            # instead gather (or all-reduce) activations of the whole batch
+            params = jax.tree.map(
+                jax.lax.with_sharding_constraint,
+                params,
+                mesh_lib.gathered_shardings(param_shardings),
+            )
         p = jax.tree.map(lambda x: x, abstract_params)
         e = jax.tree.map(lambda x: x, abstract_model_state)
         nnx.replace_by_pure_dict(p, params)
