@@ -133,6 +133,16 @@ def test_rendering_in_chunks_is_counted_in_full(data_parallel, tmp_path):
     )
 
 
+def test_one_nodes_share_of_a_larger_job(tmp_path, capsys):
+    # --nodes 2: half the batch over these 4 devices, the images each device holds in the job
+    code, result, _ = compile_report(tmp_path, "share", "--nodes", "2")
+    assert code == 0 and result["nodes"] == 2 and result["batch_size"] == BATCH // 2
+    assert result["train_step"]["images_per_step"] == BATCH // 2
+    assert cli.main(["compile", *ARGS, "--nodes", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--nodes 3" in err[0]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [(["--topology", "v7-8"], "not a known target"),

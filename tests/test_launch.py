@@ -207,6 +207,26 @@ def test_slurm_dry_run_shows_the_preflight_for_the_node(tmp_path):
         "--config.mesh.fsdp=2" in result.stdout  # fmt: skip
 
 
+def test_slurm_preflight_of_a_two_node_job_compiles_one_nodes_share(tmp_path):
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text("#!/bin/sh\nprintf 'gpu-a17\\ngpu-a18\\n'\n")
+    scontrol.chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "42",
+        "SLURM_JOB_NODELIST": "gpu-a[17-18]",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NTASKS": "16",
+    }
+    result = run(
+        "launch/slurm.sbatch", "--dry-run", "synth-jax", "pretrain", "--config", "c.py",
+        "--workdir", "/s/x", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "pre-flight on this node: synth-jax compile --topology local --config c.py " \
+        "--nodes 2" in result.stdout  # fmt: skip
+
+
 def _free_port() -> int:
     import socket
 

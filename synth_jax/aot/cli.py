@@ -15,8 +15,10 @@ Prints, per step: memory per chip from the compiled program against the chip's H
 "does not fit: N GiB over"), the collectives with their bytes per step, model FLOPs and a
 roofline step time and images/s from the chip's bf16 peak and HBM bandwidth (synth_jax.chips).
 --out writes the same as JSON (`fits`, `total_bytes` per chip, and the details); --hlo the
-compiled training step's HLO text. Exit codes: 0 fits, 1 does not fit, 2 bad input (a name that
-is no slice, a batch the slice cannot split, an FSDP axis larger than the slice).
+compiled training step's HLO text. --nodes N compiles one node's share of an N-node job (the
+batch divided by N over this node's devices: launch/slurm.sbatch's pre-flight). Exit codes: 0
+fits, 1 does not fit, 2 bad input (a name that is no slice, a batch the slice cannot split, an
+FSDP axis larger than the slice).
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def _parser():
         help="a TPU slice (v4-128, v5p-128, v5litepod-16, v6e-256, 2xv5p-128, v5e:4x4) or "
         "'local' (default)",
     )
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="compile one node's share of a job over this many nodes (the batch divided by it)",
+    )
     p.add_argument("--out", help="write the report as JSON here")
     p.add_argument("--hlo", help="write the compiled training step's HLO text here")
     return p
@@ -53,7 +61,9 @@ def main(argv: list[str]) -> int:
     config, rest = config_from_argv(argv)
     args = _parser().parse_args(rest)
     t = time.perf_counter()
-    result = compile_step.compile_config(config, args.topology, hlo_path=args.hlo)
+    result = compile_step.compile_config(
+        config, args.topology, hlo_path=args.hlo, nodes=args.nodes
+    )
     result["compile_s"] = round(time.perf_counter() - t, 1)
     print("\n".join(compile_step.report_text(result)), flush=True)
     if args.out:

@@ -120,13 +120,28 @@ def _oom_report(oom, capacity, images, model_flops) -> dict:
     )
 
 
-def compile_config(config, target: str, hlo_path: str | None = None) -> dict:
+def compile_config(config, target: str, hlo_path: str | None = None, nodes: int = 1) -> dict:
     """Compiles `config`'s steps for `target` ("local" or a slice name); returns the report.
 
+    nodes: compile one node's share of a job over `nodes` such nodes: the global batch divided
+    by `nodes` over the target's devices, so each device holds the images it will hold in the
+    job. A mesh axis of -1 then spans one node: an FSDP state is split over fewer devices than
+    in the job, so a share that fits means the job fits (the other way round is not certain).
+
     Raises UsageError (exit 2) for a bad target or a config that cannot shard on it."""
+    if nodes < 1:
+        raise UsageError(f"--nodes {nodes}: expected a positive number of nodes")
     devices = topology.target_devices(target)
     if "data" not in config:
         raise UsageError("config key 'data' is missing: set config.data = data_config(FAMILY)")
+    if nodes > 1:
+        batch = int(config.get("batch_size", trainer.train_config().batch_size))
+        if batch % nodes:
+            raise UsageError(
+                f"--nodes {nodes}: batch_size {batch} does not split over {nodes} nodes"
+            )
+        config = config.copy_and_resolve_references()
+        config.batch_size = batch // nodes
     real = pretrain.is_real_data(config.data)
     pretrain.check_config(config, num_devices=len(devices))
     config = with_defaults(config, trainer.train_config(), open_sections=("model",))
@@ -213,6 +228,7 @@ def compile_config(config, target: str, hlo_path: str | None = None) -> dict:
     worst = max((train, evaluation), key=lambda r: r["total_bytes"])
     return dict(
         target=target,
+        nodes=nodes,
         devices=len(devices),
         device_kind=kind,
         chip=chip.name if chip else None,
@@ -231,10 +247,16 @@ def compile_config(config, target: str, hlo_path: str | None = None) -> dict:
     )
 
 
+def _share(result: dict) -> str:
+    nodes = result.get("nodes", 1)
+    return f" (one node's share of {nodes} nodes)" if nodes > 1 else ""
+
+
 def report_text(result: dict) -> list[str]:
     """The printed report: the target, then each step's lines."""
     lines = [
-        f"target {result['target']}: {result['devices']} x {result['device_kind']} "
+        f"target {result['target']}{_share(result)}: {result['devices']} x "
+        f"{result['device_kind']} "
         f"({result['chip'] or 'no chip table entry'}), mesh {result['mesh']}; "
         f"{result['model'].get('name', '?')} at {result['image_size']} px, "
         f"{result['num_classes']} classes",

@@ -95,7 +95,8 @@ def step_report(
 def roofline(chip, xla_flops, bytes_accessed, model_flops, *, devices, images) -> dict:
     """Lower bound on one step's time per chip. FLOPs: the larger of XLA's count and the model's
     share per chip, since XLA counts a loop's body once (a ViT's blocks are one scan, so its
-    count can be a twelfth of the work). Bytes: XLA's count, a lower bound for the same reason."""
+    count can be a twelfth of the work). Bytes: XLA's count, a lower bound for the same reason
+    (the renderer's loop is added back by step_report; a scanned model's blocks are not)."""
     flops = max(xla_flops or 0.0, (model_flops or 0.0) / devices)
     compute_s = flops / chip.peak_bf16_flops
     memory_s = (bytes_accessed or 0.0) / chip.hbm_bytes_per_s
@@ -160,14 +161,14 @@ def report_lines(title: str, report: dict) -> list[str]:
     if loop:
         lines.append(
             f"  rendering: {loop['chunks']} chunks of {loop['chunk']} images per chip; XLA counts "
-            f"one, the other {loop['chunks'] - 1} are added ({_si(loop['bytes'], 'B')} accessed)"
+            f"one, the other {loop['chunks'] - 1} added ({_si(loop['bytes'], 'B')} accessed)"
         )
     r = report["roofline"]
     if r:
         mfu = f", MFU {100 * r['mfu']:.0f}% there" if r["mfu"] else ""
         lines.append(
             f"  roofline on {r['chip']}: compute {r['compute_s'] * 1e3:.1f} ms, HBM >= "
-            f"{r['memory_s'] * 1e3:.1f} ms (XLA's bytes, each loop body counted once) -> step >= "
+            f"{r['memory_s'] * 1e3:.1f} ms (XLA's bytes) -> step >= "
             f"{r['step_s'] * 1e3:.1f} ms "
             f"({r['bound']}-bound), <= {r['images_per_s']:,.0f} images/s{mfu}"
         )
