@@ -5,13 +5,14 @@ category, AdamW 1e-3, warm-up 5 epochs; 128 GPUs in the papers).
     synth-jax compile --config configs/pretrain/fractaldb21k_vit_base.py --topology v5p-128
     synth-jax pretrain --config configs/pretrain/fractaldb21k_vit_base.py --workdir gs://b/runs/x
 
-Slice: a TPU v5p-128 (64 chips, 128 images per chip, data-parallel). Compiled for it with the
-command above (2026-11-30, JAX 0.10.2, libtpu 0.0.42.1; BENCHMARKS.md, "compiled, not run"):
-train step 23.91 GiB per chip of 95 GiB (fits; temporaries 22.60 GiB), collectives only the
-gradients' all-reduce (222 MB per chip per step, no image), 860 TFLOP per step, roofline
->= 89 ms per step (HBM-bound), <= 91,900 images/s. Expected runtime: not measured (no TPU was
-run). The category search of 21,000 systems runs once on the host before
-the first step (set data.table_path to keep it).
+Slice: a TPU v5p-128 (64 chips, 128 images per chip, data-parallel; each chip renders its
+images 8 at a time, `render_chunk`). Compiled for it with the command above (2026-11-30, JAX
+0.10.2, libtpu 0.0.42.1, 1:42 on a 2-core CPU; BENCHMARKS.md, "compiled, not run"): train step
+23.93 GiB per chip of 95 GiB (fits; temporaries 22.64 GiB), collectives only the gradients'
+all-reduce (222 MB per chip per step, no image), 860 TFLOP per step, roofline >= 94 ms per step
+(HBM-bound by XLA's count of the renderer's traffic; 29 ms of model compute), <= 87,000
+images/s. Expected runtime: not measured (no TPU was run). The category search of 21,000
+systems runs once on the host before the first step (set data.table_path to keep it).
 Variants: `:short` runs 1 epoch.
 """
 
@@ -45,6 +46,6 @@ def get_config(arg=None):
         cutmix=1.0,
         label_smoothing=0.1,
     )
-    config.render_chunk = 16  # each chip renders its 128 images 16 at a time: compiles faster
+    config.render_chunk = 8  # each chip renders its 128 images 8 at a time: compiles faster
     config.checkpoint.every_steps = 2000
     return config

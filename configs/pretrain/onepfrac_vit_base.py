@@ -5,11 +5,13 @@ the base model and a batch of 2,048 over a slice.
     synth-jax compile --config configs/pretrain/onepfrac_vit_base.py --topology v5p-64
     synth-jax pretrain --config configs/pretrain/onepfrac_vit_base.py --workdir gs://b/runs/1p_b
 
-Slice: a TPU v5p-64 (32 chips, 64 images per chip, data-parallel). Compiled for it with the
-command above (2026-11-30, JAX 0.10.2, libtpu 0.0.42.1; BENCHMARKS.md, "compiled, not run"):
-train step 12.95 GiB per chip of 95 GiB (fits), collectives only the gradients' all-reduce
-(161 MB per chip per step, no image), 215 TFLOP per step, roofline >= 26.7 ms per step
-(HBM-bound), <= 76,800 images/s. Expected runtime: not measured (no TPU was run).
+Slice: a TPU v5p-64 (32 chips, 64 images per chip, data-parallel; each chip renders its images
+8 at a time, `render_chunk`). Compiled for it with the command above (2026-11-30, JAX 0.10.2,
+libtpu 0.0.42.1, 1:32 on a 2-core CPU; BENCHMARKS.md, "compiled, not run"): train step 12.98 GiB
+per chip of 95 GiB (fits), collectives only the gradients' all-reduce (161 MB per chip per step,
+no image), 215 TFLOP per step, roofline >= 30.5 ms per step (HBM-bound by XLA's count of the
+renderer's traffic; 14.6 ms of model compute), <= 67,000 images/s. Expected runtime: not
+measured (no TPU was run).
 Variants: `:short` runs 1/100 of the samples.
 """
 
@@ -24,5 +26,5 @@ def get_config(arg=None):
     config.batch_size = 2048
     config.model = model_config("B/16", drop_path=0.1, dtype="bfloat16")
     config.optim.lr = 2e-3
-    config.render_chunk = 16  # each chip renders its 64 images 16 at a time: compiles faster
+    config.render_chunk = 8  # each chip renders its 64 images 8 at a time: compiles faster
     return config
