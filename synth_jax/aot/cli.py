@@ -61,9 +61,7 @@ def main(argv: list[str]) -> int:
     config, rest = config_from_argv(argv)
     args = _parser().parse_args(rest)
     t = time.perf_counter()
-    result = compile_step.compile_config(
-        config, args.topology, hlo_path=args.hlo, nodes=args.nodes
-    )
+    result = compile_step.compile_config(config, args.topology, hlo_path=args.hlo, nodes=args.nodes)
     result["compile_s"] = round(time.perf_counter() - t, 1)
     print("\n".join(compile_step.report_text(result)), flush=True)
     if args.out:

@@ -88,9 +88,11 @@ def render_loop_cost(source, chunk: int, chunks: int, device) -> dict | None:
         return None
     shape = jax.ShapeDtypeStruct
     one = jax.sharding.SingleDeviceSharding(device)
-    compiled = jax.jit(source.render).lower(
-        shape((), jnp.uint32, sharding=one), shape((chunk,), jnp.int32, sharding=one)
-    ).compile()
+    compiled = (
+        jax.jit(source.render)
+        .lower(shape((), jnp.uint32, sharding=one), shape((chunk,), jnp.int32, sharding=one))
+        .compile()
+    )
     cost = report_lib.cost(compiled)
     if not cost:
         return None

@@ -49,8 +49,10 @@ RENDER_QUICK = [
 TRAIN_FULL = [
     ("ViT-Ti/16 224px", ["--model", "Ti/16", "--image-size", "224", "--batch", "256"]),
     # the same step rendering 32 images at a time (what the pod configs do to compile faster)
-    ("ViT-Ti/16 224px, render chunk 32", ["--model", "Ti/16", "--image-size", "224", "--batch",
-                                          "256", "--render-chunk", "32"]),
+    (
+        "ViT-Ti/16 224px, render chunk 32",
+        ["--model", "Ti/16", "--image-size", "224", "--batch", "256", "--render-chunk", "32"],
+    ),
     ("ViT-B/16 224px", ["--model", "B/16", "--image-size", "224", "--batch", "256"]),
     ("ResNet-50 224px", ["--model", "ResNet-50", "--image-size", "224", "--batch", "256"]),
 ]

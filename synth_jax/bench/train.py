@@ -36,8 +36,12 @@ def _parser():
     p.add_argument("--points", type=int, default=100_000, help="chaos-game points per image")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
     p.add_argument("--fsdp", type=int, default=1, help="mesh fsdp size (data takes the rest)")
-    p.add_argument("--render-chunk", type=int, default=0,
-                   help="images each device renders at once (0: its whole share of the batch)")
+    p.add_argument(
+        "--render-chunk",
+        type=int,
+        default=0,
+        help="images each device renders at once (0: its whole share of the batch)",
+    )
     return p
 
 

@@ -44,15 +44,19 @@ def model_fn(model: nnx.Module, mesh, image_size: int, mean, std, output: str = 
     """images uint8[B, H, W, C] (this host's rows) -> this host's rows of the model's output:
     "top5" int32[B, k] (classes by decreasing logit) or "features" float32[B, D] (pre-logits)."""
     graphdef, state = nnx.split(model)
+    # FSDP gathers each weight where it is used, as the training step does (mesh_lib)
+    gathered = mesh_lib.gathered_shardings(jax.tree.map(lambda a: a.sharding, state))
+    fsdp = mesh.shape.get("fsdp", 1) > 1
 
     @jax.jit
     def apply(state, images):
+        if fsdp:
+            state = jax.tree.map(jax.lax.with_sharding_constraint, state, gathered)
         x = preprocess.eval_images(images, image_size, mean, std)
         model = nnx.merge(graphdef, state)
-        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # see models.sharding
-            if output == "features":
-                return model.features(x, train=False).astype(jnp.float32)
-            return top5_predictions(model(x, train=False))
+        if output == "features":
+            return model.features(x, train=False).astype(jnp.float32)
+        return top5_predictions(model(x, train=False))
 
     return on_mesh(mesh, lambda images: apply(state, images))
 

@@ -21,7 +21,7 @@ from flax import nnx
 from synth_jax.config import check, check_choice
 from synth_jax.errors import UsageError
 from synth_jax.models import adapt
-from synth_jax.models.sharding import batch_sharded, partitioned
+from synth_jax.models.sharding import partitioned
 
 # width, depth, mlp width, heads (Dosovitskiy et al. 2021; Touvron et al. 2021 for Ti and S)
 VARIANTS = {
@@ -252,8 +252,8 @@ class ViT(nnx.Module):
         def body(x, layer):
             state, rate, key = layer
             block = nnx.merge(graphdef, state)
-            x = block(batch_sharded(x), train, key if train_rng else None, rate)
-            return batch_sharded(x), None
+            x = block(x, train, key if train_rng else None, rate)
+            return x, None
 
         if REMAT_POLICIES[self.remat] is not None:
             body = jax.checkpoint(body, policy=REMAT_POLICIES[self.remat])

@@ -156,11 +156,14 @@ def param_shardings(abstract_params, mesh: jax.sharding.Mesh) -> dict:
     )
 
 
-def gathered_shardings(params_shardings: dict) -> dict:
+def gathered_shardings(params_shardings):
     """Each parameter's sharding without the `fsdp` axis: where FSDP uses a weight (gathered on
-    every device of the axis; tensor-parallel `model` splits stay)."""
+    every device of the axis; tensor-parallel `model` splits stay). A leaf that is no
+    NamedSharding (one device's array) stays as it is."""
 
     def without_fsdp(sharding):
+        if not isinstance(sharding, NamedSharding):
+            return sharding
         entries = []
         for entry in sharding.spec:
             axes = entry if isinstance(entry, tuple) else (entry,)

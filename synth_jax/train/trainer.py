@@ -392,9 +392,7 @@ def build_step(
         nnx.replace_by_pure_dict(p, params)
         nnx.replace_by_pure_dict(e, model_state)
         model = nnx.merge(graphdef, p, e)
-        # the model's activations stay split over the batch axes (models.sharding)
-        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
-            logits = model(images, train=train_mode, rng=rng)
+        logits = model(images, train=train_mode, rng=rng)
         return logits, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
 
     def model_of(state):
