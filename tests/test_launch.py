@@ -88,17 +88,24 @@ def test_slurm_dry_run_prints_srun_with_rank_setup():
     assert "synth-jax pretrain --workdir /s/x" in result.stdout
 
 
-def test_slurm_dry_run_inside_a_job_names_the_head_node(tmp_path):
-    # A fake scontrol stands in for Slurm's: the coordinator is the job's first node.
+def two_node_job(tmp_path) -> dict:
+    """The environment of a Slurm job on two nodes of 8 GPUs; a fake scontrol stands in for
+    Slurm's and names the job's nodes."""
     scontrol = tmp_path / "scontrol"
     scontrol.write_text("#!/bin/sh\nprintf 'gpu-a17\\ngpu-a18\\n'\n")
     scontrol.chmod(0o755)
-    env = {
+    return {
         "PATH": f"{tmp_path}:{os.environ['PATH']}",
         "SLURM_JOB_ID": "42",
         "SLURM_JOB_NODELIST": "gpu-a[17-18]",
+        "SLURM_JOB_NUM_NODES": "2",
         "SLURM_NTASKS": "16",
     }
+
+
+def test_slurm_dry_run_inside_a_job_names_the_head_node(tmp_path):
+    # the coordinator is the job's first node
+    env = two_node_job(tmp_path)
     result = run("launch/slurm.sbatch", "--dry-run", "synth-jax", "sweep", env=env)
     assert result.returncode == 0, result.stderr
     assert "SYNTH_JAX_COORDINATOR=gpu-a17:12355 SYNTH_JAX_NUM_PROCESSES=16" in result.stdout
@@ -208,16 +215,7 @@ def test_slurm_dry_run_shows_the_preflight_for_the_node(tmp_path):
 
 
 def test_slurm_preflight_of_a_two_node_job_compiles_one_nodes_share(tmp_path):
-    scontrol = tmp_path / "scontrol"
-    scontrol.write_text("#!/bin/sh\nprintf 'gpu-a17\\ngpu-a18\\n'\n")
-    scontrol.chmod(0o755)
-    env = {
-        "PATH": f"{tmp_path}:{os.environ['PATH']}",
-        "SLURM_JOB_ID": "42",
-        "SLURM_JOB_NODELIST": "gpu-a[17-18]",
-        "SLURM_JOB_NUM_NODES": "2",
-        "SLURM_NTASKS": "16",
-    }
+    env = two_node_job(tmp_path)
     result = run(
         "launch/slurm.sbatch", "--dry-run", "synth-jax", "pretrain", "--config", "c.py",
         "--workdir", "/s/x", env=env,
