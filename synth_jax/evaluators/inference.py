@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from synth_jax.data import preprocess
@@ -45,22 +44,15 @@ def model_fn(model: nnx.Module, mesh, image_size: int, mean, std, output: str = 
     """images uint8[B, H, W, C] (this host's rows) -> this host's rows of the model's output:
     "top5" int32[B, k] (classes by decreasing logit) or "features" float32[B, D] (pre-logits)."""
     graphdef, state = nnx.split(model)
-    # FSDP gathers each weight where it is used, as the training step does (mesh_lib); host
-    # arrays (numpy) have no sharding and are left alone
-    leaves, treedef = jax.tree.flatten(state)
-    gathered = mesh_lib.gathered_shardings([getattr(a, "sharding", None) for a in leaves])
+    # FSDP: each weight gathered where it is used, as in the training step
+    shardings = [getattr(a, "sharding", None) for a in jax.tree.leaves(state)]
+    gathered = mesh_lib.gathered_shardings(shardings)
     fsdp = mesh.shape.get("fsdp", 1) > 1
 
     @jax.jit
     def apply(state, images):
         if fsdp:
-            state = jax.tree.unflatten(
-                treedef,
-                [
-                    jax.lax.with_sharding_constraint(x, g) if isinstance(g, NamedSharding) else x
-                    for x, g in zip(jax.tree.leaves(state), gathered)
-                ],
-            )
+            state = mesh_lib.gather_weights(state, gathered)
         x = preprocess.eval_images(images, image_size, mean, std)
         model = nnx.merge(graphdef, state)
         if output == "features":

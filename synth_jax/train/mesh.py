@@ -156,10 +156,10 @@ def param_shardings(abstract_params, mesh: jax.sharding.Mesh) -> dict:
     )
 
 
-def gathered_shardings(params_shardings):
-    """Each parameter's sharding without the `fsdp` axis: where FSDP uses a weight (gathered on
-    every device of the axis; tensor-parallel `model` splits stay). A leaf that is no
-    NamedSharding (one device's array) stays as it is."""
+def gathered_shardings(shardings: list) -> list:
+    """Each weight's sharding (a list, in leaf order) without the `fsdp` axis: where FSDP uses
+    a weight (gathered on every device of the axis; tensor-parallel `model` splits stay). An
+    entry that is no NamedSharding (one device's or the host's array) stays as it is."""
 
     def without_fsdp(sharding):
         if not isinstance(sharding, NamedSharding):
@@ -171,7 +171,22 @@ def gathered_shardings(params_shardings):
             entries.append(kept[0] if len(kept) == 1 else (kept or None))
         return NamedSharding(sharding.mesh, P(*entries))
 
-    return jax.tree.map(without_fsdp, params_shardings)
+    return [without_fsdp(s) for s in shardings]
+
+
+def gather_weights(tree, gathered: list):
+    """`tree` (traced, inside a jit) with each leaf constrained to its entry of `gathered`
+    (gathered_shardings of the leaves' shardings); a leaf whose entry is no NamedSharding is
+    left alone. FSDP then gathers each weight where it is used; left to choose, the partitioner
+    may instead gather (or all-reduce) activations of the whole batch."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(
+        treedef,
+        [
+            jax.lax.with_sharding_constraint(x, g) if isinstance(g, NamedSharding) else x
+            for x, g in zip(leaves, gathered)
+        ],
+    )
 
 
 def optimizer_shardings(tx, abstract_opt_state, params_shardings, mesh: jax.sharding.Mesh):

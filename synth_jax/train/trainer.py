@@ -379,14 +379,8 @@ def build_step(
 
     def apply_model(params, model_state, images, train_mode, rng):
         """(pure params, pure model_state, images) -> (logits, updated model_state)."""
-        if mesh.shape["fsdp"] > 1:
-            # FSDP gathers each weight where it is used; left to choose, the partitioner may
-            # instead gather (or all-reduce) activations of the whole batch
-            params = jax.tree.map(
-                jax.lax.with_sharding_constraint,
-                params,
-                mesh_lib.gathered_shardings(param_shardings),
-            )
+        if mesh.shape["fsdp"] > 1:  # FSDP: each weight gathered where it is used
+            params = mesh_lib.gather_weights(params, gathered)
         p = jax.tree.map(lambda x: x, abstract_params)
         e = jax.tree.map(lambda x: x, abstract_model_state)
         nnx.replace_by_pure_dict(p, params)
@@ -405,6 +399,7 @@ def build_step(
 
     # ------------------------------------------------------------------ shard and create the state
     param_shardings = mesh_lib.param_shardings(abstract_params, mesh)
+    gathered = mesh_lib.gathered_shardings(jax.tree.leaves(param_shardings))
     abstract_opt = jax.eval_shape(tx.init, params_template)
     opt_shardings = mesh_lib.optimizer_shardings(tx, abstract_opt, param_shardings, mesh)
     state_shardings = dict(
