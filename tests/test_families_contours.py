@@ -12,16 +12,10 @@ import pytest
 from scipy import stats
 
 from synth_jax.errors import UsageError
-from synth_jax.fractals import (
-    FAMILIES,
-    build_table,
-    data_config,
-    orbits,
-    perlin,
-    rcdb,
-    visualatom,
-)
-from synth_jax.fractals import reference_contours as ref
+from synth_jax.fractals import FAMILIES, build_table, data_config
+from synth_jax.fractals.engine import orbits, perlin
+from synth_jax.fractals.families import rcdb, visualatom
+from synth_jax.fractals.references import contours as ref
 
 # pnoise1(u) of the `noise` package 1.2.2 (its C extension), one octave, repeat 1024, base 0.
 PNOISE1 = {

@@ -11,8 +11,9 @@ import pytest
 from scipy import stats
 
 from synth_jax.errors import UsageError
-from synth_jax.fractals import FractalDataset, build_table, data_config, dead_leaves, spectrum
-from synth_jax.fractals import reference_noise as ref
+from synth_jax.fractals import FractalDataset, build_table, data_config
+from synth_jax.fractals.families import dead_leaves, spectrum
+from synth_jax.fractals.references import noise as ref
 
 
 @functools.cache

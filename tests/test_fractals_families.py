@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from synth_jax.errors import UsageError
-from synth_jax.fractals import build_table, data_config, fractaldb, ifs, onepfrac, render, sigma
-from synth_jax.fractals.data_keys import search_spec
+from synth_jax.fractals import build_table, data_config
+from synth_jax.fractals.engine import ifs, render
+from synth_jax.fractals.engine.data_keys import search_spec
+from synth_jax.fractals.families import fractaldb, onepfrac, sigma
 from synth_jax.fractals.family import load_table, save_table
 
 

@@ -1,6 +1,6 @@
 """Anderson & Farrell's multi-instance images (8-bit HSV, blur, diamond-square, resize and
 compositing), OFDB's fixed class images and the mixture family, against the sequential NumPy
-references in synth_jax.fractals.reference_multi."""
+references in synth_jax.fractals.references.multi_instance."""
 
 import colorsys
 import copy
@@ -15,19 +15,12 @@ from test_train_sources import use_compilation_cache
 from synth_jax import cli
 from synth_jax.config import load_config
 from synth_jax.errors import UsageError
-from synth_jax.fractals import (
-    FractalDataset,
-    counter_random,
-    data_config,
-    image_ops,
-    multi_instance,
-    ofdb,
-    plasma,
-    render,
-)
-from synth_jax.fractals import reference_multi as ref
-from synth_jax.fractals.mixture import component_seed, mixture_config
+from synth_jax.fractals import FractalDataset, data_config
+from synth_jax.fractals.engine import counter_random, image_ops, plasma, render
+from synth_jax.fractals.families import multi_instance, ofdb
+from synth_jax.fractals.families.mixture import component_seed, mixture_config
 from synth_jax.fractals.preview import render_images
+from synth_jax.fractals.references import multi_instance as ref
 
 use_compilation_cache()  # the export test's render is the export's own compiled program
 SMALL = dict(image_size=32, points=2048, chains=128, burn_in=16)

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synth_jax.fractals import ifs, image_ops, reference, render, sigma
+from synth_jax.fractals.engine import ifs, image_ops, render
+from synth_jax.fractals.families import sigma
+from synth_jax.fractals.references import chaos_game as reference
 
 SPEC = render.RenderSpec(image_size=32, points=32_768, chains=512, burn_in=32, pad=2, patch="none")
 

@@ -10,7 +10,7 @@ from jax.sharding import PartitionSpec as P
 
 from synth_jax.aot import hlo
 from synth_jax.fractals import FractalDataset, data_config
-from synth_jax.fractals.mixture import mixture_config
+from synth_jax.fractals.families.mixture import mixture_config
 from synth_jax.train import augment, local_batch
 from synth_jax.train.mesh import BATCH_AXES, MESH_AXES
 

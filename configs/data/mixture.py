@@ -8,7 +8,7 @@ OFDB searches with seed 1: with FractalDB's seed 0 it would find the same 1,000 
 
 Each batch holds the weights exactly (blocks of `period` = 8 images: 4 + 2 + 2 slots, placed
 by a seeded permutation) and each component renders only its own images (on several devices,
-keep batch_size / devices a multiple of 8); see synth_jax/fractals/mixture.py. Building the
+keep batch_size / devices a multiple of 8); see synth_jax/fractals/families/mixture.py. Building the
 table is building each component's: the FractalDB and OFDB searches dominate (about 4 minutes
 each on 2 CPU cores; see configs/data/fractaldb1k.py, ofdb_1k.py).
 Variants: `:multi` mixes multi_instance (1,000 classes) and OFDB-1k 1:1: every label is then
@@ -17,7 +17,7 @@ multi-hot over 2,000 classes and the objective the weighted binary cross-entropy
 
 from synth_jax.config import config_args
 from synth_jax.fractals import data_config
-from synth_jax.fractals.mixture import mixture_config
+from synth_jax.fractals.families.mixture import mixture_config
 
 
 def get_config(arg=None):

@@ -13,9 +13,9 @@ on the busy cores (about half the sigma family's rate; BENCHMARKS.md).
 Published (ResNet-50, 90 epochs, fine-tuned; CUB / Cars / Dogs / Aircraft /
 CIFAR-100 top-1, GlaS mIoU): 73.5 / 89.0 / 69.4 / 81.4 / 81.0 / 63.7 (the single-fractal
 "multi-class" images: 69.3 / 88.1 / 67.6 / 80.6 / 80.4 / 63.5).
-Differences: see synth_jax/fractals/multi_instance.py (classes drawn uniformly instead of from a
-cache of recent renders; stamps never empty). Maps per system: 2..4 (the README's example; the
-range of A&F's shipped systems is unknown).
+Differences: see synth_jax/fractals/families/multi_instance.py (classes drawn uniformly
+instead of from a cache of recent renders; stamps never empty). Maps per system:
+2..4 (the README's example; the range of A&F's shipped systems is unknown).
 """
 
 from synth_jax.config import config_args

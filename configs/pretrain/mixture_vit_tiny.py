@@ -19,7 +19,7 @@ a minute on 2 busy cores); `:tiny_multi` the same with multi_instance in place o
 
 from synth_jax.config import config_variant, sibling
 from synth_jax.fractals import data_config
-from synth_jax.fractals.mixture import mixture_config
+from synth_jax.fractals.families.mixture import mixture_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
 from synth_jax.train.optim import optim_config

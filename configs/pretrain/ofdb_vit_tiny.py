@@ -14,7 +14,8 @@ Differences: no RandAugment (rand-m9-mstd0.5-inc1 is not implemented in synth_ja
 other augmentations are all here), bilinear instead of bicubic crops, and the paper's "random
 pattern / texture" augmentations are not in its public code, so not here either.
 "First weights row": the accepted search fractal is rendered (`--config.data.first_weights_row
-=true` renders the public renderer's a x 0.2 version instead; see synth_jax/fractals/ofdb.py).
+=true` renders the public renderer's a x 0.2 version instead;
+see synth_jax/fractals/families/ofdb.py).
 Variants: `:21k` (21,000 classes, batch 1,024, lr 5e-4, 15,238 epochs = 300k steps: Table 3,
 ViT-T 73.8 / ViT-B 82.2 on ImageNet-1k); `:short` 1/100 of the 1k run; `:tiny` a CPU-sized run
 that the tests use (4 classes, 32 px, a 2-block ViT, 60 steps, lighter crops and erasing, no

@@ -23,15 +23,12 @@ import numpy as np
 
 from synth_jax.config import config_from_argv
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.fractals import (
-    FractalDataset,
-    ifs,
-    reference,
-    reference_contours,
-    reference_noise,
-    render,
-    sigma,
-)
+from synth_jax.fractals import FractalDataset
+from synth_jax.fractals.engine import ifs, render
+from synth_jax.fractals.families import sigma
+from synth_jax.fractals.references import chaos_game as reference
+from synth_jax.fractals.references import contours as reference_contours
+from synth_jax.fractals.references import noise as reference_noise
 
 
 def _systems(batch: int, seed: int) -> np.ndarray:

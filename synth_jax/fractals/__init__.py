@@ -9,8 +9,8 @@ registers itself when this package is imported. A new family is a module registe
 `FAMILIES.register(name, module)`; see synth_jax.fractals.family for what the module defines.
 """
 
-from synth_jax.fractals import mixture  # noqa: F401  (registers the "mixture" family)
 from synth_jax.fractals.dataset import FractalDataset
+from synth_jax.fractals.families import mixture  # noqa: F401  (registers the "mixture" family)
 from synth_jax.fractals.family import FAMILIES, FamilyTable, build_table, data_config
 
 __all__ = ["FAMILIES", "FamilyTable", "FractalDataset", "build_table", "data_config"]

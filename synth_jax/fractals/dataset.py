@@ -14,7 +14,8 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from synth_jax.errors import UsageError
-from synth_jax.fractals import counter_random, family
+from synth_jax.fractals import family
+from synth_jax.fractals.engine import counter_random
 
 
 def check_seed(seed: int | None, flag: str = "--seed") -> None:

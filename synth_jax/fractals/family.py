@@ -62,8 +62,8 @@ import numpy as np
 from synth_jax.config import check_choice, config_to_dict, require_keys
 from synth_jax.errors import UsageError
 from synth_jax.files import atomic_path, write_json
-from synth_jax.fractals import (
-    data_keys,
+from synth_jax.fractals.engine import data_keys
+from synth_jax.fractals.families import (
     dead_leaves,
     fractaldb,
     multi_instance,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from synth_jax.config import check, check_choice
-from synth_jax.fractals import data_keys, ifs, render, sigma
-from synth_jax.fractals.ifs_images import IFSImages, ifs_table
+from synth_jax.fractals.engine import data_keys, ifs, render
+from synth_jax.fractals.engine.ifs_images import IFSImages, ifs_table
+from synth_jax.fractals.families import sigma
 
 
 def sample_base_system(rng: np.random.Generator, sigma_centre: float, jitter: float, num_maps=2):

@@ -2,8 +2,9 @@
 way the original generators run: one shape after another painted on top until no pixel is left
 uncovered; the spectrum model step by step with numpy's FFT.
 
-The device renderers (synth_jax.fractals.dead_leaves, spectrum) are tested against these: pixel
-for pixel given the same shapes, and at the level of distributions with independent streams.
+The device renderers (synth_jax.fractals.families.dead_leaves, spectrum) are tested against
+these: pixel for pixel given the same shapes, and at the level of
+distributions with independent streams.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 
 import numpy as np
 
-from synth_jax.fractals.dead_leaves import RADIUS_CDF, RADIUS_GRID
+from synth_jax.fractals.families.dead_leaves import RADIUS_CDF, RADIUS_GRID
 
 SHAPE_KINDS = ("circle", "square", "oriented", "rectangle", "triangle", "quadrilateral")
 
@@ -102,7 +103,7 @@ def dead_leaves_image(rng, size: int, shapes: str, max_shapes: int = 5000, cdf=R
 
 def spectrum_colour_basis(rng: np.random.Generator, size: int):
     """(M float[3], E float[3, 3]): mean colour and scatter eigenvectors of a random blurred
-    palette image (see synth_jax.fractals.spectrum)."""
+    palette image (see synth_jax.fractals.families.spectrum)."""
     count = 3 + int(math.floor(rng.uniform(0, 20)))
     proportions = 0.001 + rng.uniform(size=count)
     colours = rng.uniform(0, 255, (count, 3))

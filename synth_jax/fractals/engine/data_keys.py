@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from synth_jax.config import check, check_choice
-from synth_jax.fractals import ifs, render
+from synth_jax.fractals.engine import ifs, render
 
 SHARED_DEFAULTS = dict(
     family="fractaldb",

@@ -14,8 +14,8 @@ import numpy as np
 
 from synth_jax.config import check, check_choice
 from synth_jax.errors import UsageError
-from synth_jax.fractals import data_keys, ifs, render
-from synth_jax.fractals.ifs_images import IFSImages, ifs_table
+from synth_jax.fractals.engine import data_keys, ifs, render
+from synth_jax.fractals.engine.ifs_images import IFSImages, ifs_table
 from synth_jax.progress import Progress
 
 # Factors for the 24 non-trivial weight rows: each row scales ONE of a..f of every map.

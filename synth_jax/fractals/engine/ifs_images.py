@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synth_jax.fractals import render
+from synth_jax.fractals.engine import render
 
 
 def ifs_table(params, variants=None, variant_ok=None) -> dict:

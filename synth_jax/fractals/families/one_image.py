@@ -13,8 +13,8 @@ from PIL import Image
 
 from synth_jax.config import check
 from synth_jax.errors import UsageError
-from synth_jax.fractals import data_keys, render
-from synth_jax.fractals.ifs_images import IFSImages, ifs_table
+from synth_jax.fractals.engine import data_keys, render
+from synth_jax.fractals.engine.ifs_images import IFSImages, ifs_table
 
 SAMPLE_PHOTOS = ("china", "flower")  # shipped with scikit-learn
 

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from synth_jax.config import check
-from synth_jax.fractals import counter_random, data_keys, fractaldb, render
+from synth_jax.fractals.engine import counter_random, data_keys, render
+from synth_jax.fractals.families import fractaldb
 
 FAMILY_TAG = zlib.crc32(b"ofdb") & 0x7FFFFFFF
 PUBLIC_RENDERER_ROW = (0.2, 1.0, 1.0, 1.0, 1.0, 1.0)  # weights_0.4.csv row 0: a x 0.2

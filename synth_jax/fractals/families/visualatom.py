@@ -10,11 +10,11 @@ lw ~ U(0, max_line_width) (the originals' "line_width": not a stroke width), sta
 r0 ~ U{min_radius..max_radius} px@512 and oval stretches ox, oy ~ U(1, max_oval).
 Per instance (on the device, from the instance key): the centre ((512 + U{-512..512}) / 2 per
 axis, px@512), a grey U{0..255} per orbit, and fresh noise p = pn(U(0, 10^4)) for every vertex,
-orbit and axis (synth_jax.fractals.perlin). With theta_v = 2 pi v / V and
+orbit and axis (synth_jax.fractals.engine.perlin). With theta_v = 2 pi v / V and
 wave_v = 0.5 sin(n1 theta_v) + 0.5 sin(n2 theta_v), orbit 0 is
 (cx + r0 ox cos theta_v, cy + r0 oy sin theta_v) (not drawn) and each orbit k = 1..K moves every
 vertex by cos theta_v (c (1 - p_x) + wave_v + lw) in x and sin theta_v (c (1 - p_y) + wave_v + lw)
-in y; orbits are drawn in order, the last drawn wins (synth_jax.fractals.orbits).
+in y; orbits are drawn in order, the last drawn wins (synth_jax.fractals.engine.orbits).
 
 The defaults are the published VisualAtom-1k ranges (the authors' make_VisualAtom.sh). Most
 contours leave the frame (the centre is anywhere in it and the mean growth is c + lw per orbit):
@@ -31,7 +31,7 @@ import numpy as np
 
 from synth_jax.config import check
 from synth_jax.errors import UsageError
-from synth_jax.fractals import draw_keys, orbits, perlin
+from synth_jax.fractals.engine import draw_keys, orbits, perlin
 
 NAME = "visualatom"
 WAVE_AMPLITUDE = 0.5  # per sine, per orbit step: fixed in the original generator

@@ -2,8 +2,8 @@
 generators run: a NumPy stream, one orbit after another, every vertex moved in a Python-level
 loop over orbits, each orbit drawn with PIL's 1-pixel `line` over the ones before it.
 
-The device renderer (synth_jax.fractals.orbits and the family modules) is tested against these
-at the level of distributions (different random streams) and, given the same vertices, of
+The device renderer (synth_jax.fractals.engine.orbits and the family modules) is tested against
+these at the level of distributions (different random streams) and, given the same vertices, of
 pixels; `synth-jax bench render --config configs/data/visualatom1k.py` (or rcdb1k.py) times
 them beside it.
 """
@@ -15,7 +15,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from synth_jax.fractals.perlin import PERM
+from synth_jax.fractals.engine.perlin import PERM
 
 FRAME = 512
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synth_jax.config import check
-from synth_jax.fractals import draw_keys, orbits, perlin
+from synth_jax.fractals.engine import draw_keys, orbits, perlin
 
 NAME = "rcdb"
 

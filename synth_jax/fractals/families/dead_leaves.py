@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synth_jax.config import check
-from synth_jax.fractals import draw_keys
+from synth_jax.fractals.engine import draw_keys
 
 NAME = "dead_leaves"
 RADIUS_GRID = np.linspace(0.03, 1.0, 200)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synth_jax.fractals import counter_random
+from synth_jax.fractals.engine import counter_random
 
 # Ken Perlin's reference permutation of 0..255 (the `noise` package's PERM, first half).
 PERM = np.array([

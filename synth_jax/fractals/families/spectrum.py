@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from synth_jax.config import check
-from synth_jax.fractals import data_keys, draw_keys
+from synth_jax.fractals.engine import data_keys, draw_keys
 
 NAME = "spectrum"
 MAX_COLOURS = 3 + 19  # n = 3 + floor(U(0, 20))

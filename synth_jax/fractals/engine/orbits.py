@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from synth_jax.config import check
-from synth_jax.fractals import data_keys, draw_keys
+from synth_jax.fractals.engine import data_keys, draw_keys
 
 FRAME = 512.0  # the originals' frame: every px@512 value is scaled by canvas_size / FRAME
 

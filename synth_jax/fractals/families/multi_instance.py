@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from synth_jax.config import check
-from synth_jax.fractals import data_keys, image_ops, render, sigma
+from synth_jax.fractals.engine import data_keys, image_ops, render
+from synth_jax.fractals.families import sigma
 
 FAMILY_TAG = zlib.crc32(b"multi_instance") & 0x7FFFFFFF
 

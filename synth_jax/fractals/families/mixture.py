@@ -40,8 +40,9 @@ import numpy as np
 
 from synth_jax.config import check
 from synth_jax.errors import UsageError
-from synth_jax.fractals import counter_random, family
+from synth_jax.fractals import family
 from synth_jax.fractals.dataset import FractalDataset, category_walk, epoch_order
+from synth_jax.fractals.engine import counter_random
 
 LAYOUT_TAG = 0x6D697820  # folded into the seed of the batch layout
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synth_jax.fractals import counter_random, image_ops, plasma
+from synth_jax.fractals.engine import counter_random, image_ops, plasma
 
 # Points beyond this magnitude count as divergent, like NaN and inf.
 DIVERGENCE_BOUND = 1e8

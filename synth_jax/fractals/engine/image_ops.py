@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from synth_jax.fractals import counter_random
+from synth_jax.fractals.engine import counter_random
 
 # P(a given bit is off in a uniform non-empty 9-bit mask): 255 of the 511 non-empty masks.
 PATCH_BIT_OFF = 255.0 / 511.0

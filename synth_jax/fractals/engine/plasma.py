@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synth_jax.fractals import counter_random
-from synth_jax.fractals.image_ops import hsv8_to_rgb
+from synth_jax.fractals.engine import counter_random
+from synth_jax.fractals.engine.image_ops import hsv8_to_rgb
 
 ROUGHNESS = (0.4, 0.8)  # d ~ U(0.4, 0.8): larger d, smoother noise
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from synth_jax.config import check, check_choice
 from synth_jax.errors import UsageError
-from synth_jax.fractals import data_keys, ifs, image_ops, render
-from synth_jax.fractals.ifs_images import IFSImages, ifs_table
+from synth_jax.fractals.engine import data_keys, ifs, image_ops, render
+from synth_jax.fractals.engine.ifs_images import IFSImages, ifs_table
 
 
 def default_sigma(rng: np.random.Generator, num_maps: int) -> float:
