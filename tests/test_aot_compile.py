@@ -17,9 +17,14 @@ CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "c
 # cpu_tiny:mu (a 2-block, 32-wide ViT, batch 64) at 40 px, a size no model dimension has, with
 # mixup and cutmix, which pair images.
 SIZE, BATCH = 40, 64
-ARGS = ["--config", CONFIG + ":mu", f"--config.image_size={SIZE}",
-        f"--config.data.image_size={SIZE}", "--config.augment.mixup=0.8",
-        "--config.augment.cutmix=1.0"]  # fmt: skip
+ARGS = [
+    "--config",
+    CONFIG + ":mu",
+    f"--config.image_size={SIZE}",
+    f"--config.data.image_size={SIZE}",
+    "--config.augment.mixup=0.8",
+    "--config.augment.cutmix=1.0",
+]
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
 
@@ -145,10 +150,12 @@ def test_one_nodes_share_of_a_larger_job(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(["--topology", "v7-8"], "not a known target"),
-     (["--config.mesh.fsdp=8", "--config.mesh.data=1"], "mesh"),
-     (["--config.batch_size=66"], "batch_size=66")],
-)  # fmt: skip
+    [
+        (["--topology", "v7-8"], "not a known target"),
+        (["--config.mesh.fsdp=8", "--config.mesh.data=1"], "mesh"),
+        (["--config.batch_size=66"], "batch_size=66"),
+    ],
+)
 def test_bad_targets_and_unshardable_configs_exit_2(extra, message, capsys):
     assert cli.main(["compile", *ARGS, *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -192,7 +199,18 @@ def test_two_slices_split_the_data_axis_across_the_slices(tmp_path, capsys):
     assert code == 0 and result["fits"] is True and result["devices"] == 8
     assert image_operands(text) == []
     # an FSDP axis over both slices is refused, naming the key to change
-    assert cli.main(["compile", *ARGS, "--topology", "2xv5litepod-4", "--config.mesh.data=1",
-                     "--config.mesh.fsdp=-1"]) == 2  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "compile",
+                *ARGS,
+                "--topology",
+                "2xv5litepod-4",
+                "--config.mesh.data=1",
+                "--config.mesh.fsdp=-1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "mesh.data=1" in err[0]

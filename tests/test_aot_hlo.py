@@ -49,9 +49,11 @@ def test_tpu_text_operands_by_name_async_pairs_and_loop_trips():
     assert ops["all-reduce.9"].runs == 24 and not ops["all-reduce.9"].unknown_trips
     summary = hlo.by_kind(list(ops.values()))
     assert summary["all-reduce"] == {
-        "count": 2, "runs": 25, "bytes": 12_845_312 * 4 + 24 * 16 * 1024 * 4,
+        "count": 2,
+        "runs": 25,
+        "bytes": 12_845_312 * 4 + 24 * 16 * 1024 * 4,
         "largest": "f32[12845312]",
-    }  # fmt: skip
+    }
 
 
 def test_a_cpu_program_sums_a_sharded_array_once_per_loop_iteration():

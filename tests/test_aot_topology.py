@@ -15,11 +15,21 @@ HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
 @pytest.mark.parametrize(
     "name, libtpu_name, devices",
-    [("v4-8", "v4:2x2x1", 4), ("v4-128", "v4:4x4x4", 64), ("v5p-16", "v5:2x2x2", 8),
-     ("v5p-128", "v5:4x4x4", 64), ("v5p-512", "v5:4x8x8", 256), ("v5litepod-16", "v5e:4x4", 16),
-     ("v5e-8", "v5e:2x4", 8), ("v5litepod-256", "v5e:16x16", 256), ("v6e-256", "v6e:16x16", 256),
-     ("2xv5p-128", "v5:4x4x4", 128), ("v5e:4x8", "v5e:4x8", 32), ("v5p:4x4x12", "v5:4x4x12", 192)],
-)  # fmt: skip
+    [
+        ("v4-8", "v4:2x2x1", 4),
+        ("v4-128", "v4:4x4x4", 64),
+        ("v5p-16", "v5:2x2x2", 8),
+        ("v5p-128", "v5:4x4x4", 64),
+        ("v5p-512", "v5:4x8x8", 256),
+        ("v5litepod-16", "v5e:4x4", 16),
+        ("v5e-8", "v5e:2x4", 8),
+        ("v5litepod-256", "v5e:16x16", 256),
+        ("v6e-256", "v6e:16x16", 256),
+        ("2xv5p-128", "v5:4x4x4", 128),
+        ("v5e:4x8", "v5e:4x8", 32),
+        ("v5p:4x4x12", "v5:4x4x12", 192),
+    ],
+)
 def test_slice_names(name, libtpu_name, devices):
     target = topology.parse_target(name)
     assert (target.topology, target.devices) == (libtpu_name, devices)
@@ -27,10 +37,15 @@ def test_slice_names(name, libtpu_name, devices):
 
 @pytest.mark.parametrize(
     "name, message",
-    [("v5p-100", "power-of-two"), ("v4-4", "TensorCores"), ("v5litepod-512", "N <= 256"),
-     ("v7-8", "not a known target"), ("h100-8", "not a known target"),
-     ("v5e:4x4x4", "2 dimensions")],
-)  # fmt: skip
+    [
+        ("v5p-100", "power-of-two"),
+        ("v4-4", "TensorCores"),
+        ("v5litepod-512", "N <= 256"),
+        ("v7-8", "not a known target"),
+        ("h100-8", "not a known target"),
+        ("v5e:4x4x4", "2 dimensions"),
+    ],
+)
 def test_bad_names_say_what_to_use(name, message):
     with pytest.raises(UsageError, match=message):
         topology.parse_target(name)

@@ -36,10 +36,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs")
 CPU_TINY = os.path.join(CONFIGS, "pretrain", "cpu_tiny.py") + ":mu"
 SIGMA = os.path.join(CONFIGS, "data", "sigma_random.py")
-SMALL_SIGMA = [
-    "--config.num_classes=4", "--config.image_size=32", "--config.points=2048",
-    "--config.chains=128", "--config.burn_in=16", "--config.pad=2",
-]  # fmt: skip
+SMALL_SIGMA = (
+    "--config.num_classes=4 --config.image_size=32 --config.points=2048 "
+    "--config.chains=128 --config.burn_in=16 --config.pad=2"
+).split()
 TINY_BENCH = ["--size", "32", "--points", "256", "--repeats", "1", "--reference_points", "100"]
 NAMES = ["zebra", "ant", "cat"]  # the tiny dataset's classes, deliberately not sorted
 
@@ -145,8 +145,20 @@ def tiny_tfds(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     _npz(root / "tiny.npz", class_names=NAMES)
     data_dir = str(root / "tfds")
-    assert cli.main(["data", "import", "tiny_named", "--from", str(root / "tiny.npz"),
-                     "--data_dir", data_dir]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "data",
+                "import",
+                "tiny_named",
+                "--from",
+                str(root / "tiny.npz"),
+                "--data_dir",
+                data_dir,
+            ]
+        )
+        == 0
+    )
     config = root / "finetune_tiny.py"
     config.write_text(
         "from synth_jax.models import model_config\n"
@@ -176,8 +188,15 @@ class Case:
 
 
 def _import(source):
-    return lambda tmp, _: ["data", "import", "foo", "--from", str(tmp / source),
-                           "--data_dir", str(tmp / "tfds")]  # fmt: skip
+    return lambda tmp, _: [
+        "data",
+        "import",
+        "foo",
+        "--from",
+        str(tmp / source),
+        "--data_dir",
+        str(tmp / "tfds"),
+    ]
 
 
 CASES = [
@@ -185,97 +204,241 @@ CASES = [
     Case("import_truncated_npz", _import("cut.npz"), "cut.npz", truncated_npz, subprocess=True),
     Case("import_npz_with_empty_split", _import("empty.npz"), "train_images", empty_split_npz),
     Case("import_idx_header_cut", _import("mnist"), "t10k-labels-idx1-ubyte", idx_header_cut),
-    Case("import_cifar_without_data", _import("cifar-10-batches-py"), "'data'",
-         cifar_without_data),  # fmt: skip
+    Case("import_cifar_without_data", _import("cifar-10-batches-py"), "'data'", cifar_without_data),
     Case(
         "import_data_dir_is_a_file",
-        lambda tmp, _: ["data", "import", "foo", "--from", str(tmp / "whole.npz"),
-                        "--data_dir", str(tmp / "tfds")],  # fmt: skip
+        lambda tmp, _: [
+            "data",
+            "import",
+            "foo",
+            "--from",
+            str(tmp / "whole.npz"),
+            "--data_dir",
+            str(tmp / "tfds"),
+        ],
         "--data_dir",
         both(truncated_npz, a_file("tfds")),
     ),
-    Case("import_two_channel_images", _import("two.npz"), "channels",
-         lambda tmp: _npz(tmp / "two.npz", channels=2)),  # fmt: skip
+    Case(
+        "import_two_channel_images",
+        _import("two.npz"),
+        "channels",
+        lambda tmp: _npz(tmp / "two.npz", channels=2),
+    ),
     # config values on the command line
-    Case("total_steps_inf",
-         lambda tmp, _: ["pretrain", "--config", CPU_TINY, "--workdir", str(tmp / "w"),
-                         "--config.total_steps=inf"],
-         "--config.total_steps"),  # fmt: skip
-    Case("total_steps_nan",
-         lambda tmp, _: ["pretrain", "--config", CPU_TINY, "--workdir", str(tmp / "w"),
-                         "--config.total_steps=nan"],
-         "--config.total_steps"),  # fmt: skip
-    Case("render_chunk_not_a_divisor",
-         lambda tmp, _: ["pretrain", "--config", CPU_TINY, "--workdir", str(tmp / "w"),
-                         "--config.render_chunk=5"],
-         "render_chunk=5"),  # fmt: skip
-    Case("config_argument_in_capitals",
-         lambda tmp, _: ["pretrain", "--config",
-                         os.path.join(CONFIGS, "pretrain", "real_supervised.py") + ":CPU",
-                         "--workdir", str(tmp / "w")],
-         "known: cpu"),  # fmt: skip
-    Case("train_split_not_a_split",
-         lambda tmp, t: ["finetune", "--config", t["config"], "--workdir", str(tmp / "w"),
-                         "--config.data.train_split=train[abc]"],
-         "data.train_split"),  # fmt: skip
-    Case("pretrain_workdir_is_a_file",
-         lambda tmp, _: ["pretrain", "--config", CPU_TINY, "--workdir", str(tmp / "w")],
-         "--workdir", a_file("w")),  # fmt: skip
-    Case("finetune_workdir_is_a_file",
-         lambda tmp, t: ["finetune", "--config", t["config"], "--workdir", str(tmp / "w")],
-         "--workdir", a_file("w")),  # fmt: skip
+    Case(
+        "total_steps_inf",
+        lambda tmp, _: [
+            "pretrain",
+            "--config",
+            CPU_TINY,
+            "--workdir",
+            str(tmp / "w"),
+            "--config.total_steps=inf",
+        ],
+        "--config.total_steps",
+    ),
+    Case(
+        "total_steps_nan",
+        lambda tmp, _: [
+            "pretrain",
+            "--config",
+            CPU_TINY,
+            "--workdir",
+            str(tmp / "w"),
+            "--config.total_steps=nan",
+        ],
+        "--config.total_steps",
+    ),
+    Case(
+        "render_chunk_not_a_divisor",
+        lambda tmp, _: [
+            "pretrain",
+            "--config",
+            CPU_TINY,
+            "--workdir",
+            str(tmp / "w"),
+            "--config.render_chunk=5",
+        ],
+        "render_chunk=5",
+    ),
+    Case(
+        "config_argument_in_capitals",
+        lambda tmp, _: [
+            "pretrain",
+            "--config",
+            os.path.join(CONFIGS, "pretrain", "real_supervised.py") + ":CPU",
+            "--workdir",
+            str(tmp / "w"),
+        ],
+        "known: cpu",
+    ),
+    Case(
+        "train_split_not_a_split",
+        lambda tmp, t: [
+            "finetune",
+            "--config",
+            t["config"],
+            "--workdir",
+            str(tmp / "w"),
+            "--config.data.train_split=train[abc]",
+        ],
+        "data.train_split",
+    ),
+    Case(
+        "pretrain_workdir_is_a_file",
+        lambda tmp, _: ["pretrain", "--config", CPU_TINY, "--workdir", str(tmp / "w")],
+        "--workdir",
+        a_file("w"),
+    ),
+    Case(
+        "finetune_workdir_is_a_file",
+        lambda tmp, t: ["finetune", "--config", t["config"], "--workdir", str(tmp / "w")],
+        "--workdir",
+        a_file("w"),
+    ),
     # render
-    Case("render_seed_too_large",
-         lambda tmp, _: ["render", "--config", SIGMA, *SMALL_SIGMA, "--num", "4",
-                         "--seed", "99999999999", "--out", str(tmp / "g.png")],
-         "--seed"),  # fmt: skip
-    Case("render_seed_too_large_no_progress_noise",
-         lambda tmp, _: ["render", "--config", os.path.join(CONFIGS, "data", "fractaldb1k.py")
-                         + ":small", "--config.num_classes=4", "--num", "4",
-                         "--seed", "99999999999", "--out", str(tmp / "g.png")],
-         "--seed", subprocess=True),  # fmt: skip
-    Case("render_out_is_a_folder",
-         lambda tmp, _: ["render", "--config", SIGMA, *SMALL_SIGMA, "--num", "4",
-                         "--out", str(tmp / "grid.png")],
-         "--out", a_folder("grid.png")),  # fmt: skip
-    Case("one_image_with_2_31_images",
-         lambda tmp, _: ["render", "--config", os.path.join(CONFIGS, "data", "one_image.py"),
-                         "--config.images_per_category=2147484", "--num", "4",
-                         "--out", str(tmp / "g.png")],
-         "images_per_category"),  # fmt: skip
+    Case(
+        "render_seed_too_large",
+        lambda tmp, _: [
+            "render",
+            "--config",
+            SIGMA,
+            *SMALL_SIGMA,
+            "--num",
+            "4",
+            "--seed",
+            "99999999999",
+            "--out",
+            str(tmp / "g.png"),
+        ],
+        "--seed",
+    ),
+    Case(
+        "render_seed_too_large_no_progress_noise",
+        lambda tmp, _: [
+            "render",
+            "--config",
+            os.path.join(CONFIGS, "data", "fractaldb1k.py") + ":small",
+            "--config.num_classes=4",
+            "--num",
+            "4",
+            "--seed",
+            "99999999999",
+            "--out",
+            str(tmp / "g.png"),
+        ],
+        "--seed",
+        subprocess=True,
+    ),
+    Case(
+        "render_out_is_a_folder",
+        lambda tmp, _: [
+            "render",
+            "--config",
+            SIGMA,
+            *SMALL_SIGMA,
+            "--num",
+            "4",
+            "--out",
+            str(tmp / "grid.png"),
+        ],
+        "--out",
+        a_folder("grid.png"),
+    ),
+    Case(
+        "one_image_with_2_31_images",
+        lambda tmp, _: [
+            "render",
+            "--config",
+            os.path.join(CONFIGS, "data", "one_image.py"),
+            "--config.images_per_category=2147484",
+            "--num",
+            "4",
+            "--out",
+            str(tmp / "g.png"),
+        ],
+        "images_per_category",
+    ),
     # fit-law
-    Case("fit_law_out_is_a_folder",
-         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit"),
-                         "--plot", str(tmp / "fit.png")],
-         "--out", both(results_table(), a_folder("fit"))),
-    Case("fit_law_fix_nan",
-         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json"),
-                         "--fix", "D=nan"],
-         "--fix", results_table()),
-    Case("fit_law_row_shorter_than_header",
-         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
-         "line 4",
-         results_table([(1000, 0.5, "fractaldb"), (2000, 0.4, "fractaldb"), (4000, 0.35),
-                        (8000, 0.3, "fractaldb")],
-                       header="pretrain_images,top1_error,pretrain_family")),
-    Case("fit_law_not_utf8",
-         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
-         "UTF-8", results_table([(1000, 0.5), (2000, "0.4 \u00e9")], encoding="latin-1")),
-    Case("fit_law_every_size_equal",
-         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json"),
-                         "--target", "0.2"],
-         "'pretrain_images'", results_table([(1000, 0.5 + i / 100) for i in range(5)])),
-    Case("fit_law_negative_error",
-         lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
-         "line 3: column 'top1_error'",
-         results_table([(1000, 0.5), (2000, -0.4), (4000, 0.3), (8000, 0.25)])),
+    Case(
+        "fit_law_out_is_a_folder",
+        lambda tmp, _: [
+            "fit-law",
+            str(tmp / "results.csv"),
+            "--out",
+            str(tmp / "fit"),
+            "--plot",
+            str(tmp / "fit.png"),
+        ],
+        "--out",
+        both(results_table(), a_folder("fit")),
+    ),
+    Case(
+        "fit_law_fix_nan",
+        lambda tmp, _: [
+            "fit-law",
+            str(tmp / "results.csv"),
+            "--out",
+            str(tmp / "fit.json"),
+            "--fix",
+            "D=nan",
+        ],
+        "--fix",
+        results_table(),
+    ),
+    Case(
+        "fit_law_row_shorter_than_header",
+        lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
+        "line 4",
+        results_table(
+            [
+                (1000, 0.5, "fractaldb"),
+                (2000, 0.4, "fractaldb"),
+                (4000, 0.35),
+                (8000, 0.3, "fractaldb"),
+            ],
+            header="pretrain_images,top1_error,pretrain_family",
+        ),
+    ),
+    Case(
+        "fit_law_not_utf8",
+        lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
+        "UTF-8",
+        results_table([(1000, 0.5), (2000, "0.4 \u00e9")], encoding="latin-1"),
+    ),
+    Case(
+        "fit_law_every_size_equal",
+        lambda tmp, _: [
+            "fit-law",
+            str(tmp / "results.csv"),
+            "--out",
+            str(tmp / "fit.json"),
+            "--target",
+            "0.2",
+        ],
+        "'pretrain_images'",
+        results_table([(1000, 0.5 + i / 100) for i in range(5)]),
+    ),
+    Case(
+        "fit_law_negative_error",
+        lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
+        "line 3: column 'top1_error'",
+        results_table([(1000, 0.5), (2000, -0.4), (4000, 0.3), (8000, 0.25)]),
+    ),
     # bench
-    Case("bench_render_negative_batch",
-         lambda tmp, _: ["bench", "render", *TINY_BENCH, "--batch", "-1"], "--batch",
-         subprocess=True),  # fmt: skip
-    Case("bench_render_no_chains",
-         lambda tmp, _: ["bench", "render", *TINY_BENCH, "--chains", "0"], "--chains"),
-]  # fmt: skip
+    Case(
+        "bench_render_negative_batch",
+        lambda tmp, _: ["bench", "render", *TINY_BENCH, "--batch", "-1"],
+        "--batch",
+        subprocess=True,
+    ),
+    Case(
+        "bench_render_no_chains",
+        lambda tmp, _: ["bench", "render", *TINY_BENCH, "--chains", "0"],
+        "--chains",
+    ),
+]
 
 
 def _snapshot(root) -> dict:
@@ -339,9 +502,16 @@ def test_bridged_refuses_synthetic_classes_in_another_order(tmp_path, capsys, ti
         for i in range(2):
             Image.new("RGB", (16, 16), (i * 90, 0, 0)).save(folder / "train" / name / f"{i}.png")
     before = _snapshot(tmp_path)
-    argv = ["finetune", "--config", tiny_tfds["config"], "--workdir", str(tmp_path / "w"),
-            "--config.mode=bridged", f"--config.bridged.folder={folder}",
-            "--config.bridged.total_steps=1"]  # fmt: skip
+    argv = [
+        "finetune",
+        "--config",
+        tiny_tfds["config"],
+        "--workdir",
+        str(tmp_path / "w"),
+        "--config.mode=bridged",
+        f"--config.bridged.folder={folder}",
+        "--config.bridged.total_steps=1",
+    ]
     code = cli.main(argv)
     err = capsys.readouterr().err
     _check_one_line(code, err, "'ant'", "finetune")
@@ -454,8 +624,15 @@ def test_written_files_respect_the_umask(tmp_path, capsys):
     _npz(tmp_path / "tiny.npz")
     old = os.umask(0o027)
     try:
-        argv = ["data", "import", "tiny", "--from", str(tmp_path / "tiny.npz"),
-                "--data_dir", str(tmp_path / "tfds")]  # fmt: skip
+        argv = [
+            "data",
+            "import",
+            "tiny",
+            "--from",
+            str(tmp_path / "tiny.npz"),
+            "--data_dir",
+            str(tmp_path / "tfds"),
+        ]
         assert cli.main(argv) == 0
         out = tmp_path / "g.json"
         files.write_json(str(out), dict(a=1))
@@ -480,10 +657,20 @@ def test_a_killed_import_leaves_nothing_after_the_next_import(tmp_path):
         train_labels=np.arange(20000) % 10,
     )
     data_dir = tmp_path / "tfds"
-    argv = ["data", "import", "big", "--from", str(tmp_path / "big.npz"),
-            "--data_dir", str(data_dir)]  # fmt: skip
-    writer = subprocess.Popen([sys.executable, "-m", "synth_jax", *argv],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    argv = [
+        "data",
+        "import",
+        "big",
+        "--from",
+        str(tmp_path / "big.npz"),
+        "--data_dir",
+        str(data_dir),
+    ]
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "synth_jax", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not glob.glob(str(data_dir / ".write-*" / "big")) and writer.poll() is None:
         assert time.monotonic() < deadline, "the import never started writing"

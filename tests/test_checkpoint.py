@@ -54,8 +54,11 @@ def uninterrupted(tmp_path_factory):
 def start_child(workdir):
     return subprocess.Popen(
         [sys.executable, CHILD, workdir, str(STEPS)],
-        env=child_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=child_env(4),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_step(proc, workdir, step, timeout=240):
@@ -124,8 +127,9 @@ def test_a_checkpoint_restores_onto_another_mesh(uninterrupted, tmp_path):
     config = tiny_config(STEPS, data=1, fsdp=4)  # written data-parallel, resumed fully sharded
     summary, _ = trainer.train(config, workdir, BlobImages(), num_classes=4)
     assert summary["resumed_from"] == STEPS - 2 and summary["mesh"]["fsdp"] == 4
-    for x, y in zip(jax.tree.leaves(checkpoint.load_params(workdir)[0]),
-                    jax.tree.leaves(uninterrupted[2])):  # fmt: skip
+    for x, y in zip(
+        jax.tree.leaves(checkpoint.load_params(workdir)[0]), jax.tree.leaves(uninterrupted[2])
+    ):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 

@@ -77,12 +77,19 @@ def fashion_dir(tmp_path_factory):
 def test_cpu_tiny_logs_knn_accuracy_beside_the_loss(fashion_dir, tmp_path, capsys):
     workdir = str(tmp_path / "tiny")
     argv = [
-        "--config", f"{CPU_TINY}:mu,knn", "--workdir", workdir,
-        f"--config.evals.knn.data.data_dir={fashion_dir}", "--config.evals.knn.every_steps=10",
-        "--config.data.num_classes=4", "--config.data.search_points=5000",
-        "--config.total_steps=20", "--config.batch_size=32", "--config.log_every_steps=5",
+        "--config",
+        f"{CPU_TINY}:mu,knn",
+        "--workdir",
+        workdir,
+        f"--config.evals.knn.data.data_dir={fashion_dir}",
+        "--config.evals.knn.every_steps=10",
+        "--config.data.num_classes=4",
+        "--config.data.search_points=5000",
+        "--config.total_steps=20",
+        "--config.batch_size=32",
+        "--config.log_every_steps=5",
         "--config.checkpoint.every_steps=20",
-    ]  # fmt: skip
+    ]
     assert pretrain.main(argv) == 0
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = {row["step"]: row for row in map(json.loads, f)}
@@ -98,9 +105,15 @@ def test_cpu_tiny_logs_knn_accuracy_beside_the_loss(fashion_dir, tmp_path, capsy
 
 def test_a_missing_evaluation_dataset_stops_before_training(tmp_path):
     workdir = tmp_path / "w"
-    argv = ["--config", f"{CPU_TINY}:mu,knn", "--workdir", str(workdir),
-            f"--config.evals.knn.data.data_dir={tmp_path}", "--config.data.num_classes=2",
-            "--config.data.search_points=2000"]  # fmt: skip
+    argv = [
+        "--config",
+        f"{CPU_TINY}:mu,knn",
+        "--workdir",
+        str(workdir),
+        f"--config.evals.knn.data.data_dir={tmp_path}",
+        "--config.data.num_classes=2",
+        "--config.data.search_points=2000",
+    ]
     with pytest.raises(UsageError, match="synth-jax data import fashion_mnist"):
         pretrain.main(argv)
     assert not (workdir / "config.json").exists()

@@ -13,9 +13,15 @@ from synth_jax.config import load_config
 from synth_jax.fractals import FractalDataset
 
 OVERRIDES = {
-    "num_classes": "3", "image_size": "32", "points": "2048", "chains": "128", "burn_in": "16",
-    "pad": "2", "search_points": "8192", "search_size": "64",
-}  # fmt: skip
+    "num_classes": "3",
+    "image_size": "32",
+    "points": "2048",
+    "chains": "128",
+    "burn_in": "16",
+    "pad": "2",
+    "search_points": "8192",
+    "search_size": "64",
+}
 CONFIG = ["--config", "configs/data/onepfrac.py"] + [
     f"--config.{k}={v}" for k, v in OVERRIDES.items()
 ]
@@ -31,10 +37,15 @@ def expected():
 def test_png_export_round_trip_and_resume(tmp_path, expected, capsys):
     out = str(tmp_path / "png")
     assert cli.main(["export", *CONFIG, "--out", out, "--format", "png"]) == 0
-    files = sorted(os.path.relpath(os.path.join(d, f), out)
-                   for d, _, fs in os.walk(out) for f in fs)  # fmt: skip
-    assert files == ["00000/00000000.png", "00001/00000001.png", "00002/00000002.png",
-                     "export.json"]  # fmt: skip
+    files = sorted(
+        os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs
+    )
+    assert files == [
+        "00000/00000000.png",
+        "00001/00000001.png",
+        "00002/00000002.png",
+        "export.json",
+    ]
     images, labels = expected
     for i in range(3):
         with Image.open(os.path.join(out, f"{labels[i]:05d}", f"{i:08d}.png")) as im:

@@ -96,14 +96,22 @@ def test_a_new_transfer_mode(pretrained, tmp_path, capsys):
 
     (train_x, train_y), (test_x, test_y) = discs(20), discs(8)
     npz = str(tmp_path / "discs.npz")
-    np.savez(npz, train_images=train_x, train_labels=train_y, test_images=test_x,
-             test_labels=test_y)  # fmt: skip
+    np.savez(
+        npz, train_images=train_x, train_labels=train_y, test_images=test_x, test_labels=test_y
+    )
     data_dir = str(tmp_path / "tfds")
     assert cli.main(["data", "import", "toy_discs", "--from", npz, "--data_dir", data_dir]) == 0
     csv = str(tmp_path / "results.csv")
-    argv = ["finetune", "--config", FINETUNE, "--workdir", str(tmp_path / "centroid"),
-            f"--config.init_from={pretrained[0]}", f"--config.data.data_dir={data_dir}",
-            f"--config.results_csv={csv}"]  # fmt: skip
+    argv = [
+        "finetune",
+        "--config",
+        FINETUNE,
+        "--workdir",
+        str(tmp_path / "centroid"),
+        f"--config.init_from={pretrained[0]}",
+        f"--config.data.data_dir={data_dir}",
+        f"--config.results_csv={csv}",
+    ]
     assert cli.main(argv) == 0
     assert "centroid top-1" in capsys.readouterr().out
     (row,) = results.read_rows(csv)

@@ -68,8 +68,16 @@ def test_config_arguments_are_checked():
 
 def test_render_writes_a_grid_of_the_small_rcdb(tmp_path, capsys):
     out = tmp_path / "rcdb.png"
-    argv = ["render", "--config", "configs/data/rcdb1k.py:small", "--config.image_size=32",
-            "--num", "4", "--out", str(out)]  # fmt: skip
+    argv = [
+        "render",
+        "--config",
+        "configs/data/rcdb1k.py:small",
+        "--config.image_size=32",
+        "--num",
+        "4",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["family"] == "rcdb" and summary["classes_shown"] == 4
@@ -80,9 +88,18 @@ def test_render_writes_a_grid_of_the_small_rcdb(tmp_path, capsys):
 
 def test_export_writes_the_renderers_images(tmp_path, capsys):
     overrides = {"image_size": "32", "num_classes": "3", "images_per_category": "2"}
-    argv = ["export", "--config", "configs/data/spectrum.py", "--out", str(tmp_path / "png"),
-            *[f"--config.{k}={v}" for k, v in overrides.items()], "--num", "6",
-            "--batch", "6"]  # fmt: skip
+    argv = [
+        "export",
+        "--config",
+        "configs/data/spectrum.py",
+        "--out",
+        str(tmp_path / "png"),
+        *[f"--config.{k}={v}" for k, v in overrides.items()],
+        "--num",
+        "6",
+        "--batch",
+        "6",
+    ]
     assert cli.main(argv) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 6
     dataset = FractalDataset(load_config("configs/data/spectrum.py", overrides))
@@ -94,8 +111,10 @@ def test_export_writes_the_renderers_images(tmp_path, capsys):
 
 
 def test_bench_render_reports_a_family(capsys):
-    argv = ["bench", "render", "--config", "configs/data/spectrum.py", "--config.image_size=32",
-            "--batch", "2", "--repeats", "1", "--reference_images", "1"]  # fmt: skip
+    argv = (
+        "bench render --config configs/data/spectrum.py --config.image_size=32 "
+        "--batch 2 --repeats 1 --reference_images 1"
+    ).split()
     assert cli.main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["family"] == "spectrum" and result["images_per_sec"] > 0 and result["size"] == 32
@@ -108,25 +127,50 @@ def test_the_suite_has_a_gpu_row_per_family_and_tables_it():
     configs = {os.path.basename(args[args.index("--config") + 1]) for _, args in suite.FAMILY_FULL}
     assert {"visualatom1k.py", "rcdb1k.py", "dead_leaves.py", "spectrum.py"} <= configs
     results = {
-        "date": "2026-11-30", "command": "synth-jax bench suite",
-        "ceilings": {"device": "gpu:H200", "jax": "0.10.2", "matmul_n": 8192,
-                     "bf16_matmul_tflops": 800.0, "copy_bytes": 1 << 31, "copy_gb_per_s": 4000.0},
+        "date": "2026-11-30",
+        "command": "synth-jax bench suite",
+        "ceilings": {
+            "device": "gpu:H200",
+            "jax": "0.10.2",
+            "matmul_n": 8192,
+            "bf16_matmul_tflops": 800.0,
+            "copy_bytes": 1 << 31,
+            "copy_gb_per_s": 4000.0,
+        },
         "render": [],
-        "families": [("VisualAtom 224px", {"images_per_sec": 5000.0, "batch": 256, "size": 224,
-                                           "reference_images_per_sec": 16.8})],
+        "families": [
+            (
+                "VisualAtom 224px",
+                {
+                    "images_per_sec": 5000.0,
+                    "batch": 256,
+                    "size": 224,
+                    "reference_images_per_sec": 16.8,
+                },
+            )
+        ],
         "train": [],
-    }  # fmt: skip
+    }
     assert "| VisualAtom 224px | 5,000.0 | 256 | 224 | 16.80 |" in suite.table(results)
 
 
 @pytest.mark.parametrize(
     "name, overrides",
     [
-        ("visualatom", dict(num_classes=4, image_size=32, canvas_size=128, max_vertices=200,
-                            max_orbits=24, stroke_samples=1 << 13)),
+        (
+            "visualatom",
+            dict(
+                num_classes=4,
+                image_size=32,
+                canvas_size=128,
+                max_vertices=200,
+                max_orbits=24,
+                stroke_samples=1 << 13,
+            ),
+        ),
         ("dead_leaves", dict(num_classes=8, image_size=32)),
     ],
-)  # fmt: skip
+)
 def test_same_images_on_one_and_four_devices(name, overrides):
     """Each device renders its own slice (its own stroke pool, its own painter loop): the images
     are those of one device."""

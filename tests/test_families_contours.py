@@ -19,18 +19,33 @@ from synth_jax.fractals.references import contours as ref
 
 # pnoise1(u) of the `noise` package 1.2.2 (its C extension), one octave, repeat 1024, base 0.
 PNOISE1 = {
-    0.25: 0.6861328482627869, 1.5: 0.20000000298023224, 17.3: 0.13685397803783417,
-    255.75: -0.5619140863418579, 256.1: 0.3141975998878479, 1023.9: -0.30178776383399963,
-    1024.4: 0.797483503818512, 4321.123: 0.24770180881023407, 9999.5: 0.30000001192092896,
+    0.25: 0.6861328482627869,
+    1.5: 0.20000000298023224,
+    17.3: 0.13685397803783417,
+    255.75: -0.5619140863418579,
+    256.1: 0.3141975998878479,
+    1023.9: -0.30178776383399963,
+    1024.4: 0.797483503818512,
+    4321.123: 0.24770180881023407,
+    9999.5: 0.30000001192092896,
     6000.01: -0.003924389835447073,
-}  # fmt: skip
+}
 
 # Small frames keep these tests fast: 128-pixel canvases, few vertices and orbits.
 SMALL = dict(canvas_size=128, image_size=64, stroke_samples=1 << 15, max_orbits=24)
 VA_SMALL = dict(SMALL, min_vertices=60, max_vertices=120, min_orbits=8)
 RC_SMALL = dict(SMALL, max_vertices=40, min_orbits=8)
-VA_ROW = dict(vertices=96, orbits=20, n1=3, n2=7, noise=2.0, line_width=0.05, radius=30.0,
-              oval_x=1.5, oval_y=1.2)  # fmt: skip
+VA_ROW = dict(
+    vertices=96,
+    orbits=20,
+    n1=3,
+    n2=7,
+    noise=2.0,
+    line_width=0.05,
+    radius=30.0,
+    oval_x=1.5,
+    oval_y=1.2,
+)
 RC_ROW = dict(vertices=24, orbits=20, noise=1.5, line_width=0.05)
 
 
@@ -50,8 +65,10 @@ def _rows_renderer(family: str, options: tuple):
 def render_row(family: str, row: dict, count: int, seed: int = 0, **options):
     """`count` instances of the category values `row` on the device: (uint8[count, H, W, 3],
     info of numpy arrays)."""
-    rows = {k: jnp.full(count, v, jnp.int32 if isinstance(v, int) else jnp.float32)
-            for k, v in row.items()}  # fmt: skip
+    rows = {
+        k: jnp.full(count, v, jnp.int32 if isinstance(v, int) else jnp.float32)
+        for k, v in row.items()
+    }
     keys = jax.random.split(jax.random.key(seed), count)
     images, info = _rows_renderer(family, tuple(sorted(options.items())))(rows, keys)
     return np.asarray(images), {k: np.asarray(v) for k, v in info.items()}
@@ -106,14 +123,23 @@ def test_pn_is_the_noise_packages_pnoise1_with_its_permutation_table():
 def test_visualatom_categories_follow_the_published_ranges():
     table = build_table(data_config("visualatom", num_classes=3000)).arrays
     n = 3000
-    for key, lo, hi in [("vertices", 200, 1000), ("orbits", 1, 200), ("n1", 0, 20),
-                        ("n2", 0, 20), ("radius", 10, 60)]:  # fmt: skip
+    for key, lo, hi in [
+        ("vertices", 200, 1000),
+        ("orbits", 1, 200),
+        ("n1", 0, 20),
+        ("n2", 0, 20),
+        ("radius", 10, 60),
+    ]:
         assert table[key].min() == lo and table[key].max() == hi, key
         # uniform integers: mean (lo + hi) / 2, sd (hi - lo + 1) / sqrt(12)
         se = (hi - lo + 1) / np.sqrt(12 * n)
         assert abs(table[key].mean() - (lo + hi) / 2) < 4 * se, key
-    for key, lo, hi in [("noise", 0, 4), ("line_width", 0, 0.1), ("oval_x", 1, 2),
-                        ("oval_y", 1, 2)]:  # fmt: skip
+    for key, lo, hi in [
+        ("noise", 0, 4),
+        ("line_width", 0, 0.1),
+        ("oval_x", 1, 2),
+        ("oval_y", 1, 2),
+    ]:
         assert lo <= table[key].min() and table[key].max() <= hi
         assert abs(table[key].mean() - (lo + hi) / 2) < 4 * (hi - lo) / np.sqrt(12 * n), key
     n1, n2 = table["n1"], table["n2"]
@@ -181,8 +207,9 @@ def test_a_coarse_polygon_is_drawn_without_gaps():
 
     lit = np.asarray(draw(x[None], y[None])) > 0
     padded = np.pad(lit, 1)
-    neighbours = sum(np.roll(np.roll(padded, dy, 0), dx, 1)
-                     for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)[1:-1, 1:-1]  # fmt: skip
+    neighbours = sum(
+        np.roll(np.roll(padded, dy, 0), dx, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx
+    )[1:-1, 1:-1]
     assert lit.sum() > 900 and np.all(neighbours[lit] >= 2)
 
 
@@ -234,8 +261,13 @@ def _image_statistics(images):
     """Per image: lit fraction, mean level, and the fraction of lit pixels in 4 level bins."""
     grey = images[..., 0].astype(np.float64).reshape(len(images), -1)
     lit = grey > 0
-    bins = np.stack([((grey > lo) & (grey <= hi)).sum(1) for lo, hi in
-                     [(0, 32), (32, 96), (96, 160), (160, 255)]], 1)  # fmt: skip
+    bins = np.stack(
+        [
+            ((grey > lo) & (grey <= hi)).sum(1)
+            for lo, hi in [(0, 32), (32, 96), (96, 160), (160, 255)]
+        ],
+        1,
+    )
     return np.column_stack([lit.mean(1), grey.mean(1), bins / np.maximum(lit.sum(1), 1)[:, None]])
 
 

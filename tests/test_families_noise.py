@@ -141,16 +141,23 @@ def test_spectrum_steps_equal_the_reference_given_the_same_noise():
     for m in range(1, 11):
         lo = (m - 1) // 2
         padded = np.pad(image, ((m, m), (m, m), (0, 0)))
-        expected = sum(padded[m + i : m + i + size, m + j : m + j + size]
-                       for i in range(-lo, m - lo) for j in range(-lo, m - lo)) / m**2  # fmt: skip
+        expected = (
+            sum(
+                padded[m + i : m + i + size, m + j : m + j + size]
+                for i in range(-lo, m - lo)
+                for j in range(-lo, m - lo)
+            )
+            / m**2
+        )
         got = spectrum.box_blur(jnp.asarray(image, jnp.float32), jnp.int32(m))
         np.testing.assert_allclose(got, expected, atol=0.05)  # a float32 integral image
     vectors = np.linalg.qr(rng.normal(size=(3, 3)))[0]
     channels, mean = rng.normal(128, 30, (3, size, size)), rng.uniform(0, 255, 3)
     np.testing.assert_allclose(
         spectrum.compose(jnp.asarray(channels), jnp.asarray(mean), jnp.asarray(vectors)),
-        ref.spectrum_compose(channels, mean, vectors), atol=0.05,
-    )  # fmt: skip
+        ref.spectrum_compose(channels, mean, vectors),
+        atol=0.05,
+    )
 
 
 def _spectrum_statistics(images):
@@ -164,8 +171,9 @@ def _spectrum_statistics(images):
     radius = np.hypot(f[None, :], f[:, None])
     low, mid = (radius >= 1) & (radius < 2.5), (radius >= 3) & (radius < 6)
     ratio = np.log(power[:, low].mean(1) / power[:, mid].mean(1))
-    return np.column_stack([ratio, images.mean((1, 2)).std(1), images.mean((1, 2, 3)),
-                            images.std((1, 2, 3))])  # fmt: skip
+    return np.column_stack(
+        [ratio, images.mean((1, 2)).std(1), images.mean((1, 2, 3)), images.std((1, 2, 3))]
+    )
 
 
 def test_spectrum_images_match_the_reference_in_distribution():

@@ -24,11 +24,17 @@ def tiny_run(request, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp(request.param) / "run")
     steps = STEPS[request.param]
     argv = [
-        "--config", f"{CONFIG}:{request.param},mu", "--workdir", workdir,
-        f"--config.total_steps={steps}", "--config.batch_size=32", "--config.optim.lr=0.003",
-        "--config.optim.warmup_steps=5", f"--config.checkpoint.every_steps={steps}",
+        "--config",
+        f"{CONFIG}:{request.param},mu",
+        "--workdir",
+        workdir,
+        f"--config.total_steps={steps}",
+        "--config.batch_size=32",
+        "--config.optim.lr=0.003",
+        "--config.optim.warmup_steps=5",
+        f"--config.checkpoint.every_steps={steps}",
         "--config.log_every_steps=1",
-    ]  # fmt: skip
+    ]
     assert pretrain.main(argv) == 0
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]

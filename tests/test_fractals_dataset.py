@@ -24,7 +24,7 @@ def fractaldb():
             search_size=64,
             fill_threshold=0.1,
             **TINY,
-        )  # fmt: skip
+        )
     )
 
 
@@ -34,7 +34,7 @@ def sigma_ds():
     return FractalDataset(
         data_config(
             "sigma", num_classes=5, images_per_category=3, colour="gray", background="black", **TINY
-        )  # fmt: skip
+        )
     )
 
 

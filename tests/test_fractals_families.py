@@ -132,8 +132,14 @@ def test_table_is_reproducible_and_round_trips(tmp_path, fractaldb_table):
     np.testing.assert_array_equal(loaded.variant_ok, fractaldb_table.variant_ok)
     assert loaded.stats == fractaldb_table.stats
     # table_path: built once, then loaded; a different config is refused by name.
-    cfg = data_config("sigma", num_classes=3, image_size=32, points=2048, chains=128,
-                      table_path=str(tmp_path / "s.npz"))  # fmt: skip
+    cfg = data_config(
+        "sigma",
+        num_classes=3,
+        image_size=32,
+        points=2048,
+        chains=128,
+        table_path=str(tmp_path / "s.npz"),
+    )
     first = build_table(cfg)
     assert (tmp_path / "s.npz").exists()
     np.testing.assert_array_equal(build_table(cfg).params, first.params)
@@ -152,8 +158,15 @@ def test_sigma_tables_are_contractive_and_seeded():
 
 
 def test_onepfrac_table_redraws_thin_categories():
-    cfg = data_config("onepfrac", num_classes=16, search_points=8192, search_size=64,
-                      chains=256, burn_in=16, fill_threshold=0.3)  # fmt: skip
+    cfg = data_config(
+        "onepfrac",
+        num_classes=16,
+        search_points=8192,
+        search_size=64,
+        chains=256,
+        burn_in=16,
+        fill_threshold=0.3,
+    )
     table = build_table(cfg)
     fill, _ = render.batch_statistics(table.params, 7, search_spec(cfg))
     assert np.all(fill > 0.3 - 0.02)

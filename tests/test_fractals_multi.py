@@ -38,8 +38,11 @@ def test_hsv8_matches_opencv_semantics():
 
 def test_fractal_colouring_keeps_black_and_wraps_hue_codes():
     level = jnp.linspace(0.0, 1.0, 64 * 64).reshape(64, 64)
-    rgb = np.asarray(jax.vmap(lambda k: image_ops.colourise_hsv8(level, k))(
-        jax.random.split(jax.random.key(0), 8)))  # fmt: skip
+    rgb = np.asarray(
+        jax.vmap(lambda k: image_ops.colourise_hsv8(level, k))(
+            jax.random.split(jax.random.key(0), 8)
+        )
+    )
     assert np.all(rgb[:, 0, 0] == 0) and np.all(rgb[:, 1:].reshape(8, -1, 3).max(-1) > 0)
     # Hue codes 180..255 wrap onto 0..75: over random shifts, hues below 76/180 of a turn are
     # about twice as frequent as the rest (per unit of hue).
@@ -96,8 +99,17 @@ def test_diamond_square_matches_the_classic_loop():
 def multi():
     """A small multi-instance dataset and one compiled function that returns a batch of 8
     images (from indices start..start + 7) with the renderer's own draws for that batch."""
-    ds = FractalDataset(data_config("multi_instance", num_classes=50, image_size=48,
-                                    points=2048, chains=128, burn_in=16, blur=0.0))  # fmt: skip
+    ds = FractalDataset(
+        data_config(
+            "multi_instance",
+            num_classes=50,
+            image_size=48,
+            points=2048,
+            chains=128,
+            burn_in=16,
+            blur=0.0,
+        )
+    )
     r = ds.renderer
 
     def batch(seed, start):
@@ -111,8 +123,14 @@ def multi():
         draw = lambda k: render.background_image(k, ds.image_size, "plasma")
         backgrounds = jnp.round(jax.vmap(draw)(lay["background_key"]) * 255)
         lay = {k: v for k, v in lay.items() if "key" not in k}
-        return dict(images=images, labels=labels, lay=lay, backgrounds=backgrounds, info=info,
-                    objects=objects.reshape(8, r.max_objects, *objects.shape[1:]))  # fmt: skip
+        return dict(
+            images=images,
+            labels=labels,
+            lay=lay,
+            backgrounds=backgrounds,
+            info=info,
+            objects=objects.reshape(8, r.max_objects, *objects.shape[1:]),
+        )
 
     return ds, jax.jit(batch)
 
@@ -155,8 +173,12 @@ def test_multi_instance_draws_follow_the_published_ranges(multi):
 
 
 def test_multi_instance_bad_keys_are_named():
-    for key, value in (("max_objects", 0), ("object_scale", (0.5, 0.2)), ("blur", 2.0),
-                       ("flip", "index")):  # fmt: skip
+    for key, value in (
+        ("max_objects", 0),
+        ("object_scale", (0.5, 0.2)),
+        ("blur", 2.0),
+        ("flip", "index"),
+    ):
         with pytest.raises(UsageError, match=key):
             FractalDataset(data_config("multi_instance", num_classes=2, **{key: value}))
 
@@ -213,8 +235,9 @@ def test_ofdb_class_image_never_changes(one_instance):
 
 
 def test_ofdb_first_weights_row_is_a_choice(one_instance):
-    public = FractalDataset(data_config("ofdb", num_classes=6, first_weights_row=True,
-                                        **OFDB_SMALL))  # fmt: skip
+    public = FractalDataset(
+        data_config("ofdb", num_classes=6, first_weights_row=True, **OFDB_SMALL)
+    )
     np.testing.assert_array_equal(public.table.params, one_instance.table.params)
     np.testing.assert_allclose(public.table.variants[1], ofdb.PUBLIC_RENDERER_ROW)
     a, _ = jax.jit(one_instance.render)(0, jnp.arange(6))
@@ -227,10 +250,13 @@ def test_ofdb_first_weights_row_is_a_choice(one_instance):
 @pytest.fixture(scope="module")
 def mixed():
     cfg = mixture_config(
-        {"sig": data_config("sigma", num_classes=3, colour="gray", background="black", **SMALL),
-         "ofdb": data_config("ofdb", num_classes=2, **OFDB_SMALL)},
-        {"sig": 0.75, "ofdb": 0.25}, period=4,
-    )  # fmt: skip
+        {
+            "sig": data_config("sigma", num_classes=3, colour="gray", background="black", **SMALL),
+            "ofdb": data_config("ofdb", num_classes=2, **OFDB_SMALL),
+        },
+        {"sig": 0.75, "ofdb": 0.25},
+        period=4,
+    )
     return FractalDataset(cfg)
 
 
@@ -286,10 +312,13 @@ def test_mixture_image_is_a_pure_function_of_the_index(mixed):
 )
 def test_mixture_refuses_mismatched_components(change, needle):
     cfg = mixture_config(
-        {"sig": data_config("sigma", num_classes=3, **SMALL),
-         "ofdb": data_config("ofdb", num_classes=2, **OFDB_SMALL)},
-        {"sig": 0.8, "ofdb": 0.2}, period=8,
-    )  # fmt: skip
+        {
+            "sig": data_config("sigma", num_classes=3, **SMALL),
+            "ofdb": data_config("ofdb", num_classes=2, **OFDB_SMALL),
+        },
+        {"sig": 0.8, "ofdb": 0.2},
+        period=8,
+    )
     change(cfg)
     with pytest.raises(UsageError, match=needle.replace(".", r"\.")):
         FractalDataset(cfg)
@@ -300,8 +329,9 @@ def test_mixture_labels_become_multi_hot_when_a_component_is(mixed):
     placed at their component's offset."""
     renderer = copy.copy(mixed.renderer)  # ofdb (classes 0, 1), sig (classes 2, 3, 4)
     renderer.multi_label = True
-    np.testing.assert_array_equal(renderer.lift(jnp.array([1, 0]), 0),
-                                  [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]])  # fmt: skip
+    np.testing.assert_array_equal(
+        renderer.lift(jnp.array([1, 0]), 0), [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]]
+    )
     np.testing.assert_array_equal(renderer.lift(jnp.array([[1, 0, 1]]), 1), [[0, 0, 1, 0, 1]])
     np.testing.assert_array_equal(mixed.renderer.lift(jnp.array([0, 2]), 1), [2, 4])
 
@@ -309,8 +339,10 @@ def test_mixture_labels_become_multi_hot_when_a_component_is(mixed):
 def test_multi_label_export_is_tfds_with_class_lists(tmp_path, capsys):
     import tensorflow_datasets as tfds
 
-    small = ["--config.num_classes=5", "--config.image_size=32", "--config.points=2048",
-             "--config.chains=128", "--config.burn_in=16"]  # fmt: skip
+    small = (
+        "--config.num_classes=5 --config.image_size=32 "
+        "--config.points=2048 --config.chains=128 --config.burn_in=16"
+    ).split()
     argv = ["export", "--config", "configs/data/multi_instance_1k.py", *small]
     out = str(tmp_path / "png")
     assert cli.main([*argv, "--out", out, "--format", "png"]) == 2

@@ -100,9 +100,16 @@ BAD_SYSTEMS = {
 
 def test_degenerate_systems_are_flagged_never_nan():
     spec = render.RenderSpec(
-        image_size=32, points=4096, chains=256, burn_in=16, pad=2,
-        colour="hsv", background="noise", graded=True, dtype="bfloat16",
-    )  # fmt: skip
+        image_size=32,
+        points=4096,
+        chains=256,
+        burn_in=16,
+        pad=2,
+        colour="hsv",
+        background="noise",
+        graded=True,
+        dtype="bfloat16",
+    )
     params = jnp.asarray(np.stack([ifs.pad_maps(p) for p in BAD_SYSTEMS.values()]), jnp.float32)
     params = jnp.concatenate([params, jnp.asarray(_system(7))[None]])  # and one good system
     keys = jax.random.split(jax.random.key(0), len(params))

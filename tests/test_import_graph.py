@@ -90,3 +90,26 @@ def test_no_module_imports_one_that_imports_it_back():
 @pytest.mark.parametrize("name", [n for n in module_names() if n != "synth_jax.__main__"])
 def test_every_module_imports(name):
     importlib.import_module(name)
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for w in graph[todo.pop()] - seen:
+            seen.add(w)
+            todo.append(w)
+    return seen
+
+
+def test_training_and_rendering_never_import_the_sequential_references():
+    """The NumPy references are for tests and `bench render` only: the CLI's training, transfer
+    and rendering verbs reach them through no import."""
+    graph = import_graph()
+    references = {n for n in graph if n.startswith("synth_jax.fractals.references")}
+    assert references, "the references moved: update this test"
+    for entry in ("synth_jax.train.pretrain", "synth_jax.transfer.finetune", "synth_jax.fractals"):
+        assert not reachable(graph, entry) & references, entry
+    engine_users = {n for n in graph if n.startswith("synth_jax.fractals.engine")}
+    families = {n for n in graph if n.startswith("synth_jax.fractals.families")}
+    for name in engine_users:  # one direction: the engine knows no family
+        assert not graph[name] & families, name

@@ -39,9 +39,22 @@ def test_shellcheck_clean(script):
 
 def test_local_dry_run_prints_one_process_per_rank_with_its_env():
     result = run(
-        "launch/local.sh", "--processes", "3", "--cpu-devices", "2", "--port", "23456",
-        "--dry-run", "--", sys.executable, "-m", "synth_jax", "pretrain", "--workdir", "runs/x",
-    )  # fmt: skip
+        "launch/local.sh",
+        "--processes",
+        "3",
+        "--cpu-devices",
+        "2",
+        "--port",
+        "23456",
+        "--dry-run",
+        "--",
+        sys.executable,
+        "-m",
+        "synth_jax",
+        "pretrain",
+        "--workdir",
+        "runs/x",
+    )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip().startswith("process")]
     assert len(lines) == 3
@@ -120,11 +133,26 @@ def test_slurm_outside_a_job_refuses_to_run():
 
 def test_tpu_pod_dry_run_prints_create_install_mount_run_delete():
     result = run(
-        "launch/tpu_pod.sh", "--name", "frac-v4-32", "--zone", "us-central2-b",
-        "--accelerator", "v4-32", "--bucket", "gs://my-bucket", "--delete", "--dry-run",
-        "--no-preflight", "--", "synth-jax", "pretrain", "--config", "configs/pretrain/x.py",
-        "--workdir", "/mnt/gcs/my-bucket/runs/x",
-    )  # fmt: skip
+        "launch/tpu_pod.sh",
+        "--name",
+        "frac-v4-32",
+        "--zone",
+        "us-central2-b",
+        "--accelerator",
+        "v4-32",
+        "--bucket",
+        "gs://my-bucket",
+        "--delete",
+        "--dry-run",
+        "--no-preflight",
+        "--",
+        "synth-jax",
+        "pretrain",
+        "--config",
+        "configs/pretrain/x.py",
+        "--workdir",
+        "/mnt/gcs/my-bucket/runs/x",
+    )
     assert result.returncode == 0, result.stderr
     steps = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
     where = "frac-v4-32 --zone us-central2-b"
@@ -161,10 +189,23 @@ def test_tpu_pod_rejects_bad_input(args, message):
 
 def test_tpu_pod_warns_when_the_workdir_is_not_on_the_bucket():
     result = run(
-        "launch/tpu_pod.sh", "--name", "ok", "--zone", "us-central2-b", "--accelerator", "v4-8",
-        "--bucket", "b-1", "--dry-run", "--no-preflight", "--", "synth-jax", "pretrain",
-        "--workdir", "runs/x",
-    )  # fmt: skip
+        "launch/tpu_pod.sh",
+        "--name",
+        "ok",
+        "--zone",
+        "us-central2-b",
+        "--accelerator",
+        "v4-8",
+        "--bucket",
+        "b-1",
+        "--dry-run",
+        "--no-preflight",
+        "--",
+        "synth-jax",
+        "pretrain",
+        "--workdir",
+        "runs/x",
+    )
     assert result.returncode == 0
     assert "warning" in result.stderr and "/mnt/gcs/b-1" in result.stderr
 
@@ -178,9 +219,11 @@ def fake_synth_jax(tmp_path, status: int) -> dict:
     return {"PATH": f"{tmp_path}:{os.environ['PATH']}"}
 
 
-POD = ["launch/tpu_pod.sh", "--name", "frac", "--zone", "us-central2-b", "--accelerator",
-       "v5p-128", "--dry-run", "--", "synth-jax", "pretrain", "--config", "configs/c.py:arg",
-       "--config.batch_size=4096", "--workdir", "/mnt/gcs/b/runs/x"]  # fmt: skip
+POD = (
+    "launch/tpu_pod.sh --name frac --zone us-central2-b --accelerator v5p-128 --dry-run "
+    "-- synth-jax pretrain --config "
+    "configs/c.py:arg --config.batch_size=4096 --workdir /mnt/gcs/b/runs/x"
+).split()
 
 
 def test_tpu_pod_dry_run_compiles_the_config_for_the_slice_first(tmp_path):
@@ -206,23 +249,41 @@ def test_tpu_pod_stops_before_creating_anything_when_the_config_does_not_fit(tmp
 
 def test_slurm_dry_run_shows_the_preflight_for_the_node(tmp_path):
     result = run(
-        "launch/slurm.sbatch", "--dry-run", "synth-jax", "pretrain", "--config", "c.py",
-        "--config.mesh.fsdp=2", "--workdir", "/s/x",
-    )  # fmt: skip
+        "launch/slurm.sbatch",
+        "--dry-run",
+        "synth-jax",
+        "pretrain",
+        "--config",
+        "c.py",
+        "--config.mesh.fsdp=2",
+        "--workdir",
+        "/s/x",
+    )
     assert result.returncode == 0, result.stderr
-    assert "pre-flight on this node: synth-jax compile --topology local --config c.py " \
-        "--config.mesh.fsdp=2" in result.stdout  # fmt: skip
+    assert (
+        "pre-flight on this node: synth-jax compile --topology local --config c.py "
+        "--config.mesh.fsdp=2" in result.stdout
+    )
 
 
 def test_slurm_preflight_of_a_two_node_job_compiles_one_nodes_share(tmp_path):
     env = two_node_job(tmp_path)
     result = run(
-        "launch/slurm.sbatch", "--dry-run", "synth-jax", "pretrain", "--config", "c.py",
-        "--workdir", "/s/x", env=env,
-    )  # fmt: skip
+        "launch/slurm.sbatch",
+        "--dry-run",
+        "synth-jax",
+        "pretrain",
+        "--config",
+        "c.py",
+        "--workdir",
+        "/s/x",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
-    assert "pre-flight on this node: synth-jax compile --topology local --config c.py " \
-        "--nodes 2" in result.stdout  # fmt: skip
+    assert (
+        "pre-flight on this node: synth-jax compile --topology local --config c.py "
+        "--nodes 2" in result.stdout
+    )
 
 
 def _free_port() -> int:
@@ -239,15 +300,34 @@ def test_local_two_processes_run_a_tiny_pretraining(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
     result = subprocess.run(
         [
-            "bash", "launch/local.sh", "--processes", "2", "--cpu-devices", "2",
-            "--port", str(_free_port()), "--",
-            sys.executable, "-m", "synth_jax", "pretrain",
-            "--config", "configs/pretrain/cpu_tiny.py:mu", "--workdir", str(workdir),
-            "--config.total_steps=6", "--config.log_every_steps=3",
-            "--config.checkpoint.every_steps=6", "--config.data.num_classes=4",
+            "bash",
+            "launch/local.sh",
+            "--processes",
+            "2",
+            "--cpu-devices",
+            "2",
+            "--port",
+            str(_free_port()),
+            "--",
+            sys.executable,
+            "-m",
+            "synth_jax",
+            "pretrain",
+            "--config",
+            "configs/pretrain/cpu_tiny.py:mu",
+            "--workdir",
+            str(workdir),
+            "--config.total_steps=6",
+            "--config.log_every_steps=3",
+            "--config.checkpoint.every_steps=6",
+            "--config.data.num_classes=4",
         ],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     logs = {
         name: (workdir / "logs" / name).read_text()
         for name in ("process_0.log", "process_1.log")

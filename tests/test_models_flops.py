@@ -29,8 +29,12 @@ def test_resnet50_against_a_hand_count():
     # size, output size); the first block of stages 2-4 strides its 3x3 (v1.5) and projects.
     macs = 112 * 112 * 49 * 3 * 64
     cin = 64
-    for blocks, width, size_in, size in [(3, 64, 56, 56), (4, 128, 56, 28), (6, 256, 28, 14),
-                                         (3, 512, 14, 7)]:  # fmt: skip
+    for blocks, width, size_in, size in [
+        (3, 64, 56, 56),
+        (4, 128, 56, 28),
+        (6, 256, 28, 14),
+        (3, 512, 14, 7),
+    ]:
         cout = 4 * width
         for j in range(blocks):
             first = j == 0
@@ -46,8 +50,9 @@ def test_resnet50_against_a_hand_count():
     assert abs(macs / 1e9 - 4.09) < 0.01  # the published 4.1 GMACs
 
 
-@pytest.mark.parametrize("name, size, low, high", [("Ti/16", 224, 1.0, 1.08),
-                                                   ("ResNet-18", 224, 0.9, 1.0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, size, low, high", [("Ti/16", 224, 1.0, 1.08), ("ResNet-18", 224, 0.9, 1.0)]
+)
 def test_formula_against_xla_count_of_the_forward_pass(name, size, low, high):
     # XLA counts every operation of the lowered program: a little more than the matrix products
     # for a ViT (norms, GELU, softmax), a little less for a ResNet (it skips the padded taps
@@ -71,11 +76,18 @@ def test_formula_against_xla_count_of_the_forward_pass(name, size, low, high):
 
 @pytest.mark.parametrize(
     "kind, chip",
-    [("NVIDIA H100 80GB HBM3", "H100 SXM"), ("NVIDIA H100 PCIe", "H100 PCIe"),
-     ("NVIDIA H200", "H200 SXM"), ("NVIDIA A100-SXM4-40GB", "A100 SXM 40GB"),
-     ("TPU v4", "TPU v4"), ("TPU v5 lite", "TPU v5e"), ("TPU v5", "TPU v5p"),
-     ("TPU v6 lite", "TPU v6e"), ("cpu", None)],
-)  # fmt: skip
+    [
+        ("NVIDIA H100 80GB HBM3", "H100 SXM"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA H200", "H200 SXM"),
+        ("NVIDIA A100-SXM4-40GB", "A100 SXM 40GB"),
+        ("TPU v4", "TPU v4"),
+        ("TPU v5 lite", "TPU v5e"),
+        ("TPU v5", "TPU v5p"),
+        ("TPU v6 lite", "TPU v6e"),
+        ("cpu", None),
+    ],
+)
 def test_device_kinds_map_to_their_exact_chip(kind, chip):
     found = chips.chip_for_device_kind(kind)
     assert (found.name if found else None) == chip

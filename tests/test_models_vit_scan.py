@@ -15,9 +15,15 @@ X = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3))
 
 def model(**kwargs):
     return vit.ViT(
-        "mu/4", 10, 16, rngs=nnx.Rngs(0), drop_path=0.2, dropout=0.1, head_zero_init=False,
+        "mu/4",
+        10,
+        16,
+        rngs=nnx.Rngs(0),
+        drop_path=0.2,
+        dropout=0.1,
+        head_zero_init=False,
         **kwargs,
-    )  # fmt: skip
+    )
 
 
 def test_patch_embedding_is_the_strided_convolution():

@@ -9,10 +9,10 @@ from synth_jax import cli
 from synth_jax.fractals import FAMILIES
 from synth_jax.fractals.preview import render_previews
 
-SMALL = [
-    "--config.num_classes=4", "--config.image_size=32", "--config.points=2048",
-    "--config.chains=128", "--config.burn_in=16", "--config.pad=2",
-]  # fmt: skip
+SMALL = (
+    "--config.num_classes=4 --config.image_size=32 --config.points=2048 "
+    "--config.chains=128 --config.burn_in=16 --config.pad=2"
+).split()
 
 
 def test_render_writes_a_labelled_grid(tmp_path, capsys):
@@ -56,9 +56,19 @@ def test_render_previews_one_grid_per_family(tmp_path):
     paths = render_previews(str(tmp_path), num=4, image_size=32)
     names = [p.rsplit("/", 1)[1] for p in paths]
     assert names == [f"{family}.png" for family in FAMILIES]
-    assert {"fractaldb.png", "sigma.png", "onepfrac.png", "one_image.png", "multi_instance.png",
-            "ofdb.png", "mixture.png", "visualatom.png", "rcdb.png", "dead_leaves.png",
-            "spectrum.png"} <= set(names)  # fmt: skip
+    assert {
+        "fractaldb.png",
+        "sigma.png",
+        "onepfrac.png",
+        "one_image.png",
+        "multi_instance.png",
+        "ofdb.png",
+        "mixture.png",
+        "visualatom.png",
+        "rcdb.png",
+        "dead_leaves.png",
+        "spectrum.png",
+    } <= set(names)
     for p in paths:
         with Image.open(p) as im:
             assert im.size == (2 * 34, 2 * (32 + 12 + 2))

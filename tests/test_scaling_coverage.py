@@ -118,9 +118,14 @@ def test_95_percent_intervals_cover_the_truth_about_95_percent_of_the_time(law, 
     if law == "mikami":  # the batch computes what fit computes
         for k in range(2):
             result = scaling.fit(
-                law, problem.x[:, 0], ys[k], starts=problem.starts, bootstrap=REPLICATES,
-                resample=resample, seed=k,
-            )  # fmt: skip
+                law,
+                problem.x[:, 0],
+                ys[k],
+                starts=problem.starts,
+                bootstrap=REPLICATES,
+                resample=resample,
+                seed=k,
+            )
             assert result.bootstrap.method == resample
             for j, name in enumerate(problem.free):
                 np.testing.assert_allclose(result.ci[name], intervals[k, j], rtol=1e-6)

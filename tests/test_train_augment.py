@@ -86,9 +86,15 @@ def test_mixup_is_a_convex_combination_with_the_neighbouring_image():
 def test_a_shard_augmented_alone_is_its_rows_of_the_whole_batch(mixup, cutmix):
     # What each device computes in the training step: rows 4..7 of an 8-image batch, alone.
     config = augment.augment_config(
-        crop="rrc", hflip=True, vflip=True, color_jitter=0.4, random_erasing=0.5,
-        mixup=mixup, cutmix=cutmix, label_smoothing=0.1,
-    )  # fmt: skip
+        crop="rrc",
+        hflip=True,
+        vflip=True,
+        color_jitter=0.4,
+        random_erasing=0.5,
+        mixup=mixup,
+        cutmix=cutmix,
+        label_smoothing=0.1,
+    )
     x = (images(8) * 255).astype(jnp.uint8)
     labels = jnp.arange(8) % 3
     run = jax.jit(lambda *args: augment.augment_batch(KEY, *args, 3, 12, config))
@@ -136,8 +142,9 @@ def test_weight_decay_mask_and_frozen_parameters():
     assert float(jnp.abs(updates["head"]["kernel"]).min()) > 0.0
 
 
-@pytest.mark.parametrize("bad, match", [({"crop": "zoom"}, "augment.crop"),
-                                        ({"random_erasing": 2.0}, "random_erasing")])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad, match", [({"crop": "zoom"}, "augment.crop"), ({"random_erasing": 2.0}, "random_erasing")]
+)
 def test_bad_augment_options_name_the_key(bad, match):
     with pytest.raises(UsageError, match=match):
         augment.check_augment_config(augment.augment_config(**bad))

@@ -35,7 +35,7 @@ def dataset():
             chains=256,
             burn_in=16,
             pad=2,
-        )  # fmt: skip
+        )
     )
 
 
@@ -47,9 +47,15 @@ def auto_mesh(shape, devices=None):
 def compiled_batch(mesh, source, host_batch=None, num_classes=CLASSES, render_chunk=0):
     """The step-3 batch, compiled for `mesh` and run: (compiled program, outputs)."""
     make = local_batch.batch_fn(
-        mesh, source, seed=3, global_batch=BATCH, num_classes=num_classes, image_size=24,
-        augment_config=AUGMENT, render_chunk=render_chunk,
-    )  # fmt: skip
+        mesh,
+        source,
+        seed=3,
+        global_batch=BATCH,
+        num_classes=num_classes,
+        image_size=24,
+        augment_config=AUGMENT,
+        render_chunk=render_chunk,
+    )
     rows = NamedSharding(mesh, P(BATCH_AXES))
     fn = jax.jit(make, out_shardings=(rows, rows, rows))
     args = (jnp.int32(3), jax.random.key(7))
@@ -110,7 +116,7 @@ FAMILIES = {
         },
         {"multi": 0.5, "ofdb": 0.5},
         period=4,
-    ),  # fmt: skip
+    ),
 }
 
 

@@ -95,12 +95,19 @@ def test_fine_tune_from_a_multi_label_pretraining(multi_run, tmp_path):
     params, _ = checkpoint.load_params(workdir)
     config = tiny_config(2, image_size=32, model=model_config("mu/4"))
     config.optim.update(dict(lr=1e-7, warmup_steps=0))  # the backbone stays where it was
-    summary, model = trainer.train(config, str(tmp_path), BlobImages(4, 64, 32), num_classes=4,
-                                   init_params=params, dont_load=("head/.*",))  # fmt: skip
+    summary, model = trainer.train(
+        config,
+        str(tmp_path),
+        BlobImages(4, 64, 32),
+        num_classes=4,
+        init_params=params,
+        dont_load=("head/.*",),
+    )
     assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
     tuned = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    np.testing.assert_allclose(tuned["embedding"]["kernel"], params["embedding"]["kernel"],
-                               atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        tuned["embedding"]["kernel"], params["embedding"]["kernel"], atol=1e-4
+    )
 
 
 def test_ofdb_pretraining_loss_falls(tmp_path):
@@ -118,13 +125,15 @@ def test_mixture_pretraining_loss_falls(tmp_path):
 
 @pytest.mark.parametrize(
     "spec",
-    ["data/multi_instance_1k.py", "data/ofdb_1k.py", "data/ofdb_1k.py:public_row",
-     "data/ofdb_21k.py", "data/mixture.py", "data/mixture.py:multi", "data/sigma_random.py:af",
-     "pretrain/multi_instance_resnet50.py", "pretrain/multi_instance_resnet50.py:short",
-     "pretrain/ofdb_vit_tiny.py", "pretrain/ofdb_vit_tiny.py:21k",
-     "pretrain/mixture_vit_tiny.py", "pretrain/mixture_vit_tiny.py:multi",
-     "pretrain/mixture_vit_tiny.py:tiny_multi"],
-)  # fmt: skip
+    (
+        "data/multi_instance_1k.py data/ofdb_1k.py data/ofdb_1k.py:public_row data/ofdb_21k.py "
+        "data/mixture.py data/mixture.py:multi data/sigma_random.py:af "
+        "pretrain/multi_instance_resnet50.py pretrain/multi_instance_resnet50.py:short "
+        "pretrain/ofdb_vit_tiny.py "
+        "pretrain/ofdb_vit_tiny.py:21k pretrain/mixture_vit_tiny.py "
+        "pretrain/mixture_vit_tiny.py:multi pretrain/mixture_vit_tiny.py:tiny_multi"
+    ).split(),
+)
 def test_configs_pass_their_checks(spec):
     config = load_config_file(os.path.join(ROOT, "configs", spec))
     if spec.startswith("data/"):

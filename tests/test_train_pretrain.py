@@ -23,11 +23,18 @@ use_compilation_cache()
 def test_loss_falls_on_cpu_tiny(tmp_path, capsys):
     workdir = str(tmp_path / "tiny")
     argv = [
-        "--config", f"{CPU_TINY}:mu", "--workdir", workdir,
-        "--config.data.num_classes=4", "--config.data.search_points=5000",
-        "--config.total_steps=80", "--config.batch_size=32", "--config.optim.lr=0.003",
-        "--config.checkpoint.every_steps=40", "--config.log_every_steps=1",
-    ]  # fmt: skip
+        "--config",
+        f"{CPU_TINY}:mu",
+        "--workdir",
+        workdir,
+        "--config.data.num_classes=4",
+        "--config.data.search_points=5000",
+        "--config.total_steps=80",
+        "--config.batch_size=32",
+        "--config.optim.lr=0.003",
+        "--config.checkpoint.every_steps=40",
+        "--config.log_every_steps=1",
+    ]
     assert pretrain.main(argv) == 0
     brief = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert brief["status"] == "done" and brief["steps"] == 80
@@ -69,10 +76,12 @@ def test_bad_config_is_a_usage_error_naming_the_key(tmp_path, override, message)
 
 @pytest.mark.parametrize(
     "spec",
-    ["cpu_tiny.py", "cpu_tiny.py:mu,knn", "fractaldb1k_resnet50.py:short",
-     "fractaldb1k_vit_tiny.py", "onepfrac_vit_tiny.py", "real_supervised.py:cpu",
-     "fractaldb21k_vit_base.py", "fractaldb21k_vit_large_fsdp.py", "onepfrac_vit_base.py"],
-)  # fmt: skip
+    (
+        "cpu_tiny.py cpu_tiny.py:mu,knn fractaldb1k_resnet50.py:short fractaldb1k_vit_tiny.py "
+        "onepfrac_vit_tiny.py real_supervised.py:cpu "
+        "fractaldb21k_vit_base.py fractaldb21k_vit_large_fsdp.py onepfrac_vit_base.py"
+    ).split(),
+)
 def test_every_pretrain_config_passes_its_checks(spec):
     config = load_config_file(os.path.join(ROOT, "configs", "pretrain", spec))
     pretrain.check_config(config)
@@ -94,11 +103,22 @@ def test_unknown_key_in_a_config_file(tmp_path):
 
 def test_cli_prints_one_line_and_exits_2(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "synth_jax", "pretrain", "--config", CPU_TINY,
-         "--workdir", str(tmp_path / "w"), "--config.batch_size=7"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "synth_jax",
+            "pretrain",
+            "--config",
+            CPU_TINY,
+            "--workdir",
+            str(tmp_path / "w"),
+            "--config.batch_size=7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
-    )  # fmt: skip
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("synth-jax pretrain: error: batch_size=7")

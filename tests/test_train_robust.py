@@ -194,9 +194,15 @@ def test_a_workdir_whose_checkpoints_are_gone_needs_restart(finished, tmp_path):
         trainer.train(config_of(), workdir, BlobImages(), num_classes=4)
     assert snapshot(workdir) == before  # metrics.jsonl and summary.json kept
     plan = workdir_lib.check(
-        workdir, config_of().to_dict(), total_steps=STEPS, steps_per_epoch=4.0,
-        optim=config_of().optim, every_steps=2, same_run=trainer._check_same_run, restart=True,
-    )  # fmt: skip
+        workdir,
+        config_of().to_dict(),
+        total_steps=STEPS,
+        steps_per_epoch=4.0,
+        optim=config_of().optim,
+        every_steps=2,
+        same_run=trainer._check_same_run,
+        restart=True,
+    )
     assert not plan.resume
 
 
@@ -323,9 +329,14 @@ def test_the_config_of_a_run_that_never_saved_is_replaced(tmp_path):
     files.write_json(os.path.join(workdir, "config.json"), other.to_dict())
     config = config_of()
     plan = workdir_lib.check(
-        workdir, config.to_dict(), total_steps=STEPS, steps_per_epoch=4.0, optim=config.optim,
-        every_steps=2, same_run=trainer._check_same_run,
-    )  # fmt: skip
+        workdir,
+        config.to_dict(),
+        total_steps=STEPS,
+        steps_per_epoch=4.0,
+        optim=config.optim,
+        every_steps=2,
+        same_run=trainer._check_same_run,
+    )
     assert not plan.resume and "replacing the config.json" in plan.notes[0]
 
 

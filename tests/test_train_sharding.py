@@ -36,8 +36,11 @@ def reference(tmp_path_factory):
 def test_one_device_equals_four_devices(reference, tmp_path):
     result = subprocess.run(
         [sys.executable, CHILD, str(tmp_path), str(STEPS)],
-        env=child_env(1), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env=child_env(1),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "over 1 devices" in result.stderr
     assert_params_close(checkpoint.load_params(str(tmp_path))[0], reference[1])
@@ -80,7 +83,7 @@ def test_two_processes_equal_one_process(reference, tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]

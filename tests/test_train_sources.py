@@ -51,7 +51,7 @@ def tiny_config(total_steps=8, data=4, fsdp=1, **overrides):
     config.optim.grad_clip_norm = 1.0
     config.augment.update(
         dict(crop="rrc", crop_scale=(0.5, 1.0), hflip=True, mixup=0.8, label_smoothing=0.1)
-    )  # fmt: skip
+    )
     config.mesh.data, config.mesh.fsdp = data, fsdp
     config.checkpoint.every_steps = 2
     config.checkpoint.keep = 3

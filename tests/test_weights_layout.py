@@ -328,9 +328,16 @@ def test_export_model_verb_writes_a_timm_folder(run_dir, tmp_path, capsys):
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["architecture"] == "vit_tiny_patch16_224"
     assert config["model_args"] == dict(
-        img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0,
-        class_token=False, global_pool="avg", fc_norm=False,
-    )  # fmt: skip
+        img_size=32,
+        patch_size=4,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=2.0,
+        class_token=False,
+        global_pool="avg",
+        fc_norm=False,
+    )
     assert config["num_classes"] == 7 and config["pretrained_cfg"]["input_size"] == [3, 32, 32]
     assert config["synth_jax"]["step"] == 5 and config["synth_jax"]["differences"]
     assert (
@@ -376,18 +383,26 @@ def test_files_of_another_architecture_are_one_line(tmp_path):
     resnet = timm_resnet.to_timm(params, model_state, model, 96, with_head=True)
     cases = {
         # an SE-ResNet: attention modules synth_jax's ResNet does not have
-        "se": ({**resnet, "layer1.0.se.fc1.weight": np.zeros((4, 64, 1, 1), np.float32)},
-               "unexpected layer1.0.se.fc1.weight"),
+        "se": (
+            {**resnet, "layer1.0.se.fc1.weight": np.zeros((4, 64, 1, 1), np.float32)},
+            "unexpected layer1.0.se.fc1.weight",
+        ),
         # a basic-block ResNet with (1, 2, 2, 2) blocks per stage
-        "r26": ({k: v for k, v in resnet.items() if not k.startswith("layer1.1.")},
-                "basic ResNet with (1, 2, 2, 2) blocks per stage has no synth_jax twin"),
+        "r26": (
+            {k: v for k, v in resnet.items() if not k.startswith("layer1.1.")},
+            "basic ResNet with (1, 2, 2, 2) blocks per stage has no synth_jax twin",
+        ),
         # a ViT of width 64 (no synth_jax variant)
-        "vit64": ({"patch_embed.proj.weight": np.zeros((64, 3, 16, 16), np.float32)},
-                  "width 64, depth 0"),
+        "vit64": (
+            {"patch_embed.proj.weight": np.zeros((64, 3, 16, 16), np.float32)},
+            "width 64, depth 0",
+        ),
         # not an image model at all
-        "bert": ({"embeddings.word_embeddings.weight": np.zeros((4, 4), np.float32)},
-                 "neither a timm ViT"),
-    }  # fmt: skip
+        "bert": (
+            {"embeddings.word_embeddings.weight": np.zeros((4, 4), np.float32)},
+            "neither a timm ViT",
+        ),
+    }
     for name, (tensors, words) in cases.items():
         path = str(tmp_path / f"{name}.safetensors")
         safetensors_file.write(path, tensors)

@@ -119,11 +119,14 @@ def test_export_model_verify_loads_in_timm_and_agrees(tmp_path, capsys):
     "arch, timm_args, size",
     [
         # a standard class-token ViT: timm's random pos_embed has a class-token slot to fold
-        ("vit_tiny_patch16_224", dict(img_size=32, patch_size=4, embed_dim=32, depth=2,
-                                      num_heads=2, mlp_ratio=2.0), 32),
+        (
+            "vit_tiny_patch16_224",
+            dict(img_size=32, patch_size=4, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0),
+            32,
+        ),
         ("resnet18", {}, 96),
     ],
-)  # fmt: skip
+)
 def test_a_file_saved_by_timm_initialises_synth_jax_exactly(tmp_path, arch, timm_args, size):
     """The other direction: a timm model's own state dict (no config.json) read by synth_jax
     gives synth_jax the same logits."""

@@ -16,6 +16,14 @@ from synth_jax.fractals import data_config
 def get_config(arg=None):
     config = data_config("fractaldb")
     if config_args(arg, small=False).small:
-        config.update(dict(num_classes=16, image_size=64, points=20_000, search_points=20_000,
-                           search_size=128, fill_threshold=0.1))  # fmt: skip
+        config.update(
+            dict(
+                num_classes=16,
+                image_size=64,
+                points=20_000,
+                search_points=20_000,
+                search_size=128,
+                fill_threshold=0.1,
+            )
+        )
     return config

@@ -24,8 +24,7 @@ def get_config(arg=None):
     ofdb = data_config("ofdb", num_classes=1000, image_size=224, seed=1)
     if config_args(arg, multi=False).multi:
         multi = data_config("multi_instance", num_classes=1000)
-        return mixture_config({"multi": multi, "ofdb": ofdb}, {"multi": 0.5, "ofdb": 0.5},
-                              period=2)  # fmt: skip
+        return mixture_config({"multi": multi, "ofdb": ofdb}, {"multi": 0.5, "ofdb": 0.5}, period=2)
     components = {
         "fractaldb": data_config("fractaldb", num_classes=1000, image_size=224),
         "ofdb": ofdb,

@@ -23,8 +23,7 @@ def get_config(arg=None):
     variant = config_variant(arg, "small", "white")
     config = data_config("rcdb", num_classes=1000, images_per_category=1000)
     if variant == "small":
-        config.update(dict(num_classes=16, image_size=64, canvas_size=128,
-                           stroke_samples=1 << 14))  # fmt: skip
+        config.update(dict(num_classes=16, image_size=64, canvas_size=128, stroke_samples=1 << 14))
     elif variant == "white":
         config.invert = False
     return config

@@ -25,6 +25,5 @@ def get_config(arg=None):
     small = config_args(arg, small=False).small
     config = data_config("visualatom", num_classes=1000, images_per_category=1000)
     if small:
-        config.update(dict(num_classes=16, image_size=64, canvas_size=128,
-                           stroke_samples=1 << 14))  # fmt: skip
+        config.update(dict(num_classes=16, image_size=64, canvas_size=128, stroke_samples=1 << 14))
     return config

@@ -48,11 +48,18 @@ def get_config(arg=None):
         model=model_config(model, drop_path=0.1, dtype="bfloat16"),
     )
     config.data.image_size = 224
-    config.optim = optim_config(name="adamw", lr=1e-3, weight_decay=0.05, warmup_steps=5000,
-                                end_lr=1e-5)  # fmt: skip
+    config.optim = optim_config(
+        name="adamw", lr=1e-3, weight_decay=0.05, warmup_steps=5000, end_lr=1e-5
+    )
     config.augment = augment_config(
-        crop="rrc", crop_scale=(0.08, 1.0), random_erasing=0.25, mixup=0.8, cutmix=1.0,
-        label_smoothing=0.1, mean=(0.5,) * 3, std=(0.5,) * 3,
-    )  # fmt: skip
+        crop="rrc",
+        crop_scale=(0.08, 1.0),
+        random_erasing=0.25,
+        mixup=0.8,
+        cutmix=1.0,
+        label_smoothing=0.1,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+    )
     config.checkpoint.every_steps = 5000
     return config

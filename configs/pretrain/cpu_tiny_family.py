@@ -21,8 +21,14 @@ leaves (each step renders its batch).
 from synth_jax.config import config_args, config_variant, sibling
 from synth_jax.fractals import data_config
 
-ORBITS = dict(image_size=32, canvas_size=128, stroke_samples=1 << 14, min_vertices=50,
-              max_vertices=200, max_orbits=40)  # fmt: skip
+ORBITS = dict(
+    image_size=32,
+    canvas_size=128,
+    stroke_samples=1 << 14,
+    min_vertices=50,
+    max_vertices=200,
+    max_orbits=40,
+)
 DATA = {
     "visualatom": dict(ORBITS, num_classes=4),
     "rcdb": dict(ORBITS, min_vertices=3, num_classes=4),

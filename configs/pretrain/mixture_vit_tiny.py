@@ -29,8 +29,16 @@ TINY = dict(image_size=32, points=2048, chains=128, burn_in=16)
 
 
 def tiny_data(multi: bool):
-    ofdb = data_config("ofdb", num_classes=2, pad=2, search_points=4096, search_size=64,
-                       fill_threshold=0.05, seed=1, **TINY)  # fmt: skip
+    ofdb = data_config(
+        "ofdb",
+        num_classes=2,
+        pad=2,
+        search_points=4096,
+        search_size=64,
+        fill_threshold=0.05,
+        seed=1,
+        **TINY,
+    )
     if multi:
         other = data_config("multi_instance", num_classes=3, images_per_category=256, **TINY)
     else:
@@ -54,9 +62,15 @@ def get_config(arg=None):
         name="adamw", lr=1e-3, weight_decay=0.05, warmup_epochs=5.0, end_lr=1e-5
     )
     config.augment = augment_config(
-        crop="rrc", crop_scale=(0.08, 1.0), random_erasing=0.25, mixup=0.8, cutmix=1.0,
-        label_smoothing=0.1, mean=(0.5,) * 3, std=(0.5,) * 3,
-    )  # fmt: skip
+        crop="rrc",
+        crop_scale=(0.08, 1.0),
+        random_erasing=0.25,
+        mixup=0.8,
+        cutmix=1.0,
+        label_smoothing=0.1,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+    )
     config.checkpoint.every_steps = 5000
     if arg in ("tiny", "tiny_multi"):
         config.data = tiny_data(arg == "tiny_multi")

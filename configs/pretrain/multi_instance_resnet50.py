@@ -36,18 +36,35 @@ def get_config(arg=None):
         model=model_config("ResNet-50", norm="batch", dtype="bfloat16"),
     )
     config.optim = optim_config(
-        name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, wd_mask="all", warmup_epochs=1.0,
+        name="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        wd_mask="all",
+        warmup_epochs=1.0,
         end_lr=1e-4,
-    )  # fmt: skip
+    )
     config.augment = augment_config(crop="resize")  # the renderer already flips and places
     config.checkpoint.every_steps = 5000
     if arg == "tiny":
         # Learnable in 80 steps: 1-2 large grey objects on black (measured: with colours,
         # flips, plasma and blur, a 2-block ViT shows no fall in 100 steps at 48 px).
-        config.data.update(dict(num_classes=4, image_size=32, points=2048, chains=128,
-                                burn_in=16, images_per_category=256, max_objects=2,
-                                object_scale=(0.5, 0.9), colour="gray", background="black",
-                                flip="none", blur=0.0))  # fmt: skip
+        config.data.update(
+            dict(
+                num_classes=4,
+                image_size=32,
+                points=2048,
+                chains=128,
+                burn_in=16,
+                images_per_category=256,
+                max_objects=2,
+                object_scale=(0.5, 0.9),
+                colour="gray",
+                background="black",
+                flip="none",
+                blur=0.0,
+            )
+        )
         config.image_size = 32
         config.batch_size = 32
         config.total_epochs = 0.0

@@ -41,18 +41,39 @@ def get_config(arg=None):
         model=model_config("Ti/16", drop_path=0.1, dtype="bfloat16"),
     )
     config.optim = optim_config(
-        name="adamw", lr=5e-4 if arg == "21k" else 1e-3, weight_decay=0.05, warmup_epochs=5.0,
+        name="adamw",
+        lr=5e-4 if arg == "21k" else 1e-3,
+        weight_decay=0.05,
+        warmup_epochs=5.0,
         end_lr=1e-5,
-    )  # fmt: skip
+    )
     config.augment = augment_config(
-        crop="rrc", crop_scale=(0.08, 1.0), hflip=True, vflip=True, random_erasing=0.5,
-        mixup=0.8, cutmix=1.0, label_smoothing=0.1, mean=(0.5,) * 3, std=(0.5,) * 3,
-    )  # fmt: skip
+        crop="rrc",
+        crop_scale=(0.08, 1.0),
+        hflip=True,
+        vflip=True,
+        random_erasing=0.5,
+        mixup=0.8,
+        cutmix=1.0,
+        label_smoothing=0.1,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+    )
     config.checkpoint.every_steps = 5000
     if arg == "tiny":
-        config.data.update(dict(num_classes=4, image_size=32, points=4096, chains=128,
-                                burn_in=16, pad=2, search_points=4096, search_size=64,
-                                fill_threshold=0.05))  # fmt: skip
+        config.data.update(
+            dict(
+                num_classes=4,
+                image_size=32,
+                points=4096,
+                chains=128,
+                burn_in=16,
+                pad=2,
+                search_points=4096,
+                search_size=64,
+                fill_threshold=0.05,
+            )
+        )
         config.image_size = 32
         config.batch_size = 32
         config.total_epochs = 0.0
@@ -61,7 +82,8 @@ def get_config(arg=None):
         config.model = model_config("mu/4")
         config.optim = optim_config(name="adamw", lr=3e-3, weight_decay=0.05, warmup_steps=3)
         # Mixup / cutmix off: with them the per-batch loss of 60 steps is too noisy to show.
-        config.augment.update(dict(crop_scale=(0.35, 1.0), random_erasing=0.25, mixup=0.0,
-                                   cutmix=0.0))  # fmt: skip
+        config.augment.update(
+            dict(crop_scale=(0.35, 1.0), random_erasing=0.25, mixup=0.0, cutmix=0.0)
+        )
         config.checkpoint.every_steps = 60
     return config

@@ -268,8 +268,10 @@ def report_text(result: dict) -> list[str]:
     for title, key in (("train step", "train_step"), ("eval step", "eval_step")):
         step = result[key]
         if step["memory"] is None:
-            lines += [f"{title}: {step['images_per_step']} images per step",
-                      f"  {report_lib.fit_line(step)} (XLA refused to compile it)"]  # fmt: skip
+            lines += [
+                f"{title}: {step['images_per_step']} images per step",
+                f"  {report_lib.fit_line(step)} (XLA refused to compile it)",
+            ]
         else:
             lines += report_lib.report_lines(title, step)
     if "compile_s" in result:

@@ -18,10 +18,26 @@ import re
 KINDS = ("all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all")
 
 DTYPE_BYTES = {
-    "pred": 1, "s4": 0.5, "u4": 0.5, "s8": 1, "u8": 1, "f8e4m3fn": 1, "f8e5m2": 1,
-    "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4, "f32": 4,
-    "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16,
-}  # fmt: skip
+    "pred": 1,
+    "s4": 0.5,
+    "u4": 0.5,
+    "s8": 1,
+    "u8": 1,
+    "f8e4m3fn": 1,
+    "f8e5m2": 1,
+    "s16": 2,
+    "u16": 2,
+    "f16": 2,
+    "bf16": 2,
+    "s32": 4,
+    "u32": 4,
+    "f32": 4,
+    "s64": 8,
+    "u64": 8,
+    "f64": 8,
+    "c64": 8,
+    "c128": 16,
+}
 
 _ARRAY = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]")
 _HEADER = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+)\s+\(.*\)\s*->\s*.*\{\s*$")
@@ -173,8 +189,12 @@ def collectives(hlo_text: str) -> list[Collective]:
                 condition = computations.get(cond.group(1), []) if cond else []
                 trips = _trip_count(attributes, condition, computations)
                 if body:
-                    visit(body.group(1), runs * (trips or 1), unknown or trips is None,
-                          stack + (name,))  # fmt: skip
+                    visit(
+                        body.group(1),
+                        runs * (trips or 1),
+                        unknown or trips is None,
+                        stack + (name,),
+                    )
                 called = [c for c in called if body is None or c != body.group(1)]
             for callee in called:
                 visit(callee, runs, unknown, stack + (name,))

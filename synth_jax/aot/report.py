@@ -59,9 +59,12 @@ def step_report(
         "code_bytes": int(memory.generated_code_size_in_bytes),
     }
     total = (
-        parts["argument_bytes"] + parts["output_bytes"] - parts["alias_bytes"]
-        + parts["temp_bytes"] + parts["code_bytes"]
-    )  # fmt: skip
+        parts["argument_bytes"]
+        + parts["output_bytes"]
+        - parts["alias_bytes"]
+        + parts["temp_bytes"]
+        + parts["code_bytes"]
+    )
     if capacity is None and chip is not None:
         capacity = chip.hbm_bytes
     ops = hlo.collectives(compiled.as_text())

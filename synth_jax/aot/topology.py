@@ -89,8 +89,13 @@ def parse_target(name: str) -> Target:
                 f"--topology {name!r}: a {prefix} topology has {_PREFIXES[prefix]} dimensions"
             )
         prefix = "v5" if prefix == "v5p" else prefix
-        return Target(name, f"{prefix}:{direct.group(2)}", math.prod(dims), slices,
-                      megacore=_PREFIXES[prefix] == 3)  # fmt: skip
+        return Target(
+            name,
+            f"{prefix}:{direct.group(2)}",
+            math.prod(dims),
+            slices,
+            megacore=_PREFIXES[prefix] == 3,
+        )
     match = re.fullmatch(r"(v4|v5p|v5litepod|v5e|v6e)-(\d+)", text)
     if not match:
         raise UsageError(f"--topology {name!r} is not a known target; use {NAMES_HELP}")

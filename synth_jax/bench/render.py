@@ -57,8 +57,11 @@ def bench_device(spec: render.RenderSpec, batch: int, repeats: int, seed: int = 
         jax.block_until_ready(fn(params, keys))
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
-    return {"compile_and_first_s": round(compile_s, 3), "batch_s_median": round(median, 5),
-            "batch_s_min": round(min(times), 5)}  # fmt: skip
+    return {
+        "compile_and_first_s": round(compile_s, 3),
+        "batch_s_median": round(median, 5),
+        "batch_s_min": round(min(times), 5),
+    }
 
 
 def bench_reference(size: int, points: int, repeats: int = 3) -> float:
@@ -122,12 +125,15 @@ def bench_family(config, batch: int, repeats: int, reference_images: int = 0) ->
         t0 = time.perf_counter()
         jax.block_until_ready(fn(0, indices))
         times.append(time.perf_counter() - t0)
-    result = {"family": config.family, "num_classes": dataset.num_classes,
-              "compile_and_first_s": round(compile_s, 3),
-              "batch_s_median": round(statistics.median(times), 5),
-              "batch_s_min": round(min(times), 5),
-              "mean_fill": round(float(np.mean(info["fill"])), 4),
-              "degenerate": int(np.sum(info["degenerate"]))}  # fmt: skip
+    result = {
+        "family": config.family,
+        "num_classes": dataset.num_classes,
+        "compile_and_first_s": round(compile_s, 3),
+        "batch_s_median": round(statistics.median(times), 5),
+        "batch_s_min": round(min(times), 5),
+        "mean_fill": round(float(np.mean(info["fill"])), 4),
+        "degenerate": int(np.sum(info["degenerate"])),
+    }
     for key in ("canvas_size", "stroke_samples", "shapes", "max_shapes"):
         if key in config:
             result[key] = config[key]
@@ -146,14 +152,23 @@ def bench_family(config, batch: int, repeats: int, reference_images: int = 0) ->
 
 def main_family(config, argv: list[str]) -> int:
     """`bench render --config ...`: one family's images/s (JSON line)."""
-    parser = ArgumentParser(prog="synth-jax bench render --config FILE.py",
-                            description="a family's render throughput")  # fmt: skip
-    parser.add_argument("--batch", type=int, default=None, help="images per call (default: 32 "
-                        "on CPU, 256 on accelerators)")  # fmt: skip
+    parser = ArgumentParser(
+        prog="synth-jax bench render --config FILE.py", description="a family's render throughput"
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="images per call (default: 32 on CPU, 256 on accelerators)",
+    )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--reference_images", type=int, default=4,
-                        help="images for the sequential reference timing (families that have "
-                        "one: visualatom, rcdb, dead_leaves, spectrum); 0: skip it")  # fmt: skip
+    parser.add_argument(
+        "--reference_images",
+        type=int,
+        default=4,
+        help="images for the sequential reference timing (families that have "
+        "one: visualatom, rcdb, dead_leaves, spectrum); 0: skip it",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or (args.batch is not None and args.batch < 1):
         raise UsageError("--batch and --repeats must be positive")
@@ -190,15 +205,23 @@ def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="synth-jax bench render", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=224, help="image size in pixels")
     parser.add_argument("--points", type=int, default=100_000, help="points per image")
-    parser.add_argument("--batch", type=int, default=None, help="images per call (default: 32 "
-                        "on CPU, 1024 on accelerators)")  # fmt: skip
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="images per call (default: 32 on CPU, 1024 on accelerators)",
+    )
     parser.add_argument("--chains", type=int, default=1024, help="parallel chains per image")
     parser.add_argument("--burn_in", type=int, default=24)
     parser.add_argument("--patch", choices=("point", "stamp", "none"), default="point")
     parser.add_argument("--colour", choices=("gray", "hsv"), default="gray")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--reference_points", type=int, default=20_000,
-                        help="points for the (slow) NumPy reference timing")  # fmt: skip
+    parser.add_argument(
+        "--reference_points",
+        type=int,
+        default=20_000,
+        help="points for the (slow) NumPy reference timing",
+    )
     args = parser.parse_args(argv)
     if not 32 <= args.size <= 512:
         raise UsageError(f"--size {args.size}: expected 32..512")
@@ -212,9 +235,13 @@ def main(argv: list[str]) -> int:
     device = jax.devices()[0]
     batch = args.batch or (32 if device.platform == "cpu" else 1024)
     spec = render.RenderSpec(
-        image_size=args.size, points=args.points, chains=min(args.chains, args.points),
-        burn_in=args.burn_in, patch=args.patch, colour=args.colour,
-    )  # fmt: skip
+        image_size=args.size,
+        points=args.points,
+        chains=min(args.chains, args.points),
+        burn_in=args.burn_in,
+        patch=args.patch,
+        colour=args.colour,
+    )
     timing = bench_device(spec, batch, args.repeats)
     images_per_sec = batch / timing["batch_s_median"]
     ref = bench_reference(args.size, args.reference_points)

@@ -42,9 +42,11 @@ RENDER_FULL = [
     ("1p-frac 224px 100k pts", ["--size", "224", "--points", "100000", "--patch", "point"]),
 ]
 RENDER_QUICK = [
-    ("sigma 64px 10k pts", ["--size", "64", "--points", "10000", "--batch", "8", "--repeats", "2",
-                            "--reference_points", "2000"]),
-]  # fmt: skip
+    (
+        "sigma 64px 10k pts",
+        "--size 64 --points 10000 --batch 8 --repeats 2 --reference_points 2000".split(),
+    ),
+]
 # (label, args of `synth-jax bench train`)
 TRAIN_FULL = [
     ("ViT-Ti/16 224px", ["--model", "Ti/16", "--image-size", "224", "--batch", "256"]),
@@ -57,9 +59,14 @@ TRAIN_FULL = [
     ("ResNet-50 224px", ["--model", "ResNet-50", "--image-size", "224", "--batch", "256"]),
 ]
 TRAIN_QUICK = [
-    ("ViT-mu/4 32px", ["--model", "mu/4", "--image-size", "32", "--batch", "8", "--steps", "8",
-                       "--classes", "10", "--points", "2000", "--dtype", "float32"]),
-]  # fmt: skip
+    (
+        "ViT-mu/4 32px",
+        (
+            "--model mu/4 --image-size 32 --batch 8 --steps "
+            "8 --classes 10 --points 2000 --dtype float32"
+        ).split(),
+    ),
+]
 # (label, args of `synth-jax bench render --config ...`): whole families, index -> image; fewer
 # classes than published (the table build is not timed; a family's images/s does not depend on it).
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
@@ -81,13 +88,23 @@ FAMILY_FULL = [
         ["--config", f"{CONFIGS}/data/mixture.py", *MIXTURE_SMALL],
     ),
     # the contour and noise families at their training sizes (orbits: strokes on the 512 canvas)
-    ("VisualAtom 224px", ["--config", f"{CONFIGS}/data/visualatom1k.py",
-                          "--config.image_size=224", "--batch", "256"]),
-    ("RCDB 224px", ["--config", f"{CONFIGS}/data/rcdb1k.py", "--config.image_size=224",
-                    "--batch", "256"]),
+    (
+        "VisualAtom 224px",
+        [
+            "--config",
+            f"{CONFIGS}/data/visualatom1k.py",
+            "--config.image_size=224",
+            "--batch",
+            "256",
+        ],
+    ),
+    (
+        "RCDB 224px",
+        ["--config", f"{CONFIGS}/data/rcdb1k.py", "--config.image_size=224", "--batch", "256"],
+    ),
     ("dead leaves 128px", ["--config", f"{CONFIGS}/data/dead_leaves.py", "--batch", "256"]),
     ("Spectrum 128px", ["--config", f"{CONFIGS}/data/spectrum.py", "--batch", "256"]),
-]  # fmt: skip
+]
 FAMILY_QUICK = [
     (
         "OFDB 64px 10k pts",
@@ -111,15 +128,29 @@ FAMILY_QUICK = [
 QUICK = ["--batch", "4", "--repeats", "2", "--reference_images", "1"]
 ORBITS_QUICK = ["--config.canvas_size=128", "--config.stroke_samples=16384"]
 FAMILY_QUICK += [
-    ("VisualAtom 32px", ["--config", f"{CONFIGS}/data/visualatom1k.py", "--config.image_size=32",
-                         *ORBITS_QUICK, *QUICK]),
-    ("RCDB 32px", ["--config", f"{CONFIGS}/data/rcdb1k.py", "--config.image_size=32",
-                   *ORBITS_QUICK, *QUICK]),
-    ("dead leaves 32px", ["--config", f"{CONFIGS}/data/dead_leaves.py", "--config.image_size=32",
-                          *QUICK]),
-    ("Spectrum 32px", ["--config", f"{CONFIGS}/data/spectrum.py", "--config.image_size=32",
-                       *QUICK]),
-]  # fmt: skip
+    (
+        "VisualAtom 32px",
+        [
+            "--config",
+            f"{CONFIGS}/data/visualatom1k.py",
+            "--config.image_size=32",
+            *ORBITS_QUICK,
+            *QUICK,
+        ],
+    ),
+    (
+        "RCDB 32px",
+        ["--config", f"{CONFIGS}/data/rcdb1k.py", "--config.image_size=32", *ORBITS_QUICK, *QUICK],
+    ),
+    (
+        "dead leaves 32px",
+        ["--config", f"{CONFIGS}/data/dead_leaves.py", "--config.image_size=32", *QUICK],
+    ),
+    (
+        "Spectrum 32px",
+        ["--config", f"{CONFIGS}/data/spectrum.py", "--config.image_size=32", *QUICK],
+    ),
+]
 FRACTALDB_1K_IMAGES = 1_000_000
 
 
@@ -201,15 +232,20 @@ def table(results: dict) -> str:
         minutes = FRACTALDB_1K_IMAGES / fdb["images_per_sec"] / 60
         lines += ["", f"All 1M FractalDB-1k images (362 px, 200k points): {minutes:.1f} min."]
     if results.get("families"):
-        lines += ["", "| family renderer (index -> image) | images/s | batch | size | "
-                  "sequential reference (images/s) |",
-                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += [
+            "",
+            "| family renderer (index -> image) | images/s | batch | size | "
+            "sequential reference (images/s) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for label, r in results["families"]:
             if "error" in r:
                 lines.append(f"| {label} | error: {r['error']} | | | |")
                 continue
-            lines.append(f"| {label} | {_fmt(r['images_per_sec'])} | {r['batch']} | {r['size']} | "
-                         f"{_fmt(r.get('reference_images_per_sec'), 2)} |")  # fmt: skip
+            lines.append(
+                f"| {label} | {_fmt(r['images_per_sec'])} | {r['batch']} | {r['size']} | "
+                f"{_fmt(r.get('reference_images_per_sec'), 2)} |"
+            )
     lines += [
         "",
         "| training step | images/s (rendering in step) | images/s (fixed batch) | "
@@ -247,9 +283,11 @@ def main(argv: list[str]) -> int:
         "train": [],
     }
     print(json.dumps({"ceilings": results["ceilings"]}), flush=True)
-    plan = [("render", RENDER_QUICK if args.quick else RENDER_FULL),
-            ("families", FAMILY_QUICK if args.quick else FAMILY_FULL),
-            ("train", TRAIN_QUICK if args.quick else TRAIN_FULL)]  # fmt: skip
+    plan = [
+        ("render", RENDER_QUICK if args.quick else RENDER_FULL),
+        ("families", FAMILY_QUICK if args.quick else FAMILY_FULL),
+        ("train", TRAIN_QUICK if args.quick else TRAIN_FULL),
+    ]
     total = sum(len(settings) for _, settings in plan)
     done = 0
     for kind, settings in plan:

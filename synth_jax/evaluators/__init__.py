@@ -69,8 +69,13 @@ def validate_evals(evals) -> None:
                 f"config key '{prefix}type'={kind!r}: expected one of {', '.join(EVALUATORS)}"
             )
         require_keys(section, allowed_keys(ml_collections.ConfigDict(_defaults(kind))), prefix)
-        check(section, "every_steps", lambda v: isinstance(v, int) and v >= 0,
-              "a non-negative integer (0: only at the end)", prefix)  # fmt: skip
+        check(
+            section,
+            "every_steps",
+            lambda v: isinstance(v, int) and v >= 0,
+            "a non-negative integer (0: only at the end)",
+            prefix,
+        )
         EVALUATORS[kind].validate(section, prefix)
 
 

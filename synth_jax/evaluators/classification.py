@@ -85,8 +85,9 @@ def evaluate(predict_fn, source, num_classes: int) -> dict:
 
 def validate(config, prefix: str) -> None:
     check(config, "split", lambda v: isinstance(v, str) and v, "a split name", prefix)
-    check(config, "batch_size", lambda v: isinstance(v, int) and v >= 1, "a positive integer",
-          prefix)  # fmt: skip
+    check(
+        config, "batch_size", lambda v: isinstance(v, int) and v >= 1, "a positive integer", prefix
+    )
 
 
 class Evaluator:

@@ -162,8 +162,10 @@ def main(argv: list[str]) -> int:
         if args.quick:
             spec += ":quick"
     elif args.quick:
-        raise UsageError("--quick selects configs/sweep/demo.py:quick; with --config, pick the "
-                         "variant yourself (--config path.py:quick)")  # fmt: skip
+        raise UsageError(
+            "--quick selects configs/sweep/demo.py:quick; with --config, pick the "
+            "variant yourself (--config path.py:quick)"
+        )
     config = load_config_file(spec)
     apply_overrides(config, overrides)
 

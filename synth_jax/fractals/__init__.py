@@ -1,4 +1,10 @@
-"""The fractal engine: formula-driven image families rendered on the accelerator.
+"""Formula-driven image families rendered on the accelerator.
+
+Layout: `engine/` is the device renderer every family draws with (chaos game, rasteriser, image
+operations, the orbit engine, noise); `families/` holds the formulas, one module each;
+`family.py` is the table of families and their configs, `dataset.py` the epoch an index maps
+into; `references/` holds plain sequential NumPy versions the tests (and `bench render`) compare
+against, never imported by training.
 
 from synth_jax.fractals import FractalDataset, data_config
 ds = FractalDataset(data_config("onepfrac", num_classes=10, image_size=64))

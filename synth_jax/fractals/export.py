@@ -123,8 +123,13 @@ def export_tfds(dataset: FractalDataset, out: str, num: int, seed: int, batch: i
             pngs.append(np.frombuffer(buffer.getvalue(), np.uint8))
         offsets = np.cumsum([0] + [len(p) for p in pngs])
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, png=np.concatenate(pngs), offsets=offsets, label=labels.astype(np.int32),
-                     index=np.asarray(indices, np.int64))  # fmt: skip
+            np.savez(
+                f,
+                png=np.concatenate(pngs),
+                offsets=offsets,
+                label=labels.astype(np.int32),
+                index=np.asarray(indices, np.int64),
+            )
         meter.update(min(start + batch, num))
     meter.close()
 
@@ -198,7 +203,12 @@ def main(argv: list[str]) -> int:
         result = {"out": args.out, "format": "png", "images": num, "written_now": written}
     else:
         path = export_tfds(dataset, args.out, num, seed, args.batch, name)
-        result = {"out": path, "format": "tfds", "name": name, "images": num,
-                  "read_with": f"tfds.data_source({name!r}, data_dir={args.out!r})"}  # fmt: skip
+        result = {
+            "out": path,
+            "format": "tfds",
+            "name": name,
+            "images": num,
+            "read_with": f"tfds.data_source({name!r}, data_dir={args.out!r})",
+        }
     print(json.dumps(result))
     return 0

@@ -193,8 +193,9 @@ def save_table(path: str, table: FamilyTable) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **table.arrays)
-    write_json(path + ".json", {"family": table.family, "stats": table.stats,
-                                "config": table.config})  # fmt: skip
+    write_json(
+        path + ".json", {"family": table.family, "stats": table.stats, "config": table.config}
+    )
 
 
 def load_table(path: str) -> FamilyTable:

@@ -47,9 +47,16 @@ def fit(
     best starts (None: all), see `solve`.
     """
     problem = prepare(
-        law, x, y, fix=fix, bounds=bounds, init=init, starts=starts, loss=loss,
+        law,
+        x,
+        y,
+        fix=fix,
+        bounds=bounds,
+        init=init,
+        starts=starts,
+        loss=loss,
         huber_delta=huber_delta,
-    )  # fmt: skip
+    )
     if not 0 < ci < 1:
         raise UsageError(f"ci must be in (0, 1), got {ci}")
     if bootstrap < 0:

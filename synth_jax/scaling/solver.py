@@ -78,9 +78,24 @@ def _huber(r, delta):
     ),
 )
 def _solve_batch(
-    law, free_index, kinds, loss, method, max_iter, screen_iter, polish,
-    x, y, weights, starts_z, fixed, lo, hi, delta, tol,
-):  # fmt: skip
+    law,
+    free_index,
+    kinds,
+    loss,
+    method,
+    max_iter,
+    screen_iter,
+    polish,
+    x,
+    y,
+    weights,
+    starts_z,
+    fixed,
+    lo,
+    hi,
+    delta,
+    tol,
+):
     """Fits problems (weights float64[R, N], data y float64[R, N]) from every start
     float64[S, F]; keeps the best start of each.
 

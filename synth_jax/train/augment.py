@@ -63,8 +63,13 @@ def check_augment_config(config) -> None:
             f"augment.{unknown[0]} is not an augmentation option; known: {', '.join(AUGMENT_KEYS)}"
         )
     check_choice(config, "crop", ("rrc", "resize"), "augment.")
-    check(config, "crop_scale", lambda v: 0 < v[0] <= v[1] <= 1, "(lo, hi) with 0 < lo <= hi <= 1",
-          "augment.")  # fmt: skip
+    check(
+        config,
+        "crop_scale",
+        lambda v: 0 < v[0] <= v[1] <= 1,
+        "(lo, hi) with 0 < lo <= hi <= 1",
+        "augment.",
+    )
     for key in ("random_erasing", "label_smoothing"):
         check(config, key, lambda v: 0 <= v <= 1, "a probability in [0, 1]", "augment.")
     for key in ("mixup", "cutmix", "color_jitter"):

@@ -78,9 +78,14 @@ def steps_on_disk(workdir: str) -> list[int]:
 # nothing about the checkpoint, which may be healthy, so the run stops and leaves it in place.
 OK, CORRUPT, MISMATCH, PERMISSION, MEMORY, IO, OTHER = range(7)
 _CORRUPT_MARKS = (
-    "DATA_LOSS", "Truncated", "Error decoding", "was not found in the checkpoint",
-    "incomplete checkpoint", "checksum", "Unexpected end",
-)  # fmt: skip
+    "DATA_LOSS",
+    "Truncated",
+    "Error decoding",
+    "was not found in the checkpoint",
+    "incomplete checkpoint",
+    "checksum",
+    "Unexpected end",
+)
 _STOP = {
     MISMATCH: "does not fit this run's model or optimiser ({reason}); every checkpoint was left "
     "in place: resume with the config that wrote it, or use another --workdir",

@@ -137,8 +137,9 @@ def check_optim_config(config) -> None:
     check_choice(config, "schedule", ("cosine", "step", "constant"), "optim.")
     check_choice(config, "wd_mask", ("kernels", "all", "none"), "optim.")
     check(config, "lr", lambda v: v > 0, "a positive number", "optim.")
-    check(config, "accum_steps", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1",
-          "optim.")  # fmt: skip
+    check(
+        config, "accum_steps", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1", "optim."
+    )
     if config.trainable:
         try:
             re.compile(config.trainable)

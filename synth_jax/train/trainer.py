@@ -90,8 +90,13 @@ from synth_jax.train import workdir as workdir_lib
 # it to another mesh: the state restores onto any mesh); any other change needs a new workdir. A
 # length that changes the learning-rate schedule needs `extend` (synth_jax.train.workdir).
 RESUMABLE_CHANGES = (
-    "total_steps", "total_epochs", "log_every_steps", "checkpoint.", "evals.", "mesh.",
-)  # fmt: skip
+    "total_steps",
+    "total_epochs",
+    "log_every_steps",
+    "checkpoint.",
+    "evals.",
+    "mesh.",
+)
 
 
 def train_config(**overrides) -> ml_collections.ConfigDict:
@@ -146,11 +151,17 @@ def validate(
 
     config = with_defaults(config, train_config(), open_sections=("model",))
     check_finite(config)
-    check(config, "seed", lambda v: isinstance(v, int) and 0 <= v < 2**32,
-          "an integer in [0, 2**32)")  # fmt: skip
+    check(
+        config, "seed", lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2**32)"
+    )
     for key in ("every_steps", "keep"):
-        check(config.checkpoint, key, lambda v: isinstance(v, int) and v >= 1,
-              "an integer >= 1", "checkpoint.")  # fmt: skip
+        check(
+            config.checkpoint,
+            key,
+            lambda v: isinstance(v, int) and v >= 1,
+            "an integer >= 1",
+            "checkpoint.",
+        )
     check(config, "total_steps", lambda v: isinstance(v, int), "an integer (0: use total_epochs)")
     check(config, "batch_size", lambda v: isinstance(v, int), "an integer")
     for section, sub in TRAIN_KEYS.items():
@@ -192,8 +203,12 @@ def validate(
             f"even (it mixes neighbouring images on one device), not {per_device} (data x fsdp "
             f"= {dp}); change batch_size or the mesh"
         )
-    check(config, "render_chunk", lambda v: isinstance(v, int) and v >= 0,
-          "an integer >= 0 (0: each device renders its whole share at once)")  # fmt: skip
+    check(
+        config,
+        "render_chunk",
+        lambda v: isinstance(v, int) and v >= 0,
+        "an integer >= 0 (0: each device renders its whole share at once)",
+    )
     if 0 < config.render_chunk < per_device and per_device % config.render_chunk:
         fail(
             f"render_chunk={config.render_chunk}: must divide each device's share of the batch, "

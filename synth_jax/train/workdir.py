@@ -34,8 +34,11 @@ from synth_jax.train import checkpoint as ckpt
 from synth_jax.train import optim as optim_lib
 
 CONFIG, SUMMARY, METRICS, EXTENSIONS = (
-    "config.json", "summary.json", "metrics.jsonl", "extensions.json",
-)  # fmt: skip
+    "config.json",
+    "summary.json",
+    "metrics.jsonl",
+    "extensions.json",
+)
 
 
 class Plan(NamedTuple):

@@ -95,9 +95,17 @@ def row(config, workdir, run_workdir, seed, metrics, mode, pretrain) -> dict:
 # finished run is the same run when only these differ (`seeds` lists the repeats; each run's own
 # seed is compared).
 RERUN_FREE_KEYS = (
-    "seeds", "results_csv", "log_every_steps", "eval_batch_size", "checkpoint.", "mesh.",
-    "evals.", "data.num_threads", "data.num_workers", "data.prefetch",
-)  # fmt: skip
+    "seeds",
+    "results_csv",
+    "log_every_steps",
+    "eval_batch_size",
+    "checkpoint.",
+    "mesh.",
+    "evals.",
+    "data.num_threads",
+    "data.num_workers",
+    "data.prefetch",
+)
 
 
 def run_record(config, seed: int) -> dict:

@@ -287,11 +287,13 @@ def from_timm(state_dict: dict, config: dict | None, path: str) -> tuple[dict, d
     lin = lambda prefix: {"kernel": f32(f"{prefix}.weight").T, "bias": f32(f"{prefix}.bias")}
     norm = lambda prefix: {"scale": f32(f"{prefix}.weight"), "bias": f32(f"{prefix}.bias")}
     params = {
-        "embedding": {"kernel": f32("patch_embed.proj.weight").transpose(2, 3, 1, 0),
-                      "bias": f32("patch_embed.proj.bias")},
+        "embedding": {
+            "kernel": f32("patch_embed.proj.weight").transpose(2, 3, 1, 0),
+            "bias": f32("patch_embed.proj.bias"),
+        },
         "blocks": {},
         "norm": norm("norm"),
-    }  # fmt: skip
+    }
     model_state = {}
     if model.get("posemb", "learn") == "sincos2d":
         model_state["posemb"] = pos

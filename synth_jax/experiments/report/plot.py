@@ -132,8 +132,14 @@ def plot_learning_curve(entry: dict, title: str, path: str, level: float, xlabel
     extrapolation = entry.get("extrapolation") or {}
     held = extrapolation.get("heldout_x") or []
     if held:
-        ax.scatter(held, extrapolation.get("heldout_y") or [], s=60, facecolors="none",
-                   edgecolors="k", label="held out (extrapolation)")  # fmt: skip
+        ax.scatter(
+            held,
+            extrapolation.get("heldout_y") or [],
+            s=60,
+            facecolors="none",
+            edgecolors="k",
+            label="held out (extrapolation)",
+        )
     scratch = entry.get("scratch") or {}
     if scratch.get("mean") is not None:
         mean = scratch["mean"]

@@ -63,7 +63,7 @@ def write(config, cells: list[grid.Cell], workdir: str, out=None) -> str:
                 c.pretrain.data.family
                 for c in cells
                 if c.pretrain is not None and "data" in c.pretrain and "family" in c.pretrain.data
-            }  # fmt: skip
+            }
         )
     if families:
         print(f"report: rendering samples of {', '.join(families)}", file=out, flush=True)
@@ -99,9 +99,13 @@ def write(config, cells: list[grid.Cell], workdir: str, out=None) -> str:
         if len(entry["x"]):
             name = f"learning_curve_{k}.png"
             plot.plot_learning_curve(
-                entry, title, os.path.join(figures, name), float(law["ci"]),
-                xlabel=law["x"], ylabel=law["y"],
-            )  # fmt: skip
+                entry,
+                title,
+                os.path.join(figures, name),
+                float(law["ci"]),
+                xlabel=law["x"],
+                ylabel=law["y"],
+            )
             md += [f"![learning curve](figures/{name})", ""]
         md += _comparison_lines(entry, law)
         md += _fit_lines(entry)
@@ -279,9 +283,20 @@ def _table(rows: list[dict]) -> str:
 
 
 SUMMARY_COLUMNS = (
-    "comparison", "size", "runs", "mean", "std", "ci_low", "ci_high", "minus_scratch",
-    "minus_scratch_ci_low", "minus_scratch_ci_high", "level", "method", "verdict",
-)  # fmt: skip
+    "comparison",
+    "size",
+    "runs",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "minus_scratch",
+    "minus_scratch_ci_low",
+    "minus_scratch_ci_high",
+    "level",
+    "method",
+    "verdict",
+)
 
 
 def summary_csv(numbers: dict) -> str:

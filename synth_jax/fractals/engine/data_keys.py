@@ -46,9 +46,21 @@ SHARED_CHOICES = {
 
 # Shared keys that change the images but not the parameter table (left out of its fingerprint).
 TABLE_FREE_KEYS = (
-    "image_size", "points", "chains", "burn_in", "pad", "patch", "graded", "flip", "window",
-    "colour", "background", "gray_value", "dtype", "table_path",
-)  # fmt: skip
+    "image_size",
+    "points",
+    "chains",
+    "burn_in",
+    "pad",
+    "patch",
+    "graded",
+    "flip",
+    "window",
+    "colour",
+    "background",
+    "gray_value",
+    "dtype",
+    "table_path",
+)
 
 
 def positive_int(v) -> bool:
@@ -61,22 +73,35 @@ def check_shared(config, own_choices=()) -> None:
     for key, choices in SHARED_CHOICES.items():
         if key not in own_choices:
             check_choice(config, key, choices)
-    check(config, "image_size", lambda v: isinstance(v, int) and 32 <= v <= 512,
-          "an integer in 32..512")  # fmt: skip
+    check(
+        config,
+        "image_size",
+        lambda v: isinstance(v, int) and 32 <= v <= 512,
+        "an integer in 32..512",
+    )
     for key in ("num_classes", "points", "chains"):
         check(config, key, positive_int, "a positive integer")
     check(config, "burn_in", lambda v: isinstance(v, int) and v >= 0, "a non-negative integer")
-    check(config, "pad", lambda v: 0 <= v < config.image_size // 2 - 1,
-          "0 <= pad < image_size / 2 - 1")  # fmt: skip
+    check(
+        config,
+        "pad",
+        lambda v: 0 <= v < config.image_size // 2 - 1,
+        "0 <= pad < image_size / 2 - 1",
+    )
     check(config, "gray_value", lambda v: 1 <= v <= 255, "an integer in 1..255")
-    check(config, "seed", lambda v: isinstance(v, int) and 0 <= v < 2**31,
-          "an integer in [0, 2^31)")  # fmt: skip
+    check(
+        config, "seed", lambda v: isinstance(v, int) and 0 <= v < 2**31, "an integer in [0, 2^31)"
+    )
 
 
 def check_search_keys(config) -> None:
     """The keys of a family that filters systems by rendering them (fractaldb, onepfrac)."""
-    check(config, "search_size", lambda v: isinstance(v, int) and 32 <= v <= 1024,
-          "an integer 32..1024")  # fmt: skip
+    check(
+        config,
+        "search_size",
+        lambda v: isinstance(v, int) and 32 <= v <= 1024,
+        "an integer 32..1024",
+    )
     check(config, "search_points", positive_int, "a positive integer")
     check(config, "fill_threshold", lambda v: 0 <= v < 1, "a number in [0, 1)")
 

@@ -52,8 +52,10 @@ def category_table(name: str, config, sample, int_columns=()) -> dict:
     """Columns of `sample(rng, config) -> dict of scalars` over every category, each drawn from
     category_rng(config.seed, name, c): int32 for `int_columns`, float32 otherwise."""
     rows = [sample(category_rng(config.seed, name, c), config) for c in range(config.num_classes)]
-    return {key: np.array([r[key] for r in rows], np.int32 if key in int_columns else np.float32)
-            for key in rows[0]}  # fmt: skip
+    return {
+        key: np.array([r[key] for r in rows], np.int32 if key in int_columns else np.float32)
+        for key in rows[0]
+    }
 
 
 def integers(bits: jax.Array, low: int, high: int) -> jax.Array:

@@ -69,9 +69,11 @@ def stroke_samples(x, y, num_vertices, num_orbits, canvas: int, pool: int):
         jnp.arange(k_max)[None, :, None] < num_orbits[:, None, None]
     )
     inside = (
-        (jnp.maximum(x0, x1) >= 0) & (jnp.minimum(x0, x1) < canvas)
-        & (jnp.maximum(y0, y1) >= 0) & (jnp.minimum(y0, y1) < canvas)
-    )  # fmt: skip
+        (jnp.maximum(x0, x1) >= 0)
+        & (jnp.minimum(x0, x1) < canvas)
+        & (jnp.maximum(y0, y1) >= 0)
+        & (jnp.minimum(y0, y1) < canvas)
+    )
     steps = jnp.maximum(jnp.abs(dx), jnp.abs(dy))
     # One sample per step of the major axis; one for a segment within a single pixel.
     count = jnp.where(valid & inside, jnp.maximum(steps, 1.0), 0.0).astype(jnp.int32)
@@ -94,8 +96,9 @@ def stroke_samples(x, y, num_vertices, num_orbits, canvas: int, pool: int):
     rows = jnp.stack([x0.reshape(-1), y0.reshape(-1), dx.reshape(-1), dy.reshape(-1)], 1)
     sx0, sy0, sdx, sdy = rows[segment].T
     n = jnp.maximum(count[segment], 1).astype(jnp.float32)
-    offset = jnp.where(thinned, jnp.floor(j.astype(jnp.float32) * rate) - start[segment],
-                       j - start[segment])  # fmt: skip
+    offset = jnp.where(
+        thinned, jnp.floor(j.astype(jnp.float32) * rate) - start[segment], j - start[segment]
+    )
     step = jnp.clip(offset.astype(jnp.float32), 0.0, n - 1)  # 0..n-1 along the major axis
     # Bresenham's offsets as PIL draws them: |offset| rounded half up, then the sign.
     px = sx0 + jnp.sign(sdx) * jnp.floor(step * jnp.abs(sdx) / n + 0.5)
@@ -139,8 +142,12 @@ MAX_STROKE_SAMPLES = 1 << 24
 
 def check_canvas_keys(config) -> None:
     """canvas_size, stroke_samples and images_per_category of an orbit family."""
-    check(config, "canvas_size", lambda v: isinstance(v, int) and 32 <= v <= 2048,
-          "an integer in 32..2048")  # fmt: skip
+    check(
+        config,
+        "canvas_size",
+        lambda v: isinstance(v, int) and 32 <= v <= 2048,
+        "an integer in 32..2048",
+    )
     budget = lambda v: isinstance(v, int) and 1024 <= v <= MAX_STROKE_SAMPLES
     check(config, "stroke_samples", budget, f"an integer in 1024..{MAX_STROKE_SAMPLES}")
     check(config, "images_per_category", data_keys.positive_int, "a positive integer")
@@ -229,11 +236,18 @@ class OrbitImages:
             attempt, _, info, _ = state
             return jnp.any(info["degenerate"]) & (attempt < limit)
 
-        blank = {"degenerate": jnp.ones(batch, bool), "fill": jnp.zeros(batch),
-                 "overflow": jnp.zeros(batch, bool),
-                 "samples": jnp.zeros(batch, jnp.int32)}  # fmt: skip
-        start = (jnp.int32(0), jnp.zeros((batch, self.canvas, self.canvas)), blank,
-                 jnp.zeros(batch, jnp.int32))  # fmt: skip
+        blank = {
+            "degenerate": jnp.ones(batch, bool),
+            "fill": jnp.zeros(batch),
+            "overflow": jnp.zeros(batch, bool),
+            "samples": jnp.zeros(batch, jnp.int32),
+        }
+        start = (
+            jnp.int32(0),
+            jnp.zeros((batch, self.canvas, self.canvas)),
+            blank,
+            jnp.zeros(batch, jnp.int32),
+        )
         _, grey, info, attempts = jax.lax.while_loop(more, draw, start)
         images = jax.vmap(lambda g: to_image(g, self.image_size, self.dtype))(grey)
         return images, {**info, "attempts": attempts}

@@ -55,8 +55,12 @@ TABLE_FREE_KEYS = ("shapes", "max_shapes")
 
 
 def validate(config) -> None:
-    check(config, "max_shapes", lambda v: isinstance(v, int) and 1 <= v <= 1_000_000,
-          "an integer in 1..1000000")  # fmt: skip
+    check(
+        config,
+        "max_shapes",
+        lambda v: isinstance(v, int) and 1 <= v <= 1_000_000,
+        "an integer in 1..1000000",
+    )
 
 
 def build_table(config, rng, progress: bool) -> tuple[dict, dict]:
@@ -95,14 +99,30 @@ def sample_shapes(key: jax.Array, count: int, size: int, shapes: str) -> dict:
     # Squares: corners (+-h, +-h), h = trunc(r / sqrt 2), in increasing angle; oriented ones
     # rotate those integer corners.
     h = jnp.floor(radius / math.sqrt(2.0))[:, None]
-    square = jnp.stack([jnp.stack([h, h], -1), jnp.stack([-h, h], -1),
-                        jnp.stack([-h, -h], -1), jnp.stack([h, -h], -1)], 1)[:, :, 0]  # fmt: skip
+    square = jnp.stack(
+        [
+            jnp.stack([h, h], -1),
+            jnp.stack([-h, h], -1),
+            jnp.stack([-h, -h], -1),
+            jnp.stack([h, -h], -1),
+        ],
+        1,
+    )[:, :, 0]
     cos, sin = jnp.cos(spin)[:, None], jnp.sin(spin)[:, None]
-    rotated = jnp.stack([cos * square[..., 0] - sin * square[..., 1],
-                         sin * square[..., 0] + cos * square[..., 1]], -1)  # fmt: skip
+    rotated = jnp.stack(
+        [cos * square[..., 0] - sin * square[..., 1], sin * square[..., 0] + cos * square[..., 1]],
+        -1,
+    )
     a, b = radius * jnp.cos(tilt), radius * jnp.sin(tilt)
-    rectangle = jnp.stack([jnp.stack([a, b], -1), jnp.stack([-a, b], -1),
-                           jnp.stack([-a, -b], -1), jnp.stack([a, -b], -1)], 1)  # fmt: skip
+    rectangle = jnp.stack(
+        [
+            jnp.stack([a, b], -1),
+            jnp.stack([-a, b], -1),
+            jnp.stack([-a, -b], -1),
+            jnp.stack([a, -b], -1),
+        ],
+        1,
+    )
     on_circle = radius[:, None, None] * jnp.stack([jnp.cos(angles), jnp.sin(angles)], -1)
     triangle = on_circle.at[:, 3].set(on_circle[:, 0])
     by_kind = jnp.stack([square, square, rotated, rectangle, triangle, on_circle], 1)
@@ -140,8 +160,12 @@ def bounding_boxes(shapes: dict, size: int):
     y0 = jnp.clip(jnp.ceil(lo_y), 0, size - 1)
     width = jnp.maximum(jnp.minimum(jnp.floor(hi_x), size - 1) - x0 + 1, 0)
     height = jnp.maximum(jnp.minimum(jnp.floor(hi_y), size - 1) - y0 + 1, 0)
-    return (x0.astype(jnp.int32), y0.astype(jnp.int32), width.astype(jnp.int32),
-            height.astype(jnp.int32))  # fmt: skip
+    return (
+        x0.astype(jnp.int32),
+        y0.astype(jnp.int32),
+        width.astype(jnp.int32),
+        height.astype(jnp.int32),
+    )
 
 
 def paint(shapes: dict, size: int, max_shapes: int):
@@ -163,17 +187,24 @@ def paint(shapes: dict, size: int, max_shapes: int):
     cum = jnp.cumsum(area)
     start, total = cum - area, cum[-1]
     # Rows gathered per sample: the shape's vertices, radius, kind and box corner (float32).
-    table = jnp.concatenate([shapes["vertices"].reshape(-1, 8), shapes["radius"][:, None],
-                             shapes["kind"][:, None].astype(jnp.float32),
-                             shapes["centre"].astype(jnp.float32)], 1)  # fmt: skip
+    table = jnp.concatenate(
+        [
+            shapes["vertices"].reshape(-1, 8),
+            shapes["radius"][:, None],
+            shapes["kind"][:, None].astype(jnp.float32),
+            shapes["centre"].astype(jnp.float32),
+        ],
+        1,
+    )
 
     def step(state):
         w, first, shown, _, stop = state
         base = w * window
         # The shape holding the window's first sample, then those starting inside it.
         s0 = jnp.searchsorted(cum, base, side="right").astype(jnp.int32)
-        local = jnp.where((area > 0) & (start >= base) & (start < base + window),
-                          start - base, window)  # fmt: skip
+        local = jnp.where(
+            (area > 0) & (start >= base) & (start < base + window), start - base, window
+        )
         owner = jnp.full(window, -1, jnp.int32).at[local].max(index, mode="drop")
         shape = jnp.minimum(jnp.maximum(jax.lax.cummax(owner), s0), len(index) - 1)
         position = base + jnp.arange(window, dtype=jnp.int32)
@@ -194,8 +225,13 @@ def paint(shapes: dict, size: int, max_shapes: int):
         w, _, _, complete, _ = state
         return ~complete & (w * window < total)
 
-    start_state = (jnp.int32(0), jnp.full(pixels, big), jnp.full(pixels, -1, jnp.int32),
-                   jnp.bool_(False), jnp.int32(max_shapes))  # fmt: skip
+    start_state = (
+        jnp.int32(0),
+        jnp.full(pixels, big),
+        jnp.full(pixels, -1, jnp.int32),
+        jnp.bool_(False),
+        jnp.int32(max_shapes),
+    )
     _, _, shown, complete, stop = jax.lax.while_loop(more, step, start_state)
     return shown, complete, stop
 

@@ -76,8 +76,7 @@ def search_categories(
     candidate, rejection and replacement counts)."""
     kept: list[np.ndarray] = []
     kept_ok: list[np.ndarray] = []
-    stats = {"candidates": 0, "rejected_fill": 0, "rejected_degenerate": 0,
-             "replaced_variants": 0}  # fmt: skip
+    stats = {"candidates": 0, "rejected_fill": 0, "rejected_degenerate": 0, "replaced_variants": 0}
     while len(kept) < num_classes:
         if stats["candidates"] >= max_candidates:
             raise RuntimeError(
@@ -153,9 +152,18 @@ def search_table(config, rng, variants: np.ndarray, progress: bool) -> tuple[dic
     check_spec = dataclasses.replace(search, image_size=64, points=4096, chains=256)
     try:
         params, variant_ok, stats = search_categories(
-            rng, config.num_classes, config.min_maps, config.max_maps, config.fill_threshold,
-            search, check_spec, variants, config.seed, config.degenerate, progress=meter,
-        )  # fmt: skip
+            rng,
+            config.num_classes,
+            config.min_maps,
+            config.max_maps,
+            config.fill_threshold,
+            search,
+            check_spec,
+            variants,
+            config.seed,
+            config.degenerate,
+            progress=meter,
+        )
     except DegenerateVariants as e:
         raise UsageError(f"config key 'degenerate'='error': {e}; use resample or reject") from None
     if meter:
@@ -169,5 +177,9 @@ def renderer(config, table) -> IFSImages:
 
 
 def preview_overrides(num: int, image_size: int) -> dict:
-    return dict(points=data_keys.preview_points(image_size), search_points=20_000,
-                search_size=128, fill_threshold=0.1)  # fmt: skip
+    return dict(
+        points=data_keys.preview_points(image_size),
+        search_points=20_000,
+        search_size=128,
+        fill_threshold=0.1,
+    )

@@ -97,8 +97,12 @@ def validate(config) -> None:
                     f"{config[key]!r}, the mixture's {key} (components are not resized or cast)"
                 )
     total = sum(config.components[n].num_classes for n in names)
-    check(config, "num_classes", lambda v: v == total,
-          f"{total}, the sum of the components' num_classes")  # fmt: skip
+    check(
+        config,
+        "num_classes",
+        lambda v: v == total,
+        f"{total}, the sum of the components' num_classes",
+    )
     check(config, "period", lambda v: isinstance(v, int) and 1 <= v <= 4096, "an integer 1..4096")
     slots = slot_counts([config.weights[n] for n in names], config.period)
     if slots.min() == 0:
@@ -141,8 +145,9 @@ class MixtureImages:
             comp = config.components[name]
             prefix = name + "."
             arrays = {k[len(prefix) :]: v for k, v in table.arrays.items() if k.startswith(prefix)}
-            part_table = family.FamilyTable(comp.family, arrays, table.stats.get(name, {}),
-                                            family.table_fingerprint(comp))  # fmt: skip
+            part_table = family.FamilyTable(
+                comp.family, arrays, table.stats.get(name, {}), family.table_fingerprint(comp)
+            )
             self.parts.append(FractalDataset(comp, table=part_table))
         self.num_classes = sum(p.num_classes for p in self.parts)
         self.class_offsets = np.cumsum([0] + [p.num_classes for p in self.parts])[:-1]
@@ -173,8 +178,10 @@ class MixtureImages:
         parts = []
         if blocks:
             mix = counter_random.mix32
-            key = mix(mix(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(LAYOUT_TAG)) ^ mix(
-                jnp.asarray(step, jnp.uint32)))  # fmt: skip
+            key = mix(
+                mix(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(LAYOUT_TAG))
+                ^ mix(jnp.asarray(step, jnp.uint32))
+            )
             cells = jnp.arange(blocks * self.period, dtype=jnp.uint32).reshape(blocks, -1)
             order = jnp.argsort(mix(cells ^ key), axis=1)  # a permutation per block
             parts.append(table[order].reshape(-1))
@@ -300,8 +307,9 @@ def preview_overrides(num: int, image_size: int) -> dict:
     for name, count in counts.items():
         if count:
             extra = family.FAMILIES.lookup(name).preview_overrides(count, image_size)
-            components[name] = family.data_config(name, num_classes=count,
-                                                  image_size=image_size, **extra)  # fmt: skip
+            components[name] = family.data_config(
+                name, num_classes=count, image_size=image_size, **extra
+            )
     return dict(
         components=ml_collections.ConfigDict(components),
         weights=ml_collections.ConfigDict({name: 1.0 for name in components}),

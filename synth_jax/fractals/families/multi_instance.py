@@ -63,19 +63,32 @@ DEFAULTS = dict(
     images_per_category=1000,  # an epoch: num_classes x this images
 )
 CHOICES = {"flip": ("random", "none")}
-TABLE_FREE_KEYS = ("min_objects", "max_objects", "object_scale", "object_render_size", "blur",
-                   "images_per_category")  # fmt: skip
+TABLE_FREE_KEYS = (
+    "min_objects",
+    "max_objects",
+    "object_scale",
+    "object_render_size",
+    "blur",
+    "images_per_category",
+)
 
 
 def validate(config) -> None:
     sigma.validate(config)
     size = config.image_size
     check(config, "min_objects", lambda v: isinstance(v, int) and 1 <= v <= 16, "1..16")
-    check(config, "max_objects", lambda v: isinstance(v, int) and config.min_objects <= v <= 16,
-          "an integer in min_objects..16")  # fmt: skip
-    check(config, "object_scale",
-          lambda v: len(v) == 2 and 1 / size <= v[0] <= v[1] <= 1,
-          "(lo, hi) with 1 / image_size <= lo <= hi <= 1")  # fmt: skip
+    check(
+        config,
+        "max_objects",
+        lambda v: isinstance(v, int) and config.min_objects <= v <= 16,
+        "an integer in min_objects..16",
+    )
+    check(
+        config,
+        "object_scale",
+        lambda v: len(v) == 2 and 1 / size <= v[0] <= v[1] <= 1,
+        "(lo, hi) with 1 / image_size <= lo <= hi <= 1",
+    )
     check(config, "object_render_size", lambda v: v == 0 or 16 <= v <= 512, "0 or 16..512")
 
 
@@ -126,8 +139,9 @@ class MultiInstanceImages:
         self.images_per_category = int(config.images_per_category)
         self.size = int(config.image_size)
         self.object_size = int(config.object_render_size or config.image_size // 2)
-        self.object_spec = data_keys.render_spec(config, image_size=self.object_size,
-                                                 random_flip=False)  # fmt: skip
+        self.object_spec = data_keys.render_spec(
+            config, image_size=self.object_size, random_flip=False
+        )
         self.min_objects, self.max_objects = int(config.min_objects), int(config.max_objects)
         self.scale = tuple(float(v) for v in config.object_scale)
         self.dihedral = config.flip == "random"

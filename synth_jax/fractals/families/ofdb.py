@@ -140,5 +140,9 @@ def renderer(config, table) -> OneInstanceImages:
 
 
 def preview_overrides(num: int, image_size: int) -> dict:
-    return dict(points=data_keys.preview_points(image_size), search_points=20_000,
-                search_size=128, fill_threshold=0.1)  # fmt: skip
+    return dict(
+        points=data_keys.preview_points(image_size),
+        search_points=20_000,
+        search_size=128,
+        fill_threshold=0.1,
+    )

@@ -101,8 +101,11 @@ class PhotoImages(IFSImages):
         level = render.flip_image(level, flip)
         # A photo has no zero-valued background: render it as its own foreground.
         image = render.compose(jnp.maximum(level, 1e-6), k_compose, self.spec)
-        info = {"degenerate": jnp.bool_(False), "fill": jnp.float32(1.0),
-                "finite": jnp.float32(1.0)}  # fmt: skip
+        info = {
+            "degenerate": jnp.bool_(False),
+            "fill": jnp.float32(1.0),
+            "finite": jnp.float32(1.0),
+        }
         return image, info
 
 

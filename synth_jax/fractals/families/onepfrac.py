@@ -100,9 +100,16 @@ def validate(config) -> None:
 
 def build_table(config, rng: np.random.Generator, progress: bool) -> tuple[dict, dict]:
     params, base, stats = build_categories(
-        rng, config.num_classes, config.sigma, config.sigma_jitter, config.delta,
-        config.perturbation, config.fill_threshold, data_keys.search_spec(config), config.seed,
-    )  # fmt: skip
+        rng,
+        config.num_classes,
+        config.sigma,
+        config.sigma_jitter,
+        config.delta,
+        config.perturbation,
+        config.fill_threshold,
+        data_keys.search_spec(config),
+        config.seed,
+    )
     stats["base_system"] = base.tolist()
     return ifs_table(params), stats
 

@@ -56,8 +56,16 @@ DEFAULTS = dict(
 )
 CHOICES = {"degenerate": ("resample", "keep")}
 INT_COLUMNS = ("vertices", "orbits")
-TABLE_FREE_KEYS = ("min_radius", "max_radius", "max_oval", "centre_range", "invert",
-                   "canvas_size", "stroke_samples", "images_per_category")  # fmt: skip
+TABLE_FREE_KEYS = (
+    "min_radius",
+    "max_radius",
+    "max_oval",
+    "centre_range",
+    "invert",
+    "canvas_size",
+    "stroke_samples",
+    "images_per_category",
+)
 
 
 def validate(config) -> None:
@@ -67,15 +75,23 @@ def validate(config) -> None:
     accept = math.exp(-config.min_vertices / config.mean_vertices) - math.exp(
         -(config.max_vertices + 1) / config.mean_vertices
     )  # P(min <= floor(E) <= max): the rejection loop's acceptance rate
-    check(config, "mean_vertices", lambda v: accept > 1e-4,
-          "a mean that puts floor(Exponential(mean)) in min_vertices..max_vertices")  # fmt: skip
+    check(
+        config,
+        "mean_vertices",
+        lambda v: accept > 1e-4,
+        "a mean that puts floor(Exponential(mean)) in min_vertices..max_vertices",
+    )
     orbits.check_range(config, "min_orbits", "max_orbits", (1, 1000), True)
     orbits.check_range(config, "min_noise", "max_noise", (0.0, 100.0), False)
     check(config, "max_line_width", lambda v: 0 <= v <= 100, "a number in 0..100")
     orbits.check_range(config, "min_radius", "max_radius", (0, 4096), True)
     check(config, "max_oval", lambda v: 1 <= v <= 100, "a number in 1..100")
-    check(config, "centre_range", lambda v: isinstance(v, int) and 0 <= v <= 4096,
-          "an integer in 0..4096")  # fmt: skip
+    check(
+        config,
+        "centre_range",
+        lambda v: isinstance(v, int) and 0 <= v <= 4096,
+        "an integer in 0..4096",
+    )
     check(config, "invert", lambda v: isinstance(v, bool), "true or false")
 
 
@@ -102,8 +118,10 @@ def build_table(config, rng, progress: bool) -> tuple[dict, dict]:
 def make_draw(config):
     """The per-instance draw of orbits.OrbitImages for this config's padded sizes."""
     v_max, k_max = config.max_vertices, config.max_orbits
-    counter = (jnp.arange(k_max, dtype=jnp.uint32)[:, None] * v_max
-               + jnp.arange(v_max, dtype=jnp.uint32)[None, :]) * 2  # fmt: skip
+    counter = (
+        jnp.arange(k_max, dtype=jnp.uint32)[:, None] * v_max
+        + jnp.arange(v_max, dtype=jnp.uint32)[None, :]
+    ) * 2
     r_lo, r_hi, spread = config.min_radius, config.max_radius, config.centre_range
     max_oval, invert = config.max_oval, config.invert
 

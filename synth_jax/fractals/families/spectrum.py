@@ -62,8 +62,10 @@ def box_blur(image: jax.Array, m: jax.Array) -> jax.Array:
     [i - (m - 1) // 2, i + m // 2]) of float[N, N, 3], from an integral image."""
     n = image.shape[0]
     pad = MAX_BLUR
-    integral = jnp.pad(jnp.cumsum(jnp.cumsum(jnp.pad(image, ((pad, pad), (pad, pad), (0, 0))),
-                                             0), 1), ((1, 0), (1, 0), (0, 0)))  # fmt: skip
+    integral = jnp.pad(
+        jnp.cumsum(jnp.cumsum(jnp.pad(image, ((pad, pad), (pad, pad), (0, 0))), 0), 1),
+        ((1, 0), (1, 0), (0, 0)),
+    )
     lo, hi = (m - 1) // 2, m - 1 - (m - 1) // 2
     i = jnp.arange(n) + pad
     top, bottom = i - lo, i + hi + 1
@@ -87,8 +89,9 @@ def colour_basis(key: jax.Array, size: int):
     u = jax.random.uniform(ks[3], (size * size,))
     drawn = jnp.searchsorted(cdf, u, side="right", method="compare_all")
     cumulative = jnp.cumsum(jnp.zeros(MAX_COLOURS, jnp.int32).at[drawn].add(1, mode="drop"))
-    label = jnp.searchsorted(cumulative, jnp.arange(size * size), side="right",
-                             method="compare_all")  # fmt: skip
+    label = jnp.searchsorted(
+        cumulative, jnp.arange(size * size), side="right", method="compare_all"
+    )
     palette = colours[jnp.minimum(label, MAX_COLOURS - 1)].reshape(size, size, 3)
     m = jnp.maximum(jnp.ceil(jax.random.uniform(ks[4], (), maxval=float(MAX_BLUR))), 1)
     palette = box_blur(palette, m.astype(jnp.int32))

@@ -80,9 +80,11 @@ def sample_category(rng: np.random.Generator, config) -> dict:
     """One category's values from its own stream (draw_keys.category_rng), in the original
     generator's order; n2 is redrawn while it equals n1, unless n1 is 0."""
     integer = lambda low, high: int(rng.integers(low, high + 1))
-    row = dict(vertices=integer(config.min_vertices, config.max_vertices),
-               orbits=integer(config.min_orbits, config.max_orbits),
-               n1=integer(config.min_frequency, config.max_frequency))  # fmt: skip
+    row = dict(
+        vertices=integer(config.min_vertices, config.max_vertices),
+        orbits=integer(config.min_orbits, config.max_orbits),
+        n1=integer(config.min_frequency, config.max_frequency),
+    )
     row["n2"] = integer(config.min_frequency, config.max_frequency)
     while row["n1"] != 0 and row["n2"] == row["n1"]:
         row["n2"] = integer(config.min_frequency, config.max_frequency)
@@ -104,8 +106,10 @@ def build_table(config, rng, progress: bool) -> tuple[dict, dict]:
 def make_draw(config):
     """The per-instance draw of orbits.OrbitImages for this config's padded sizes."""
     v_max, k_max = config.max_vertices, config.max_orbits
-    counter = (jnp.arange(k_max, dtype=jnp.uint32)[:, None] * v_max
-               + jnp.arange(v_max, dtype=jnp.uint32)[None, :]) * 2  # fmt: skip
+    counter = (
+        jnp.arange(k_max, dtype=jnp.uint32)[:, None] * v_max
+        + jnp.arange(v_max, dtype=jnp.uint32)[None, :]
+    ) * 2
 
     def draw(row, key):
         bits = jax.random.bits(key, (4 + k_max,), jnp.uint32)  # one threefry call per image

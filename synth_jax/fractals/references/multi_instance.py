@@ -47,13 +47,21 @@ def diamond_square(corners: np.ndarray, d: float, levels: int, noise) -> np.ndar
         m = 0.5 * np.exp(d * (1 - k))
         for y in range(half, n, step):
             for x in range(half, n, step):
-                mean = (grid[y - half, x - half] + grid[y - half, x + half]
-                        + grid[y + half, x - half] + grid[y + half, x + half]) / 4  # fmt: skip
+                mean = (
+                    grid[y - half, x - half]
+                    + grid[y - half, x + half]
+                    + grid[y + half, x - half]
+                    + grid[y + half, x + half]
+                ) / 4
                 grid[y, x] = mean + m * noise(k, y, x)
         for y in range(0, n + 1, half):
             for x in range((y + half) % step, n + 1, step):
-                mean = (grid[(y - half) % n, x] + grid[(y + half) % n, x]
-                        + grid[y, (x - half) % n] + grid[y, (x + half) % n]) / 4  # fmt: skip
+                mean = (
+                    grid[(y - half) % n, x]
+                    + grid[(y + half) % n, x]
+                    + grid[y, (x - half) % n]
+                    + grid[y, (x + half) % n]
+                ) / 4
                 grid[y, x] = mean + m * noise(k, y, x)
     return grid
 
@@ -70,8 +78,9 @@ def resize_bilinear(image: np.ndarray, side: int) -> np.ndarray:
             y0, x0 = int(np.floor(fy)), int(np.floor(fx))
             y1, x1 = min(y0 + 1, src - 1), min(x0 + 1, src - 1)
             wy, wx = fy - y0, fx - x0
-            out[y, x] = ((1 - wy) * ((1 - wx) * image[y0, x0] + wx * image[y0, x1])
-                         + wy * ((1 - wx) * image[y1, x0] + wx * image[y1, x1]))  # fmt: skip
+            out[y, x] = (1 - wy) * ((1 - wx) * image[y0, x0] + wx * image[y0, x1]) + wy * (
+                (1 - wx) * image[y1, x0] + wx * image[y1, x1]
+            )
     return np.round(out)
 
 
