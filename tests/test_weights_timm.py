@@ -20,7 +20,7 @@ timm = pytest.importorskip("timm")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-TOLERANCE = 1e-4  # of the largest |logit|; measured differences are ~1e-6 (README)
+TOLERANCE = 1e-4  # of the largest |logit|; measured differences are ~1e-6 (docs/weights.md)
 
 
 def images(size, n=2, seed=0):
