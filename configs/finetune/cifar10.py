@@ -10,7 +10,7 @@ Default (one GPU): ViT-Ti/16 at 224 px with the 1p-frac fine-tuning recipe (SGD 
 10 warmup epochs, batch 768) and DeiT augmentation, 100 epochs; several hours on one H100. The
 published fine-tuning of 1p-frac-pre-trained ViT-Tiny reaches about 84% on CIFAR-100 (scratch 64%);
 CIFAR-10 is higher. Not measured here.
-`:cpu` (laptop, 2 cores): ViT-Ti/4 at 32 px (the size of configs/pretrain/cpu_tiny.py), 300 steps
+`:cpu` (laptop, 2 cores): ViT-Nano/4 at 32 px (the model of configs/pretrain/cpu_tiny.py), 300 steps
 of 64 images; several minutes (not measured here: CIFAR is not on this machine).
 """
 
@@ -27,7 +27,7 @@ def get_config(arg=None, name="cifar10"):
     config.data.name = name
     config.data.num_threads = 2 if cpu else 16
     config.image_size = 32 if cpu else 224
-    config.model = model_config("Ti/4" if cpu else "Ti/16")
+    config.model = model_config("Nano/4" if cpu else "Ti/16")
     config.batch_size = 64 if cpu else 768
     config.total_steps = 300 if cpu else 0
     config.total_epochs = 0.0 if cpu else 100.0

@@ -8,7 +8,7 @@ the 1p-frac paper (ViT-Tiny: scratch 64.2%, FractalDB-1k 81.6%, 1p-frac 84.2% to
         --config.init_from=runs/cpu_tiny
 
 Same recipe and hardware notes as cifar10.py (ViT-Ti/16 at 224 px, SGD, 100 epochs; several hours
-on one H100; not measured here). `:cpu`: ViT-Ti/4 at 32 px, 300 steps, several minutes (not
+on one H100; not measured here). `:cpu`: ViT-Nano/4 at 32 px, 300 steps, several minutes (not
 measured here).
 """
 

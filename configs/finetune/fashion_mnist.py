@@ -6,16 +6,16 @@
         --config.init_from=runs/cpu_tiny
     synth-jax finetune --config configs/finetune/fashion_mnist.py:cpu --workdir runs/ft_scratch
 
-`init_from` is a pre-training workdir (here the one of configs/pretrain/cpu_tiny.py, ViT-Ti/4 at
+`init_from` is a pre-training workdir (here the one of configs/pretrain/cpu_tiny.py, ViT-Nano/4 at
 32 px); leave it empty for the from-scratch baseline. `--config.fraction=0.1` fine-tunes on a
 class-stratified 10% of the training set (Mikami et al.'s fine-tuning size).
 
-`:cpu` (laptop, 2 cores): ViT-Ti/4, 300 steps of 64 images (a third of an epoch). Measured on 2
-busy cores with `--config.model.name=mu/4` (the 2-block ViT of configs/pretrain/cpu_tiny.py:mu):
-about 90 s per run, 47.5% top-1 from cpu_tiny:mu, 48.2% from scratch (chance 10%); Ti/4 is slower
-and not measured here.
-Default (one GPU): 10 epochs of batch 128 with the Entezari et al. protocol (AdamW, wd 0.1, cosine,
-500 warmup steps); well under an hour on one GPU (not measured here).
+`:cpu` (laptop, 2 cores): ViT-Nano/4 (cpu_tiny's model), 300 steps of 64 images (a third of an
+epoch). Measured on 2 busy cores with `--config.model.name=mu/4` (the 2-block ViT of
+configs/pretrain/cpu_tiny.py:mu): about 90 s per run, 47.5% top-1 from cpu_tiny:mu, 48.2% from
+scratch (chance 10%); Nano/4 is slower and not measured here. Default (one GPU): 10 epochs of batch
+128 with the Entezari et al. protocol (AdamW, wd 0.1, cosine, 500 warmup steps); well under an hour
+on one GPU (not measured here).
 """
 
 from synth_jax.config import config_args
@@ -31,7 +31,7 @@ def get_config(arg=None):
     config.data.name = "fashion_mnist"
     config.data.num_threads = 2 if cpu else 8
     config.image_size = 32
-    config.model = model_config("Ti/4")
+    config.model = model_config("Nano/4" if cpu else "Ti/4")
     config.batch_size = 64 if cpu else 128
     config.total_steps = 300 if cpu else 0
     config.total_epochs = 0.0 if cpu else 10.0

@@ -6,12 +6,12 @@ fine-tuning, repeated over three seeds and reported as mean and standard deviati
     synth-jax finetune --config configs/finetune/fewshot.py --workdir runs/fewshot_c100_5 \
         --config.init_from=runs/onepfrac_vit_tiny --config.data.name=cifar100 --config.shots=5
 
-Entezari et al.'s protocol: k in {1, 5, 10, 20, 100, 200}, AdamW (wd 0.1), cosine, batch 128.
-The pre-training source matters most here. Each seed lives in WORKDIR/seed_<s>/ and appends its
-row (shots=k) to the results table; WORKDIR/summary.json holds top1_mean / top1_std.
-`:cpu` (laptop, 2 cores): Fashion-MNIST, ViT-Ti/4 at 32 px, 10 shots (100 images), 150 steps per
-seed; a few minutes for the three seeds. Default (one GPU): CIFAR-10 at 224 px with ViT-Ti/16,
-500 steps per seed; about ten minutes per seed. Neither measured here.
+Entezari et al.'s protocol: k in {1, 5, 10, 20, 100, 200}, AdamW (wd 0.1), cosine, batch 128. The
+pre-training source matters most here. Each seed lives in WORKDIR/seed_<s>/ and appends its row
+(shots=k) to the results table; WORKDIR/summary.json holds top1_mean / top1_std. `:cpu` (laptop, 2
+cores): Fashion-MNIST, ViT-Nano/4 at 32 px (cpu_tiny's model), 10 shots (100 images), 150 steps per
+seed; a few minutes for the three seeds. Default (one GPU): CIFAR-10 at 224 px with ViT-Ti/16, 500
+steps per seed; about ten minutes per seed. Neither measured here.
 """
 
 from synth_jax.config import config_args
@@ -27,7 +27,7 @@ def get_config(arg=None):
     config.data.name = "fashion_mnist" if cpu else "cifar10"
     config.data.num_threads = 2 if cpu else 8
     config.image_size = 32 if cpu else 224
-    config.model = model_config("Ti/4" if cpu else "Ti/16")
+    config.model = model_config("Nano/4" if cpu else "Ti/16")
     config.batch_size = 32 if cpu else 128
     config.total_steps = 150 if cpu else 500
     config.log_every_steps = 50
