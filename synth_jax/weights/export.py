@@ -30,7 +30,7 @@ from synth_jax.weights import safetensors_file, sidecar, timm_resnet, timm_vit
 
 WEIGHTS = "model.safetensors"
 VERIFY_IMAGES = 8
-# float32 in two frameworks: measured differences are ~1e-6 of the largest logit (README).
+# float32 in two frameworks: measured differences are ~1e-6 of the largest logit (docs/weights.md).
 TOLERANCE = 1e-4
 
 
