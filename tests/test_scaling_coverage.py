@@ -68,15 +68,16 @@ def band(curves: int = CURVES) -> tuple[float, float]:
 def simulate(design: str, law: str = "mikami"):
     """(x float[N] or float[N, K], ys float[CURVES, N], clusters int[N] or None, truth)."""
     truth, x = LAWS[law]
-    rng = np.random.default_rng(0)
     clusters = None
     if design in ("repeats", "seeds"):
         x = np.tile(N6, RUNS)
         clusters = np.repeat(np.arange(RUNS), len(N6)) if design == "seeds" else None
     exact = scaling.prepare(law, x, np.ones(len(x))).predict(truth)
-    noise = NOISE * rng.standard_normal((CURVES, len(x)))
+    # curve k from its own generator: the first curves are the same whatever CURVES is
+    rngs = [np.random.default_rng(k) for k in range(CURVES)]
+    noise = NOISE * np.stack([rng.standard_normal(len(x)) for rng in rngs])
     if design == "seeds":  # what a seed shares across sizes (data order, head), plus noise
-        offsets = NOISE * rng.standard_normal((CURVES, RUNS))
+        offsets = NOISE * np.stack([rng.standard_normal(RUNS) for rng in rngs])
         noise = offsets[:, clusters] + 0.5 * noise
     if design == "heteroscedastic":
         noise = noise * np.geomspace(2.0, 0.5, len(x))
