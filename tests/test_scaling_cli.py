@@ -205,7 +205,7 @@ def test_bench_fit_prints_json_with_speed_and_agreement(capsys):
 
 
 def test_one_row_per_size_gets_residual_intervals_that_say_so(tmp_path, capsys):
-    # the README's --resample-within example on a table with one run per size: case resampling
+    # --resample-within on a table with one run per size: case resampling
     # within sizes would keep every point in every replicate (zero-width "95%" intervals)
     rng = np.random.default_rng(1)
     rows = [

@@ -123,7 +123,10 @@ def test_safetensors_round_trip_is_exact_for_every_dtype(tmp_path):
 
 
 def test_safetensors_matches_the_reference_implementation(tmp_path):
-    st = pytest.importorskip("safetensors.numpy")
+    st = pytest.importorskip(
+        "safetensors.numpy",
+        reason="safetensors missing: needs the timm extra (pip install -e '.[timm]')",
+    )
     rng = np.random.default_rng(1)
     tensors = {"x": rng.normal(size=(3, 5)).astype(np.float32), "n": np.arange(4, dtype=np.int64)}
     ours, theirs = str(tmp_path / "ours.safetensors"), str(tmp_path / "theirs.safetensors")

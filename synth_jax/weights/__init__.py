@@ -11,7 +11,8 @@ re-initialisation, position-embedding resampling and shape report of fine-tuning
 
 Modules: safetensors_file (the file format, numpy only), timm_vit and timm_resnet (the exact
 name and layout mappings, both directions), big_vision (.npz ViTs), sidecar (timm's
-config.json), export (the `export-model` verb), timm_check (logits in timm; needs PyTorch).
+config.json), export (the `export-model` verb), timm_check (logits in timm; needs PyTorch),
+timm_reference (timm's ViT and ResNet forward in NumPy, which the tests compare against).
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from synth_jax.weights import safetensors_file, sidecar, timm_resnet, timm_vit
 
 WEIGHTS = "model.safetensors"
 VERIFY_IMAGES = 8
-# float32 in two frameworks: measured differences are ~1e-6 of the largest logit (README).
+# Of the largest |logit|: float32 rounding measured below 1e-6 (ViT-Ti to L, ResNet-10 to 101),
+# the tests' misplaced arrays 6e-2 to 1.3 (docs/weights.md): 1e-4 has room either side.
 TOLERANCE = 1e-4
 
 

@@ -63,7 +63,7 @@ def synth_jax_outputs(
         nnx.replace_by_pure_dict(state, pure)
         nnx.update(net, state)
     if "posemb" in model_state and not isinstance(net.posemb, nnx.Param):
-        net.posemb.value = jnp.asarray(model_state["posemb"], jnp.float32)
+        net.posemb[...] = jnp.asarray(model_state["posemb"], jnp.float32)
     x = jnp.asarray(images, jnp.float32)
     out = net(x, train=False) if has_head else net.features(x, train=False)
     return np.asarray(out, np.float32)

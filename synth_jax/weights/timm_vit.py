@@ -213,14 +213,8 @@ def _count_blocks(state_dict: dict) -> int:
     return len({k.split(".")[1] for k in state_dict if k.startswith("blocks.")})
 
 
-def from_timm(state_dict: dict, config: dict | None, path: str) -> tuple[dict, dict, dict]:
-    """timm ViT state dict -> (params, model_state, {"model": model config, "image_size": px}).
-
-    `config`: the timm config.json beside the file (architecture, model_args, and a synth_jax
-    section when synth_jax wrote it), or None; without one the heads are the standard ones of
-    the width. Raises UsageError naming the first thing without a synth_jax twin.
-    """
-    config = config or {}
+def _variant(state_dict: dict, path: str) -> tuple[str, int]:
+    """(synth_jax ViT variant, patch size) of a timm ViT state dict, from its shapes."""
     kernel = state_dict["patch_embed.proj.weight"]
     if kernel.ndim != 4 or kernel.shape[1] != 3 or kernel.shape[2] != kernel.shape[3]:
         raise UsageError(f"{path}: patch_embed.proj.weight {kernel.shape} is not [D, 3, p, p]")
@@ -238,6 +232,11 @@ def from_timm(state_dict: dict, config: dict | None, path: str) -> tuple[dict, d
             f"{path}: a ViT of width {width}, depth {depth}, mlp {mlp_dim} has no synth_jax "
             f"twin; synth_jax's ViTs: {known}"
         )
+    return variant, patch
+
+
+def _check_timm_args(state_dict: dict, config: dict, variant: str, path: str) -> None:
+    """Raises UsageError when the config.json's heads or pooling differ from synth_jax's."""
     heads = vit.VARIANTS[variant][3]
     arch, model_args = config.get("architecture"), config.get("model_args") or {}
     if config and arch not in TIMM_ARCHITECTURES and "num_heads" not in model_args:
@@ -249,26 +248,30 @@ def from_timm(state_dict: dict, config: dict | None, path: str) -> tuple[dict, d
     if timm_args["num_heads"] != heads and config:
         raise UsageError(
             f"{path}: {timm_args['num_heads']} attention heads; synth_jax's {variant} ViT "
-            f"(width {width}) has {heads}"
+            f"(width {vit.VARIANTS[variant][0]}) has {heads}"
         )
     if "fc_norm.weight" in state_dict:
         raise UsageError(
             f"{path}: this ViT normalises after pooling (fc_norm); synth_jax's GAP normalises "
             "the tokens before pooling (timm fc_norm=False)"
         )
-    has_cls = "cls_token" in state_dict
-    pool = timm_args["global_pool"]
+    has_cls, pool = "cls_token" in state_dict, timm_args["global_pool"]
     if config and (pool != "token" if has_cls else pool != "avg"):
         raise UsageError(
             f"{path}: global_pool={pool!r} {'with' if has_cls else 'without'} a class token; "
             "synth_jax pools by taking the class token ('token') or by averaging all tokens "
             "('avg')"
         )
+
+
+def _split_posemb(state_dict: dict, width: int, path: str) -> tuple:
+    """(class token float32[1, 1, D] or None, posemb [1, g*g, D], g): timm's class-token slot
+    of pos_embed, when there is one, folded into the class token (cls + slot is what timm adds)."""
     pos = np.asarray(state_dict.get("pos_embed", np.zeros((1, 0, width))), np.float32)
     tokens = pos.shape[1]
     grid = math.isqrt(tokens)
-    cls = np.asarray(state_dict["cls_token"], np.float32) if has_cls else None
-    if has_cls and grid * grid != tokens:  # timm's default: a slot for the class token
+    cls = np.asarray(state_dict["cls_token"], np.float32) if "cls_token" in state_dict else None
+    if cls is not None and grid * grid != tokens:  # timm's default: a slot for the class token
         grid = math.isqrt(tokens - 1)
         cls, pos = cls + pos[:, :1], pos[:, 1:]
     if grid * grid != pos.shape[1] or grid == 0:
@@ -276,50 +279,66 @@ def from_timm(state_dict: dict, config: dict | None, path: str) -> tuple[dict, d
             f"{path}: pos_embed {np.shape(state_dict.get('pos_embed'))} is not a square grid "
             "of patch positions (plus an optional class-token slot)"
         )
-    ours = (config.get("synth_jax") or {}).get("model") or {}
-    name = f"{variant}/{patch}"
-    if ours.get("name") == name:
-        model = model_config(**{**ours, "pool": "cls" if has_cls else "gap"}).to_dict()
-    else:
-        model = model_config(name, pool="cls" if has_cls else "gap").to_dict()
-    image_size = grid * patch
+    return cls, pos, grid
+
+
+def _block_params(state_dict: dict, i: int) -> dict:
+    """Block i's parameters: the fused qkv split in timm's order (rows q; k; v), kernels
+    transposed from [out, in] to [in, out]."""
     f32 = lambda key: np.asarray(state_dict[key], np.float32)
     lin = lambda prefix: {"kernel": f32(f"{prefix}.weight").T, "bias": f32(f"{prefix}.bias")}
     norm = lambda prefix: {"scale": f32(f"{prefix}.weight"), "bias": f32(f"{prefix}.bias")}
+    p = f"blocks.{i}"
+    qkv_w, qkv_b = np.split(f32(f"{p}.attn.qkv.weight"), 3), np.split(f32(f"{p}.attn.qkv.bias"), 3)
+    attn = {
+        n: {"kernel": qkv_w[j].T, "bias": qkv_b[j]} for j, n in enumerate(("query", "key", "value"))
+    }
+    return {
+        "norm1": norm(f"{p}.norm1"),
+        "attn": attn | {"out": lin(f"{p}.attn.proj")},
+        "norm2": norm(f"{p}.norm2"),
+        "mlp1": lin(f"{p}.mlp.fc1"),
+        "mlp2": lin(f"{p}.mlp.fc2"),
+    }
+
+
+def from_timm(state_dict: dict, config: dict | None, path: str) -> tuple[dict, dict, dict]:
+    """timm ViT state dict -> (params, model_state, {"model": model config, "image_size": px}).
+
+    `config`: the timm config.json beside the file (architecture, model_args, and a synth_jax
+    section when synth_jax wrote it), or None; without one the heads are the standard ones of
+    the width. Raises UsageError naming the first thing without a synth_jax twin.
+    """
+    config = config or {}
+    variant, patch = _variant(state_dict, path)
+    _check_timm_args(state_dict, config, variant, path)
+    cls, pos, grid = _split_posemb(state_dict, vit.VARIANTS[variant][0], path)
+    pool = "gap" if cls is None else "cls"
+    ours = (config.get("synth_jax") or {}).get("model") or {}
+    name = f"{variant}/{patch}"
+    if ours.get("name") == name:
+        model = model_config(**{**ours, "pool": pool}).to_dict()
+    else:
+        model = model_config(name, pool=pool).to_dict()
+    f32 = lambda key: np.asarray(state_dict[key], np.float32)
     params = {
         "embedding": {
             "kernel": f32("patch_embed.proj.weight").transpose(2, 3, 1, 0),
             "bias": f32("patch_embed.proj.bias"),
         },
-        "blocks": {},
-        "norm": norm("norm"),
+        "blocks": {i: _block_params(state_dict, i) for i in range(_count_blocks(state_dict))},
+        "norm": {"scale": f32("norm.weight"), "bias": f32("norm.bias")},
     }
     model_state = {}
     if model.get("posemb", "learn") == "sincos2d":
         model_state["posemb"] = pos
     else:
         params["posemb"] = pos
-    if has_cls:
+    if cls is not None:
         params["cls"] = cls
-    for i in range(depth):
-        p = f"blocks.{i}"
-        qkv_w = np.split(f32(f"{p}.attn.qkv.weight"), 3)
-        qkv_b = np.split(f32(f"{p}.attn.qkv.bias"), 3)
-        params["blocks"][i] = {
-            "norm1": norm(f"{p}.norm1"),
-            "attn": {
-                n: {"kernel": qkv_w[j].T, "bias": qkv_b[j]}
-                for j, n in enumerate(("query", "key", "value"))
-            }
-            | {"out": lin(f"{p}.attn.proj")},
-            "norm2": norm(f"{p}.norm2"),
-            "mlp1": lin(f"{p}.mlp.fc1"),
-            "mlp2": lin(f"{p}.mlp.fc2"),
-        }
-    with_head = "head.weight" in state_dict
-    if with_head:
-        params["head"] = lin("head")
-    return params, model_state, {"model": model, "image_size": image_size}
+    if "head.weight" in state_dict:
+        params["head"] = {"kernel": f32("head.weight").T, "bias": f32("head.bias")}
+    return params, model_state, {"model": model, "image_size": grid * patch}
 
 
 def load(state_dict: dict, config: dict | None, path: str) -> tuple[dict, dict, dict]:
