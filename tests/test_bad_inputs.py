@@ -426,6 +426,72 @@ CASES = [
         "line 3: column 'top1_error'",
         results_table([(1000, 0.5), (2000, -0.4), (4000, 0.3), (8000, 0.25)]),
     ),
+    Case(
+        "fit_law_errors_in_percent",
+        lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
+        "--y-scale percent",
+        results_table([(1000 * 2**i, 50 * 2 ** (-0.3 * i) + 20) for i in range(6)]),
+    ),
+    *(
+        Case(
+            f"fit_law_target_{name}",
+            lambda tmp, _, value=value: [
+                "fit-law",
+                str(tmp / "results.csv"),
+                "--out",
+                str(tmp / "fit.json"),
+                "--target",
+                value,
+            ],
+            "--target",
+            results_table(),
+        )
+        for name, value in (("nan", "nan"), ("negative", "-0.1"), ("above_one", "20"))
+    ),
+    Case(
+        "fit_law_fixed_and_bounded",
+        lambda tmp, _: [
+            "fit-law",
+            str(tmp / "results.csv"),
+            "--out",
+            str(tmp / "fit.json"),
+            "--fix",
+            "alpha=3",
+            "--bounds",
+            "alpha=0.1:1.5",
+        ],
+        "--fix alpha=3 and --bounds alpha=0.1:1.5",
+        results_table(),
+    ),
+    Case(
+        "fit_law_duplicate_column",
+        lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "fit.json")],
+        "column 'top1_error' appears 2 times",
+        results_table(
+            [(1000 * 2**i, 0.5 * 2 ** (-0.3 * i) + 0.2, 0.9) for i in range(6)],
+            header="pretrain_images,top1_error,top1_error",
+        ),
+    ),
+    Case(
+        "fit_law_bootstrap_beyond_memory",
+        lambda tmp, _: [
+            "fit-law",
+            str(tmp / "results.csv"),
+            "--out",
+            str(tmp / "fit.json"),
+            "--bootstrap",
+            "100000000",
+        ],
+        "bootstrap 100,000,000 refits",
+        results_table(),
+        subprocess=True,
+    ),
+    Case(
+        "fit_law_out_is_the_table",
+        lambda tmp, _: ["fit-law", str(tmp / "results.csv"), "--out", str(tmp / "results.csv")],
+        "--out",
+        results_table(),
+    ),
     # bench
     Case(
         "bench_render_negative_batch",

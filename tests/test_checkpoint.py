@@ -24,7 +24,7 @@ from test_train_sources import (
 from synth_jax.errors import UsageError
 from synth_jax.evaluators import eval_config
 from synth_jax.models import model_config
-from synth_jax.train import checkpoint, trainer
+from synth_jax.train import checkpoint, prepare, trainer
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_train_sources.py")
 STEPS = 24
@@ -174,14 +174,14 @@ def test_a_config_json_of_an_earlier_version_still_resumes(tmp_path):
     old = json.loads(json.dumps(config.to_dict()))
     old["model"]["norm"] = "batch"  # a ResNet key in a ViT config, at its default
     (tmp_path / "config.json").write_text(json.dumps(old))
-    trainer._check_same_run(str(tmp_path), config.to_dict())
+    prepare.check_same_run(str(tmp_path), config.to_dict())
     # Evaluators only watch a run: adding one to a resumed run is no change.
     config.evals.knn = eval_config("knn")
-    trainer._check_same_run(str(tmp_path), config.to_dict())
+    prepare.check_same_run(str(tmp_path), config.to_dict())
     old["model"]["norm"] = "group"  # not the default: the runs may differ
     (tmp_path / "config.json").write_text(json.dumps(old))
     with pytest.raises(UsageError, match="model.norm"):
-        trainer._check_same_run(str(tmp_path), config.to_dict())
+        prepare.check_same_run(str(tmp_path), config.to_dict())
 
 
 def test_a_checkpoint_of_an_earlier_version_restores(tmp_path):

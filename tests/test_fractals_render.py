@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synth_jax.fractals.engine import ifs, image_ops, render
+from synth_jax.fractals.engine import counter_random, ifs, image_ops, render
 from synth_jax.fractals.families import sigma
 from synth_jax.fractals.references import chaos_game as reference
 
@@ -137,3 +137,70 @@ def test_hsv_to_rgb_matches_colorsys():
     hsv = rng.uniform(size=(50, 3))
     ours = np.asarray(image_ops.hsv_to_rgb(*(jnp.asarray(hsv[:, i]) for i in range(3))))
     np.testing.assert_allclose(ours, [colorsys.hsv_to_rgb(*row) for row in hsv], atol=1e-6)
+
+
+def _gather_chaos_game(params, key, spec):
+    """The chaos game as it was first written: each step gathers its maps' coefficients,
+    coeffs[:, i] (what select_maps replaces)."""
+    coeffs, thresholds, words = render.game_tables(params, key)
+    half = (spec.chains + 1) // 2
+    lanes = jnp.arange(half, dtype=jnp.uint32)
+
+    def apply_map(x, y, t):
+        u = counter_random.uniform16(words, t.astype(jnp.uint32) * jnp.uint32(half) + lanes)
+        i = jnp.sum(u[: spec.chains, None] >= thresholds, axis=-1)
+        a, b, c, d, e, f = coeffs[:, i]
+        return a * x + b * y + e, c * x + d * y + f
+
+    def step(carry, t):
+        x, y, lo_x, lo_y, hi_x, hi_y = carry
+        x, y = apply_map(x, y, t)
+        ok = (jnp.abs(x) < render.DIVERGENCE_BOUND) & (jnp.abs(y) < render.DIVERGENCE_BOUND)
+        lo_x = jnp.minimum(lo_x, jnp.where(ok, x, jnp.inf))
+        lo_y = jnp.minimum(lo_y, jnp.where(ok, y, jnp.inf))
+        hi_x = jnp.maximum(hi_x, jnp.where(ok, x, -jnp.inf))
+        hi_y = jnp.maximum(hi_y, jnp.where(ok, y, -jnp.inf))
+        return (x, y, lo_x, lo_y, hi_x, hi_y), (x, y)
+
+    zeros = jnp.zeros(spec.chains)
+    xy, _ = jax.lax.scan(
+        lambda xy, t: (apply_map(*xy, t), None), (zeros, zeros), jnp.arange(spec.burn_in)
+    )
+    inf = jnp.full(spec.chains, jnp.inf)
+    carry, (xs, ys) = jax.lax.scan(
+        step, (*xy, inf, inf, -inf, -inf), spec.burn_in + jnp.arange(spec.steps)
+    )
+    box = jnp.stack([carry[2].min(), carry[3].min(), carry[4].max(), carry[5].max()])
+    return xs.reshape(-1), ys.reshape(-1), box
+
+
+def _bits(a):
+    return np.asarray(a, np.float32).view(np.uint32)
+
+
+def test_select_over_the_maps_is_the_gather_bit_for_bit():
+    # Signed zeros, NaN and inf among the coefficients: a select keeps each value's bits.
+    rng = np.random.default_rng(0)
+    for maps in range(1, 8):
+        coeffs = rng.normal(size=(6, maps)).astype(np.float32)
+        coeffs.flat[rng.choice(coeffs.size, 3, replace=False)] = [-0.0, np.nan, -np.inf]
+        i = jnp.asarray(rng.integers(0, maps, 500))
+        picked = jax.jit(render.select_maps)(jnp.asarray(coeffs), i)
+        np.testing.assert_array_equal(_bits(jnp.stack(picked)), _bits(coeffs[:, np.asarray(i)]))
+
+
+def test_chaos_game_gives_the_gathering_formulations_points_bit_for_bit():
+    # A batch as the renderer runs it (vmapped, jitted): systems of 2..7 maps padded to 7 (p = 0
+    # maps never drawn), and the divergent and NaN systems; points and boxes bit for bit.
+    spec = render.RenderSpec(image_size=32, points=4096, chains=256, burn_in=16)
+    systems = [_system(seed, n) for seed, n in enumerate(range(2, 8))]
+    systems += [ifs.pad_maps(BAD_SYSTEMS["divergent"]), ifs.pad_maps(BAD_SYSTEMS["nan"])]
+    params = jnp.asarray(np.stack(systems), jnp.float32)
+    keys = jax.random.split(jax.random.key(3), len(systems))
+    run = lambda game: jax.jit(jax.vmap(lambda p, k: game(p, k, spec)))(params, keys)
+    for new, old in zip(run(render.chaos_game), run(_gather_chaos_game)):
+        np.testing.assert_array_equal(_bits(new), _bits(old))
+    # and the comparison sees a changed map: the gather of one system with two maps swapped
+    swapped = params.at[0, :2].set(params[0, 1::-1])
+    x_swapped = _gather_chaos_game(swapped[0], keys[0], spec)[0]
+    assert not np.array_equal(_bits(x_swapped), _bits(run(render.chaos_game)[0][0]))

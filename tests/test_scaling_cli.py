@@ -281,3 +281,44 @@ def test_a_row_whose_pretraining_did_not_finish_is_an_error_naming_it(tmp_path, 
     err = capsys.readouterr().err
     assert "line 6: run early was fine-tuned from a onepfrac pre-training that had not" in err
     assert not out.exists()
+
+
+def test_the_default_grouping_fits_a_table_of_two_columns(tmp_path, capsys):
+    # no --group: a table with only sizes and errors is one curve
+    path = tmp_path / "T.csv"
+    n = np.geomspace(1e3, 1e6, 6)
+    rows = [f"{a:.0f},{2.0 * a**-0.3 + 0.2 + 0.002 * (-1) ** i:.6f}" for i, a in enumerate(n)]
+    path.write_text("n,err\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "o.json"
+    argv = ["fit-law", str(path), "--law", "mikami", "--x", "n", "--y", "err", "--out", str(out)]
+    assert cli.main(argv) == 0
+    fits = json.loads(out.read_text())
+    assert fits["group_by"] == [] and len(fits["groups"]) == 1
+    assert fits["groups"][0]["params"]["C"] == pytest.approx(0.2, abs=0.05)
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_a_results_table_without_group_is_grouped_by_the_default_columns(table, tmp_path):
+    out = tmp_path / "fit.json"
+    assert cli.main(["fit-law", table, "--bootstrap", "20", "--out", str(out)]) == 0
+    fits = json.loads(out.read_text())
+    assert fits["group_by"] == ["model", "dataset", "mode"]
+    assert [g["group"]["model"] for g in fits["groups"]] == list(TRUTH)
+
+
+def test_errors_in_percent_are_fitted_as_rates_with_y_scale_percent(tmp_path):
+    n = np.geomspace(1e3, 1e6, 6)
+    rows = [
+        dict(run_id=str(i), pretrain_family="fractaldb", pretrain_images=int(a), top1_error=e)
+        for i, (a, e) in enumerate(zip(n, 100 * (2.0 * n**-0.3 + 0.2)))
+    ]
+    path = tmp_path / "percent.csv"
+    write_table(path, rows)
+    out = tmp_path / "fit.json"
+    argv = ["fit-law", str(path), "--y-scale", "percent", "--target", "25", "--out", str(out)]
+    assert cli.main(argv) == 0
+    fits = json.loads(out.read_text())
+    (group,) = fits["groups"]
+    assert fits["y_scale"] == "percent"
+    assert group["params"]["C"] == pytest.approx(0.2, abs=1e-4)
+    assert group["plan"]["target"] == pytest.approx(0.25)

@@ -19,7 +19,8 @@ from test_train_sources import BlobImages, NumpyBatches, tiny_config, use_compil
 from synth_jax import files
 from synth_jax.errors import UsageError
 from synth_jax.fractals import export
-from synth_jax.train import checkpoint, metrics, optim, trainer
+from synth_jax.train import checkpoint, metrics, optim, prepare, trainer
+from synth_jax.train import step as step_lib
 from synth_jax.train import workdir as workdir_lib
 from synth_jax.transfer import runs
 
@@ -109,14 +110,14 @@ def test_the_step_guard_never_commits_a_non_finite_update():
     old = dict(params=jnp.ones(3), step=jnp.asarray(4))
     good = dict(params=jnp.full(3, 2.0), step=jnp.asarray(5))
     bad = dict(params=jnp.asarray([2.0, jnp.nan, 2.0]), step=jnp.asarray(5))
-    kept = trainer.keep_if_finite(old, good, jnp.float32(1.0), jnp.float32(1.0))
+    kept = step_lib.keep_if_finite(old, good, jnp.float32(1.0), jnp.float32(1.0))
     assert int(kept["step"]) == 5 and float(kept["params"][0]) == 2.0
     for new, loss, norm in [(bad, 1.0, 1.0), (good, jnp.nan, 1.0), (good, 1.0, jnp.inf)]:
-        kept = trainer.keep_if_finite(old, new, jnp.float32(loss), jnp.float32(norm))
+        kept = step_lib.keep_if_finite(old, new, jnp.float32(loss), jnp.float32(norm))
         assert int(kept["step"]) == -5 and float(kept["params"][1]) == 1.0
         # and the state stays marked at the first bad step, whatever follows
         later = dict(params=jnp.full(3, 3.0), step=jnp.asarray(-4))
-        after = trainer.keep_if_finite(kept, later, jnp.float32(1.0), jnp.float32(1.0))
+        after = step_lib.keep_if_finite(kept, later, jnp.float32(1.0), jnp.float32(1.0))
         assert int(after["step"]) == -5 and float(after["params"][1]) == 1.0
 
 
@@ -200,7 +201,7 @@ def test_a_workdir_whose_checkpoints_are_gone_needs_restart(finished, tmp_path):
         steps_per_epoch=4.0,
         optim=config_of().optim,
         every_steps=2,
-        same_run=trainer._check_same_run,
+        same_run=prepare.check_same_run,
         restart=True,
     )
     assert not plan.resume
@@ -335,7 +336,7 @@ def test_the_config_of_a_run_that_never_saved_is_replaced(tmp_path):
         steps_per_epoch=4.0,
         optim=config.optim,
         every_steps=2,
-        same_run=trainer._check_same_run,
+        same_run=prepare.check_same_run,
     )
     assert not plan.resume and "replacing the config.json" in plan.notes[0]
 

@@ -15,7 +15,7 @@ the user's (a folder `generated_c10/train/<class>/*.png`, about 1,000 per class)
 Hardware: default on one GPU, a few hours after the pre-training (estimate); `:mini` about 15
 minutes on one GPU (estimate).
 Published: Cars 83.8 -> 91.6, Aircraft +5.5 points, 4-shot gains of 9-13 points on average, with
-generated images from a text-to-image model (REFERENCE 7).
+generated images from a text-to-image model (the submission above).
 """
 
 from synth_jax.config import config_args, sibling

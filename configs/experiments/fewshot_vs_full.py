@@ -13,7 +13,7 @@ cosine, batch 128 (configs/finetune/fewshot.py). The report fits err(k) = D k^-a
 pre-training source (x = shots; full fine-tuning rows are listed, not fitted).
 Hardware: default on one GPU after the pre-trainings, a few hours (estimate); `:mini` about 40
 minutes on one GPU (estimate).
-Published (qualitative, REFERENCE 8): the source matters most at few shots and less as the
+Published (qualitative, Entezari et al., 2023): the source matters most at few shots and less as the
 fine-tuning set grows; expect the gap between sources and to scratch to shrink from k = 1 to full.
 """
 

@@ -11,7 +11,7 @@ perturbations, sigma 3.5, Delta 0.1, 80M samples; configs/pretrain/onepfrac_vit_
 FractalDB-1k (1M images, 300 epochs; configs/pretrain/fractaldb1k_vit_tiny.py), each fine-tuned
 on CIFAR-100 with the paper's recipe (configs/finetune/cifar100.py), plus a from-scratch run.
 Hardware: a TPU v4-32 or 8 GPUs; days (estimates from FLOPs, not measurements).
-Published (CIFAR-100 top-1): scratch 64.2, FractalDB-1k 81.6, 1p-frac 84.2 (REFERENCE 4).
+Published (CIFAR-100 top-1): scratch 64.2, FractalDB-1k 81.6, 1p-frac 84.2 (the paper above).
 
 `:mini` (one GPU, about 10 minutes in all; 32 px, Fashion-MNIST imported offline with
 `synth-jax data import`): ViT-Ti/4, 1p-frac (1,000 perturbations) and FractalDB-1k (1,000

@@ -14,7 +14,7 @@ for every size (300 epochs of FractalDB-1k = 300M samples), fine-tuned on CIFAR-
 fine-tuning seeds per size for the bootstrap. Hardware: a TPU v4-32 or 8 GPUs, days (estimate).
 Published: their released analysis fixes D = 0.48 and finds alpha in [0.1, 1.5], C > 0 (a
 transfer gap that more synthetic data cannot remove); expect the same shape: error falling as a
-power law towards a floor, with wide intervals on alpha when D is free (REFERENCE 5).
+power law towards a floor, with wide intervals on alpha when D is free (Mikami et al., 2021/2022).
 `:mini`: 1p-frac at 32 px with 16, 64, 256 and 1,000 perturbation categories (= unique images),
 the one-GPU recipe of scaling_backwards.py:mini, Fashion-MNIST, two seeds; about 40 minutes on one
 GPU (estimate).

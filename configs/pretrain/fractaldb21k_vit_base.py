@@ -6,12 +6,13 @@ category, AdamW 1e-3, warm-up 5 epochs; 128 GPUs in the papers).
     synth-jax pretrain --config configs/pretrain/fractaldb21k_vit_base.py --workdir gs://b/runs/x
 
 Slice: a TPU v5p-128 (64 chips, 128 images per chip, data-parallel; each chip renders its
-images 8 at a time, `render_chunk`). Compiled for it with the command above (2026-11-30, JAX
-0.10.2, libtpu 0.0.42.1, 1:42 on a 2-core CPU; BENCHMARKS.md, "compiled, not run"): train step
-23.93 GiB per chip of 95 GiB (fits; temporaries 22.64 GiB), collectives only the gradients'
-all-reduce (222 MB per chip per step, no image), 860 TFLOP per step, roofline >= 94 ms per step
-(HBM-bound by XLA's count of the renderer's traffic; 29 ms of model compute), <= 87,000
-images/s. Expected runtime: not measured (no TPU was run). The category search of 21,000
+images 8 at a time, `render_chunk`). Compiled for it with the command above (2026-12-06, JAX
+0.10.2, libtpu 0.0.42.1, 9:30 on a loaded 2-core CPU; BENCHMARKS.md, "compiled, not run"):
+train step 23.93 GiB per chip of 95 GiB (fits; temporaries 22.64 GiB), collectives only the
+gradients' all-reduce (222 MB per chip per step, no image), 860 TFLOP per step, roofline
+>= 29.3 ms per step (compute-bound; HBM >= 20.6 ms: 42.5 GB per chip for the model, 14.4 GB
+for rendering, 112 MB per image at 200k points), <= 280,000 images/s. Expected runtime: not
+measured (no TPU was run). The category search of 21,000
 systems runs once on the host before the first step (set data.table_path to keep it).
 Variants: `:short` runs 1 epoch.
 """

@@ -5,15 +5,15 @@ matrix products, recompute norms, activations and softmax): 21,000 categories, b
     synth-jax compile --config configs/pretrain/fractaldb21k_vit_large_fsdp.py --topology v5p-128
     synth-jax pretrain --config configs/pretrain/fractaldb21k_vit_large_fsdp.py --workdir DIR
 
-Slice: a TPU v5p-128 (64 chips: fsdp 64). Compiled for it with the command above (2026-11-30,
-JAX 0.10.2, libtpu 0.0.42.1, 3:27 on a 2-core CPU; BENCHMARKS.md, "compiled, not run"): fits,
-16.33 GiB of the chip's 95 GiB (temporaries 16.05 GiB; parameters + optimiser state 0.06 GiB per
-chip); collectives 1.61 GB per chip per step, all weight-sized (largest f32[1024,21000], the
-head), no activation; 1.51 PFLOP of model FLOPs per step, roofline >= 51.2 ms per step (compute-
-bound), <= 79,900 images/s. (Left to the partitioner, FSDP all-reduced activations of the whole
-global batch and it did not fit: 546.75 GiB over; the step now gathers each weight where it is
-used.) Expected runtime: not measured (no TPU was run): 90 epochs of 21M images at the roofline
-is >= 6.6 h.
+Slice: a TPU v5p-128 (64 chips: fsdp 64). Compiled for it with the command above (2026-12-06,
+JAX 0.10.2, libtpu 0.0.42.1, 21:17 on a loaded 2-core CPU; BENCHMARKS.md, "compiled, not
+run"): fits, 16.33 GiB of the chip's 95 GiB (temporaries 16.05 GiB; parameters + optimiser
+state 0.06 GiB per chip); collectives 1.61 GB per chip per step, all weight-sized (largest
+f32[1024,21000], the head), no activation; 1.51 PFLOP of model FLOPs per step, roofline
+>= 51.2 ms per step (compute-bound; HBM >= 12.5 ms), <= 79,900 images/s. (Left to the
+partitioner, FSDP all-reduced activations of the whole global batch and it did not fit:
+546.75 GiB over; the step now gathers each weight where it is used.) Expected runtime: not
+measured (no TPU was run): 90 epochs of 21M images at the roofline is >= 6.6 h.
 Variants: `:short` runs 1 epoch.
 """
 

@@ -6,12 +6,12 @@ the base model and a batch of 2,048 over a slice.
     synth-jax pretrain --config configs/pretrain/onepfrac_vit_base.py --workdir gs://b/runs/1p_b
 
 Slice: a TPU v5p-64 (32 chips, 64 images per chip, data-parallel; each chip renders its images
-8 at a time, `render_chunk`). Compiled for it with the command above (2026-11-30, JAX 0.10.2,
-libtpu 0.0.42.1, 1:32 on a 2-core CPU; BENCHMARKS.md, "compiled, not run"): train step 12.98 GiB
-per chip of 95 GiB (fits), collectives only the gradients' all-reduce (161 MB per chip per step,
-no image), 215 TFLOP per step, roofline >= 30.5 ms per step (HBM-bound by XLA's count of the
-renderer's traffic; 14.6 ms of model compute), <= 67,000 images/s. Expected runtime: not
-measured (no TPU was run).
+8 at a time, `render_chunk`). Compiled for it with the command above (2026-12-06, JAX 0.10.2,
+libtpu 0.0.42.1, 12:00 on a loaded 2-core CPU; BENCHMARKS.md, "compiled, not run"): train step
+12.97 GiB per chip of 95 GiB (fits), collectives only the gradients' all-reduce (161 MB per chip
+per step, no image), 215 TFLOP per step, roofline >= 14.6 ms per step (compute-bound; HBM
+>= 12.2 ms: 29.9 GB per chip for the model, 3.9 GB for rendering, 61 MB per image), <= 140,000
+images/s. Expected runtime: not measured (no TPU was run).
 Variants: `:short` runs 1/100 of the samples.
 """
 

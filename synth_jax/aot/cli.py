@@ -13,7 +13,9 @@ without its category search (see `shaped_dataset`).
 
 Prints, per step: memory per chip from the compiled program against the chip's HBM ("fits", or
 "does not fit: N GiB over"), the collectives with their bytes per step, model FLOPs and a
-roofline step time and images/s from the chip's bf16 peak and HBM bandwidth (synth_jax.chips).
+roofline step time and images/s from the chip's bf16 peak and HBM bandwidth (synth_jax.chips);
+a step that renders its images shows its two pieces, render and model, each with its bytes and
+FLOPs (the render costed on its own: synth_jax.aot.render_cost says how and why).
 --out writes the same as JSON (`fits`, `total_bytes` per chip, and the details); --hlo the
 compiled training step's HLO text. --nodes N compiles one node's share of an N-node job (the
 batch divided by N over this node's devices: launch/slurm.sbatch's pre-flight). Exit codes: 0

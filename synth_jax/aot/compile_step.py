@@ -8,7 +8,8 @@ The training step is the trainer's own (`trainer.build_step`: rendering, augment
 backward and optimiser update, on the mesh the config asks for); the evaluation step is the
 model's inference forward pass over one global batch of images (what the evaluators run). A
 fractal family's step is compiled over a "shaped" table (`shaped_dataset`): the same arrays,
-shapes and classes as the real one, without the category search that a run does first.
+shapes and classes as the real one, without the category search that a run does first. The
+step's render is costed as a piece of its own (synth_jax.aot.render_cost), next to the model's.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from synth_jax import chips
+from synth_jax.aot import render_cost, topology
 from synth_jax.aot import report as report_lib
-from synth_jax.aot import topology
 from synth_jax.config import with_defaults
 from synth_jax.errors import UsageError
 from synth_jax.files import write_text
@@ -79,31 +80,6 @@ def _compile(lowered):
         return None, oom
 
 
-def render_loop_cost(source, chunk: int, chunks: int, device) -> dict | None:
-    """What XLA's count of a step leaves out when each device renders its rows in `chunks` loop
-    iterations of `chunk` images: it counts a loop's body once. The chunk's render is compiled
-    on its own for one of the target's devices; returns {chunks, chunk, flops, bytes} with the
-    (chunks - 1) iterations' FLOPs and bytes accessed, or None (no loop, or no cost analysis)."""
-    if source is None or chunks <= 1:
-        return None
-    shape = jax.ShapeDtypeStruct
-    one = jax.sharding.SingleDeviceSharding(device)
-    compiled = (
-        jax.jit(source.render)
-        .lower(shape((), jnp.uint32, sharding=one), shape((chunk,), jnp.int32, sharding=one))
-        .compile()
-    )
-    cost = report_lib.cost(compiled)
-    if not cost:
-        return None
-    return dict(
-        chunks=chunks,
-        chunk=chunk,
-        flops=(chunks - 1) * float(cost.get("flops", 0.0)),
-        bytes=(chunks - 1) * float(cost.get("bytes accessed", 0.0)),
-    )
-
-
 def _oom_report(oom, capacity, images, model_flops) -> dict:
     need, have = oom
     return dict(
@@ -117,20 +93,15 @@ def _oom_report(oom, capacity, images, model_flops) -> dict:
         model_flops_per_step=model_flops,
         xla_flops_per_chip=None,
         bytes_accessed_per_chip=None,
-        render_loop=None,
+        model_piece=None,
+        render=None,
         roofline=None,
     )
 
 
-def compile_config(config, target: str, hlo_path: str | None = None, nodes: int = 1) -> dict:
-    """Compiles `config`'s steps for `target` ("local" or a slice name); returns the report.
-
-    nodes: compile one node's share of a job over `nodes` such nodes: the global batch divided
-    by `nodes` over the target's devices, so each device holds the images it will hold in the
-    job. A mesh axis of -1 then spans one node: an FSDP state is split over fewer devices than
-    in the job, so a share that fits means the job fits (the other way round is not certain).
-
-    Raises UsageError (exit 2) for a bad target or a config that cannot shard on it."""
+def _prepare(config, target: str, nodes: int):
+    """Checks `config` for `target` and builds what the compile needs: (config with defaults,
+    devices, resolved sizes, on-device source or None, num_classes)."""
     if nodes < 1:
         raise UsageError(f"--nodes {nodes}: expected a positive number of nodes")
     devices = topology.target_devices(target)
@@ -153,29 +124,17 @@ def compile_config(config, target: str, hlo_path: str | None = None, nodes: int 
         data_image_size=config.image_size if real else config.data.image_size,
         num_devices=len(devices),
     )
-    if real:
-        if not config.data.get("num_classes"):
-            raise UsageError("data.num_classes: set it to compile a real-data config's step")
-        source, num_classes = None, int(config.data.num_classes)
-    else:
+    if not real:
         source = shaped_dataset(config.data)
-        num_classes = source.num_classes
-    image_size, batch = resolved["image_size"], int(config.batch_size)
-    mesh = mesh_lib.make_mesh(config.mesh, devices)
-    program = trainer.build_step(config, resolved, source, num_classes=num_classes, mesh=mesh)
+        return config, devices, resolved, source, source.num_classes
+    if not config.data.get("num_classes"):
+        raise UsageError("data.num_classes: set it to compile a real-data config's step")
+    return config, devices, resolved, None, int(config.data.num_classes)
 
-    kind = devices[0].device_kind
-    chip = chips.chip_for_device_kind(kind)
-    if chip is not None:
-        capacity, capacity_source = chip.hbm_bytes, chip.source
-    else:
-        capacity, capacity_source = _local_capacity(devices)
-    per_image = flops_lib.train_flops(config.model, image_size, num_classes)
-    model_flops = None if per_image is None else per_image * batch
-    eval_flops = None if per_image is None else model_flops / 3
-    common = dict(chip=chip, capacity=capacity, devices=len(devices), images=batch)
 
-    # training step
+def _train_report(config, program, source, mesh, device, image_size, hlo_path, **common):
+    """The training step compiled and reported; its render costed as a piece of its own."""
+    batch = common["images"]
     args = (program.abstract_state,)
     if source is None:  # host-fed: uint8 images of the model's size, split over the batch axes
         shape = jax.ShapeDtypeStruct
@@ -188,23 +147,21 @@ def compile_config(config, target: str, hlo_path: str | None = None, nodes: int 
         )
     compiled, oom = _compile(program.step_fn.lower(*args))
     if compiled is None:
-        train = _oom_report(oom, capacity, batch, model_flops)
-    else:
-        per_device = batch // mesh_lib.data_parallel_size(mesh)
-        chunk = int(config.render_chunk) or per_device
-        train = report_lib.step_report(
-            compiled,
-            model_flops=model_flops,
-            loop_scale=float(config.optim.accum_steps),
-            render_loop=render_loop_cost(source, chunk, per_device // chunk, devices[0]),
-            **common,
-        )
-        if hlo_path:
-            write_text(hlo_path, compiled.as_text())
+        return _oom_report(oom, common["capacity"], batch, common["model_flops"])
+    if hlo_path:
+        write_text(hlo_path, compiled.as_text())
+    per_device = batch // mesh_lib.data_parallel_size(mesh)
+    chunk = min(int(config.render_chunk) or per_device, per_device)
+    render = render_cost.render_piece(source, chunk, per_device // chunk, device)
+    return report_lib.step_report(
+        compiled, loop_scale=float(config.optim.accum_steps), render=render, **common
+    )
 
-    # evaluation step: the inference forward pass over one global batch
+
+def _eval_report(program, mesh, image_size: int, **common) -> dict:
+    """The evaluation step (the inference forward pass over one global batch) compiled and
+    reported."""
     state = program.abstract_state
-    image_sharding = mesh_lib.batch_sharding(mesh, 4)
     key = jax.random.key(0)
 
     def eval_step(params, model_state, images):
@@ -215,18 +172,58 @@ def compile_config(config, target: str, hlo_path: str | None = None, nodes: int 
         in_shardings=(
             program.state_shardings["params"],
             program.state_shardings["model_state"],
-            image_sharding,
+            mesh_lib.batch_sharding(mesh, 4),
         ),
         out_shardings=mesh_lib.batch_sharding(mesh, 2),
     )
-    images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
-    compiled_eval, oom = _compile(eval_fn.lower(state["params"], state["model_state"], images))
-    if compiled_eval is None:
-        evaluation = _oom_report(oom, capacity, batch, eval_flops)
-    else:
-        evaluation = report_lib.step_report(compiled_eval, model_flops=eval_flops, **common)
+    images = jax.ShapeDtypeStruct((common["images"], image_size, image_size, 3), jnp.float32)
+    compiled, oom = _compile(eval_fn.lower(state["params"], state["model_state"], images))
+    if compiled is None:
+        return _oom_report(oom, common["capacity"], common["images"], common["model_flops"])
+    return report_lib.step_report(compiled, **common)
 
-    fits = bool(train["fits"] is not False and evaluation["fits"] is not False)
+
+def compile_config(config, target: str, hlo_path: str | None = None, nodes: int = 1) -> dict:
+    """Compiles `config`'s steps for `target` ("local" or a slice name); returns the report.
+
+    nodes: compile one node's share of a job over `nodes` such nodes: the global batch divided
+    by `nodes` over the target's devices, so each device holds the images it will hold in the
+    job. A mesh axis of -1 then spans one node: an FSDP state is split over fewer devices than
+    in the job, so a share that fits means the job fits (the other way round is not certain).
+
+    Raises UsageError (exit 2) for a bad target or a config that cannot shard on it."""
+    config, devices, resolved, source, num_classes = _prepare(config, target, nodes)
+    image_size, batch = resolved["image_size"], int(config.batch_size)
+    mesh = mesh_lib.make_mesh(config.mesh, devices)
+    program = trainer.build_step(config, resolved, source, num_classes=num_classes, mesh=mesh)
+
+    kind = devices[0].device_kind
+    chip = chips.chip_for_device_kind(kind)
+    if chip is not None:
+        capacity, capacity_source = chip.hbm_bytes, chip.source
+    else:
+        capacity, capacity_source = _local_capacity(devices)
+    per_image = flops_lib.train_flops(config.model, image_size, num_classes)
+    model_flops = None if per_image is None else per_image * batch
+    common = dict(chip=chip, capacity=capacity, devices=len(devices), images=batch)
+    train = _train_report(
+        config,
+        program,
+        source,
+        mesh,
+        devices[0],
+        image_size,
+        hlo_path,
+        model_flops=model_flops,
+        **common,
+    )
+    evaluation = _eval_report(
+        program,
+        mesh,
+        image_size,
+        model_flops=None if model_flops is None else model_flops / 3,
+        **common,
+    )
     worst = max((train, evaluation), key=lambda r: r["total_bytes"])
     return dict(
         target=target,
@@ -240,8 +237,10 @@ def compile_config(config, target: str, hlo_path: str | None = None, nodes: int 
         image_size=image_size,
         batch_size=batch,
         num_classes=num_classes,
-        state_bytes_per_device=mesh_lib.bytes_per_device(state, program.state_shardings),
-        fits=fits,
+        state_bytes_per_device=mesh_lib.bytes_per_device(
+            program.abstract_state, program.state_shardings
+        ),
+        fits=bool(train["fits"] is not False and evaluation["fits"] is not False),
         total_bytes=worst["total_bytes"],
         verdict=report_lib.fit_line(worst),
         train_step=train,

@@ -8,9 +8,12 @@ their bytes, model FLOPs and a roofline estimate of step time, as a JSON-able di
 Memory is XLA's account of the compiled program on one chip: arguments (the state and batch
 shards it reads) + outputs - what the outputs reuse of the arguments (donated buffers) +
 temporaries + the program itself. The roofline is a lower bound on step time from the chip's
-published bf16 peak and HBM bandwidth: max(FLOPs / peak, XLA's bytes accessed / bandwidth), per
-chip, with FLOPs the larger of XLA's count and the model's (see `roofline`); it ignores
-collectives (their bytes are listed) and anything slower than the peak, so real steps are slower.
+published bf16 peak and HBM bandwidth: max(FLOPs / peak, bytes accessed / bandwidth), per chip,
+with FLOPs the larger of XLA's count and the model's (see `roofline`); it ignores collectives
+(their bytes are listed) and anything slower than the peak, so real steps are slower. A step
+that renders its images is counted in two pieces, each with its bytes and FLOPs: the render,
+costed on its own (synth_jax.aot.render_cost), and the rest of XLA's count of the step (the
+model's piece: augmentation, forward, backward, update).
 """
 
 from __future__ import annotations
@@ -40,16 +43,18 @@ def step_report(
     images: int,
     model_flops: float | None,
     loop_scale: float = 1.0,
-    render_loop: dict | None = None,
+    render: dict | None = None,
 ) -> dict:
     """The numbers of one compiled step (all per chip unless named per step).
 
     chip: a synth_jax.chips.Chip or None (CPUs: no roofline); capacity: bytes one device may use
     (None: the chip's HBM); devices: how many run the step; images: global images per step;
     model_flops: the model's FLOPs per step, all devices (synth_jax.models.flops); loop_scale:
-    how much XLA's per-chip FLOPs and bytes undercount because it counts a loop's body once
-    (gradient accumulation; 1.0 without); render_loop: the FLOPs and bytes of the renderer's
-    loop iterations it leaves out (compile_step.render_loop_cost), added to its counts."""
+    how much XLA's per-chip FLOPs and bytes of the rest of the step undercount because it
+    counts a loop's body once (gradient accumulation; 1.0 without); render: the step's render
+    costed on its own (render_cost.render_piece): what XLA's count holds of it is taken out of
+    the step's count, which leaves the model's piece (augmentation, forward, backward, update),
+    and the render's own count put in."""
     memory = compiled.memory_analysis()
     parts = {
         "argument_bytes": int(memory.argument_size_in_bytes),
@@ -69,11 +74,13 @@ def step_report(
         capacity = chip.hbm_bytes
     ops = hlo.collectives(compiled.as_text())
     counts = cost(compiled)
-    xla_flops = float(counts.get("flops", 0.0)) * loop_scale
-    bytes_accessed = float(counts.get("bytes accessed", 0.0)) * loop_scale
-    if render_loop:  # the renderer's loop iterations that XLA's count leaves out
-        xla_flops += render_loop["flops"]
-        bytes_accessed += render_loop["bytes"]
+    counted = render["counted"] if render else {"flops": 0.0, "bytes": 0.0}
+    model = {
+        "flops": max(float(counts.get("flops", 0.0)) - counted["flops"], 0.0) * loop_scale,
+        "bytes": max(float(counts.get("bytes accessed", 0.0)) - counted["bytes"], 0.0) * loop_scale,
+    }
+    xla_flops = model["flops"] + (render["flops"] if render else 0.0)
+    bytes_accessed = model["bytes"] + (render["bytes"] if render else 0.0)
     report = dict(
         memory=parts,
         total_bytes=total,
@@ -85,22 +92,32 @@ def step_report(
         model_flops_per_step=model_flops,
         xla_flops_per_chip=xla_flops or None,
         bytes_accessed_per_chip=bytes_accessed or None,
-        render_loop=render_loop,
+        model_piece=model if render else None,
+        render=render,
         roofline=None,
     )
     if chip is not None and (xla_flops or model_flops):
         report["roofline"] = roofline(
-            chip, xla_flops, bytes_accessed, model_flops, devices=devices, images=images
+            chip,
+            model["flops"],
+            bytes_accessed,
+            model_flops,
+            devices=devices,
+            images=images,
+            render_flops=render["flops"] if render else 0.0,
         )
     return report
 
 
-def roofline(chip, xla_flops, bytes_accessed, model_flops, *, devices, images) -> dict:
-    """Lower bound on one step's time per chip. FLOPs: the larger of XLA's count and the model's
-    share per chip, since XLA counts a loop's body once (a ViT's blocks are one scan, so its
-    count can be a twelfth of the work). Bytes: XLA's count, a lower bound for the same reason
-    (the renderer's loop is added back by step_report; a scanned model's blocks are not)."""
-    flops = max(xla_flops or 0.0, (model_flops or 0.0) / devices)
+def roofline(
+    chip, xla_flops, bytes_accessed, model_flops, *, devices, images, render_flops=0.0
+) -> dict:
+    """Lower bound on one step's time per chip. FLOPs: the larger of XLA's count of the step
+    without its render (xla_flops) and the model's share per chip, since XLA counts a loop's
+    body once (a ViT's blocks are one scan, so its count can be a twelfth of the work), plus the
+    render's. Bytes: the model's piece by XLA's count, a lower bound for the same reason (a
+    scanned model's blocks are counted once), plus the render's."""
+    flops = max(xla_flops or 0.0, (model_flops or 0.0) / devices) + render_flops
     compute_s = flops / chip.peak_bf16_flops
     memory_s = (bytes_accessed or 0.0) / chip.hbm_bytes_per_s
     step_s = max(compute_s, memory_s)
@@ -160,12 +177,8 @@ def report_lines(title: str, report: dict) -> list[str]:
     if xla:
         line += f"; XLA's count per chip {_si(xla, 'FLOP')}"
     lines.append(line)
-    loop = report.get("render_loop")
-    if loop:
-        lines.append(
-            f"  rendering: {loop['chunks']} chunks of {loop['chunk']} images per chip; XLA counts "
-            f"one, the other {loop['chunks'] - 1} added ({_si(loop['bytes'], 'B')} accessed)"
-        )
+    if report.get("render"):
+        lines += piece_lines(report["render"], report["model_piece"])
     r = report["roofline"]
     if r:
         mfu = f", MFU {100 * r['mfu']:.0f}% there" if r["mfu"] else ""
@@ -175,6 +188,35 @@ def report_lines(title: str, report: dict) -> list[str]:
             f"{r['step_s'] * 1e3:.1f} ms "
             f"({r['bound']}-bound), <= {r['images_per_s']:,.0f} images/s{mfu}"
         )
+    return lines
+
+
+def piece_lines(render: dict, model: dict) -> list[str]:
+    """The step's two pieces, render and model, each with its bytes and FLOPs per chip."""
+    n = render["images"]
+    chunks = f" in {render['chunks']} chunks of {render['chunk']}" if render["chunks"] > 1 else ""
+    lines = [
+        f"  render: {n} images per chip{chunks}: {_si(render['bytes'], 'B')} accessed, "
+        f"{_si(render['flops'], 'FLOP')} ({_si(render['bytes'] / n, 'B')} and "
+        f"{_si(render['flops'] / n, 'FLOP')} per image)"
+    ]
+    chaos = render["chaos_game"]
+    if chaos:
+        lines.append(
+            f"    chaos game: {chaos['burn_in']} + {chaos['steps']} steps of "
+            f"{_si(chaos['step_bytes'], 'B')} per image (XLA's count holds one per loop; "
+            "the others added)"
+        )
+    if render["sparsecore"]:
+        lines.append(
+            "    scatter-add costed with the SparseCore offload off (XLA's cost model charges "
+            f"the offloaded one {_si(render['sparsecore']['bytes'] / render['chunk'], 'B')} "
+            "per image: a 4 KiB tile read and written per point)"
+        )
+    lines.append(
+        f"  model (augmentation, forward, backward, update): {_si(model['bytes'], 'B')} "
+        f"accessed, {_si(model['flops'], 'FLOP')}"
+    )
     return lines
 
 

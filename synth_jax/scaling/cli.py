@@ -34,7 +34,7 @@ from synth_jax.scaling.laws import LAWS, get_law
 from synth_jax.scaling.plan import plan
 from synth_jax.scaling.plot import Curve, plot_fits
 from synth_jax.scaling.problem import LOSSES
-from synth_jax.scaling.table import Group, read_curves
+from synth_jax.scaling.table import Y_SCALES, Group, read_curves
 
 _PLOT_FORMATS = ("png", "pdf", "svg")
 
@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--law", default=DEFAULTS["name"], help=f"law name (default {DEFAULTS['name']})")
     p.add_argument("--x", nargs="+", default=[DEFAULTS["x"]], help="input column(s)")
     p.add_argument("--y", default=DEFAULTS["y"], help=f"error column (default {DEFAULTS['y']})")
+    p.add_argument(
+        "--y-scale",
+        default="rate",
+        choices=tuple(Y_SCALES),
+        help="rate (default): errors in [0, 1]; percent: errors in [0, 100], divided by 100 "
+        "(and --target with them); raw: any value >= 0 (a loss), fitted as it is",
+    )
     p.add_argument(
         "--group",
         default=None,
@@ -106,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="the bootstrap's seed")
     p.add_argument("--holdout", type=int, default=0, help="extrapolation check: largest sizes")
     p.add_argument("--loo", action="store_true", help="leave-one-size-out check")
-    p.add_argument("--target", type=float, default=None, help="planner: target error")
+    p.add_argument(
+        "--target", default=None, help="planner: target error, in the units of the --y column"
+    )
     p.add_argument("--out", required=True, help="fit.json to write")
     p.add_argument("--plot", default=None, help="figure to write (.png, .pdf or .svg)")
     return p
@@ -133,14 +142,16 @@ def _float(text: str, flag: str) -> float:
     return value
 
 
-def _output_path(path: str, flag: str) -> str:
-    """Refuses, before anything is fitted or written, an output path that is a folder or lies
-    in a folder that does not exist."""
+def _output_path(path: str, flag: str, results: str) -> str:
+    """Refuses, before anything is fitted or written, an output path that is a folder, lies in
+    a folder that does not exist, or is the results table itself."""
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path}: is a folder; name the file to write")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"{flag} {path}: no folder {folder}; create it first")
+    if os.path.realpath(path) == os.path.realpath(results):
+        raise UsageError(f"{flag} {path}: is the results table; name another file to write")
     return path
 
 
@@ -170,8 +181,9 @@ def _clean(obj):
     return obj
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def _settings(args) -> dict:
+    """Checks the arguments (all of them, before anything is read or fitted) and returns the
+    law, the fit options and the planner's target as an error rate (or None)."""
     law = get_law(args.law)
     if len(args.x) != law.num_inputs:
         raise UsageError(
@@ -191,94 +203,121 @@ def main(argv: list[str]) -> int:
     }
     for name in [*fix, *bounds, *init]:
         law.param(name)
+    for name in [n for n in law.param_names if n in fix and n in bounds]:
+        raise UsageError(
+            f"--fix {name}={fix[name]:g} and --bounds {name}={bounds[name][0]:g}:"
+            f"{bounds[name][1]:g}: a fixed parameter is not fitted, so its bounds would be "
+            "ignored; drop one of the two"
+        )
     if args.bootstrap < 0:
         raise UsageError("--bootstrap must be >= 0")
     if args.holdout < 0:
         raise UsageError("--holdout must be >= 0")
-    if args.target is not None and law.num_inputs != 1:
-        raise UsageError(f"--target: the planner inverts one-input laws; {law.name!r} has 2")
     if args.plot and args.plot.rsplit(".", 1)[-1].lower() not in _PLOT_FORMATS:
         raise UsageError(f"--plot {args.plot}: use a .png, .pdf or .svg file name")
     if not 0 < args.ci < 1:
         raise UsageError(f"--ci must be in (0, 1), got {args.ci}")
-    _output_path(args.out, "--out")
+    _output_path(args.out, "--out", args.results)
     if args.plot:
-        _output_path(args.plot, "--plot")
+        _output_path(args.plot, "--plot", args.results)
+        if os.path.realpath(args.plot) == os.path.realpath(args.out):
+            raise UsageError(f"--plot {args.plot}: is the --out file; name another file")
+    options = dict(fix=fix, bounds=bounds, init=init, loss=args.loss, huber_delta=args.huber_delta)
+    return {"law": law, "options": options, "target": _target(args, law)}
+
+
+def _target(args, law) -> float | None:
+    """--target as an error rate (divided by 100 with --y-scale percent), or None."""
+    if args.target is None:
+        return None
+    if law.num_inputs != 1:
+        raise UsageError(f"--target: the planner inverts one-input laws; {law.name!r} has 2")
+    value = _float(args.target, "--target")
+    scale = Y_SCALES[args.y_scale]
+    if not value > 0 or (scale is not None and value > scale):
+        within = "> 0" if scale is None else f"in (0, {scale:g}] ({args.y_scale})"
+        raise UsageError(f"--target {args.target}: a target error must be {within}")
+    return value / (scale or 1.0)
+
+
+def _fit_group(group: Group, args, settings: dict) -> tuple[dict, Curve]:
+    """One group's fit, checks, comparison and plan: its fit.json entry and its plot curve."""
+    law, options = settings["law"], settings["options"]
+    _check_sizes(group, args.x)
+    x = group.x[:, 0] if law.num_inputs == 1 else group.x
+    clusters = None if group.seeds is None else np.unique(group.seeds, return_inverse=True)[1]
+    try:
+        result = fit(
+            law,
+            x,
+            group.y,
+            **options,
+            method=args.method,
+            bootstrap=args.bootstrap,
+            resample=args.bootstrap_method,
+            strata=group.strata,
+            clusters=clusters,
+            seed=args.seed,
+            ci=args.ci,
+        )
+        checks = dict(options, method=args.method)
+        extrapolation = (
+            extrapolation_check(law, x, group.y, holdout=args.holdout, **checks)
+            if args.holdout
+            else None
+        )
+        loo = leave_one_out(law, x, group.y, **checks) if args.loo else None
+    except UsageError as e:
+        raise UsageError(f"group {group.label}: {e}") from None
+    entry = {"group": group.key, **result.to_dict(), "rows": group.rows, "notes": group.notes}
+    entry["scratch_error"] = group.scratch_error
+    if group.scratch and law.num_inputs == 1:
+        entry["comparison_with_scratch"] = compare_with_scratch(group, args.ci)
+    if extrapolation is not None:
+        entry["extrapolation"] = extrapolation
+    if loo is not None:
+        entry["leave_one_out"] = loo
+    if law.num_inputs == 1:
+        try:
+            entry["plan"] = plan(result, settings["target"], x_name=args.x[0], y_name=args.y)
+        except UsageError as e:
+            entry["plan"] = {"error": str(e), "message": f"planner refused: {e}"}
+    return entry, Curve(result, group.label, extrapolation, group.scratch_error)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    settings = _settings(args)
+    group_by = _columns(args.group) if args.group is not None else _default_group(args.results)
     groups = read_curves(
         args.results,
         args.x,
         args.y,
-        _columns(args.group) if args.group is not None else _default_group(args.results),
+        group_by,
         _columns(args.resample_within),
         seed_column=args.seed_column or None,
+        y_scale=args.y_scale,
     )
-
-    options = dict(fix=fix, bounds=bounds, init=init, loss=args.loss, huber_delta=args.huber_delta)
     entries, curves = [], []
     for group in groups:
-        _check_sizes(group, args.x)
-        x = group.x[:, 0] if law.num_inputs == 1 else group.x
-        try:
-            result = fit(
-                law,
-                x,
-                group.y,
-                **options,
-                method=args.method,
-                bootstrap=args.bootstrap,
-                resample=args.bootstrap_method,
-                strata=group.strata,
-                clusters=None
-                if group.seeds is None
-                else np.unique(group.seeds, return_inverse=True)[1],
-                seed=args.seed,
-                ci=args.ci,
-            )
-            extrapolation = (
-                extrapolation_check(
-                    law, x, group.y, holdout=args.holdout, **options, method=args.method
-                )
-                if args.holdout
-                else None
-            )
-            loo = (
-                leave_one_out(law, x, group.y, **options, method=args.method) if args.loo else None
-            )
-        except UsageError as e:
-            raise UsageError(f"group {group.label}: {e}") from None
-        entry = {"group": group.key, **result.to_dict(), "rows": group.rows, "notes": group.notes}
-        entry["scratch_error"] = group.scratch_error
-        if group.scratch and law.num_inputs == 1:
-            entry["comparison_with_scratch"] = compare_with_scratch(group, args.ci)
-        if extrapolation is not None:
-            entry["extrapolation"] = extrapolation
-        if loo is not None:
-            entry["leave_one_out"] = loo
-        if law.num_inputs == 1:
-            try:
-                entry["plan"] = plan(result, args.target, x_name=args.x[0], y_name=args.y)
-            except UsageError as e:
-                entry["plan"] = {"error": str(e), "message": f"planner refused: {e}"}
+        entry, curve = _fit_group(group, args, settings)
         entries.append(entry)
-        curves.append(Curve(result, group.label, extrapolation, group.scratch_error))
+        curves.append(curve)
         _print_summary(group.label, entry)
-
     if args.plot:
         plot_fits(args.plot, curves, x_name=args.x[0], y_name=args.y, x2_name=args.x[-1])
-    write_json(
-        args.out,
-        _clean(
-            {
-                "results": args.results,
-                "law": law.name,
-                "formula": law.formula,
-                "x": args.x,
-                "y": args.y,
-                "group_by": _columns(args.group),
-                "groups": entries,
-            }
-        ),
-    )
+    law = settings["law"]
+    summary = {
+        "results": args.results,
+        "law": law.name,
+        "formula": law.formula,
+        "x": args.x,
+        "y": args.y,
+        "y_scale": args.y_scale,
+        "group_by": group_by,
+        "groups": entries,
+    }
+    write_json(args.out, _clean(summary))
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
     return 0
 
@@ -314,6 +353,8 @@ def _print_summary(label: str, entry: dict):
     print(f"[{label}] {entry['n_points']} points: {params}; R^2={_g(entry['r2'])}{flags}")
     if entry["ci_method"]:
         print(f"  intervals: {entry['ci_method']}; {entry['bootstrap']['note']}")
+        if entry["bootstrap"]["warning"]:
+            print(f"  warning: {entry['bootstrap']['warning']}", file=sys.stderr)
     if "comparison_with_scratch" in entry:
         best = entry["comparison_with_scratch"]["best"]
         pooled = entry["comparison_with_scratch"]["pooled"]

@@ -22,9 +22,12 @@ NO_DIFFERENCE = "no detectable difference"
 
 
 def paired_difference(
-    a: dict, b: dict, level: float = 0.95, comparisons: int = 1, names=("a", "b")
+    a: dict, b: dict, level: float = 0.95, comparisons: int = 1, family: str | None = None
 ) -> dict:
     """a - b over the keys (seeds) both have. a, b: {seed: value}.
+
+    comparisons: how many intervals this one is picked from or reported with (Bonferroni);
+    family: what they are, in words ("the best of 4" by default).
 
     Returns a JSON-ready dict: mean_a, mean_b, difference (mean of a minus mean of b over the
     runs used), ci [lower, upper] or None, level, adjusted_level (the level each of the
@@ -82,8 +85,8 @@ def paired_difference(
             method=f"no interval: {min(len(a), len(b))} run(s) on one side; add seeds",
         )
     out["verdict"] = verdict(out["ci"])
-    if comparisons > 1:
-        out["method"] += f", Bonferroni-adjusted for the best of {comparisons}"
+    if comparisons > 1 and out["ci"] is not None:
+        out["method"] += f", Bonferroni-adjusted for {family or f'the best of {comparisons}'}"
     out["text"] = describe(out)
     return out
 
@@ -133,7 +136,9 @@ def against_baseline(by_size: dict, baseline: dict, level: float = 0.95) -> dict
     by_size: {size: {seed: error}}; baseline: {seed: error}. Returns per_size (each size's
     difference at `level`, unadjusted), best (the size with the lowest mean error, its interval
     adjusted for having been picked from all sizes) and pooled (per seed, the mean over the
-    sizes minus the baseline: "does this pre-training help at all", no selection).
+    sizes minus the baseline: "does this pre-training help at all", no selection; without two
+    seeds that ran every size, the mean of the sizes' means, unpaired: see
+    `mean_over_sizes_difference`).
     """
     sizes = sorted(by_size)
     out = {"sizes": len(sizes), "level": level}
@@ -147,9 +152,41 @@ def against_baseline(by_size: dict, baseline: dict, level: float = 0.95) -> dict
         **paired_difference(by_size[best], baseline, level, comparisons=len(sizes)),
     }
     shared = set.intersection(*(set(by_size[s]) for s in sizes)) if sizes else set()
-    if shared:
+    if len(shared) >= 2:
         pooled = {k: float(np.mean([by_size[s][k] for s in sizes])) for k in shared}
-    else:  # no seed at every size: the runs' mean per size, unpaired
-        pooled = {("size", s): means[s] for s in sizes}
-    out["pooled"] = paired_difference(pooled, baseline, level)
+        out["pooled"] = paired_difference(pooled, baseline, level)
+    else:
+        out["pooled"] = mean_over_sizes_difference(by_size, baseline, level)
+    return out
+
+
+def mean_over_sizes_difference(by_size: dict, baseline: dict, level: float = 0.95) -> dict:
+    """The mean over sizes of each size's mean error, minus the baseline's mean, unpaired: for
+    runs that share no seeds across sizes. by_size: {size: {seed: error}}; baseline: {seed:
+    error}. Welch's t-interval with the variance of a mean of K means (sum of s_k^2 / n_k over
+    K^2) and Welch-Satterthwaite degrees of freedom; None (no interval) when a size or the
+    baseline has fewer than 2 runs. The same keys as `paired_difference`."""
+    groups = [np.array([v for v in runs.values() if math.isfinite(v)]) for runs in by_size.values()]
+    base = np.array([v for v in baseline.values() if math.isfinite(float(v))], np.float64)
+    k = len(groups)
+    runs = sum(len(g) for g in groups)
+    out = {"level": level, "adjusted_level": level, "comparisons": 1, "pairs": 0}
+    out.update(runs_a=runs, runs_b=len(base))
+    mean_a = float(np.mean([g.mean() for g in groups])) if all(len(g) for g in groups) else math.nan
+    mean_b = float(base.mean()) if len(base) else math.nan
+    out.update(mean_a=mean_a, mean_b=mean_b, difference=mean_a - mean_b, ci=None)
+    if min([len(g) for g in groups] + [len(base)]) < 2:
+        out["method"] = "no interval: a size or the baseline has fewer than 2 runs; add seeds"
+    else:
+        parts = [g.var(ddof=1) / len(g) / k**2 for g in groups] + [base.var(ddof=1) / len(base)]
+        sizes = [len(g) for g in groups] + [len(base)]
+        dof = sum(parts) ** 2 / (sum(p**2 / (m - 1) for p, m in zip(parts, sizes)) + 1e-300)
+        half = _t(level, max(dof, 1.0)) * math.sqrt(sum(parts))
+        out["ci"] = [out["difference"] - half, out["difference"] + half]
+        out["method"] = (
+            f"Welch t-interval on the mean over {k} sizes' means, unpaired ({runs} and "
+            f"{len(base)} runs; no two seeds ran at every size)"
+        )
+    out["verdict"] = verdict(out["ci"])
+    out["text"] = describe(out)
     return out

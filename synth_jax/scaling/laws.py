@@ -8,8 +8,11 @@ a few initial values; the default start grid is their Cartesian product. Adding 
     LAWS["power"] = Law("power", "b * x^-c", lambda p, x: p["b"] * x ** -p["c"],
                         (Param("b", 1e-8, 1e8, (0.1, 1, 10), "log"), Param("c", 0, 3, (0.2, 0.5))))
 
-Formulas follow REFERENCE.md sections 5 and 6 (Mikami et al.; Alabdulmohsin et al. 2022;
-Hoffmann et al. 2022; Caballero et al. 2023).
+Formulas follow the papers: mikami, mikami2: Mikami et al., "A Scaling Law for Synthetic-to-Real
+Transfer: How Much Is Your Pre-training Effective?" (ECML PKDD 2022); m1-m4: Alabdulmohsin et
+al., "Revisiting Neural Scaling Laws in Language and Vision" (NeurIPS 2022); chinchilla: Hoffmann
+et al., "Training Compute-Optimal Large Language Models" (NeurIPS 2022); bnsl: Caballero et al.,
+"Broken Neural Scaling Laws" (ICLR 2023).
 """
 
 from __future__ import annotations

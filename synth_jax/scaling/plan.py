@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from synth_jax.errors import UsageError
-from synth_jax.scaling import stats
 from synth_jax.scaling.result import FitResult
 
 _LARGEST = 1e30  # sizes searched: the smallest tried .. 1e30
@@ -110,35 +109,26 @@ def check_decreasing(result: FitResult, smallest: float, x_name: str = "n") -> N
         )
 
 
-def interval(samples: np.ndarray, tail: float) -> list | None:
-    """Percentile interval [lower, upper] (the `tail` and 1 - `tail` quantiles) of samples
-    float[B] that may hold inf (an answer that is never reached): a bound that falls on inf is
-    UNREACHABLE. None when there are none."""
+def interval(result: FitResult, best: float, samples: np.ndarray) -> list | None:
+    """The bootstrap interval [lower, upper] (see FitResult.bootstrap_interval) of the refits'
+    sizes float[B], which may hold inf (an answer that is never reached: a bound that falls on
+    it is UNREACHABLE) and NaN (a refit that did not converge, counted beyond both bounds).
+    None when there are no refits."""
     samples = np.asarray(samples, np.float64)
-    samples = samples[~np.isnan(samples)]
     if not len(samples):
         return None
-    tail = 100.0 * tail
-    # inf sorts last, so a bound that lands among them is inf; order statistics (the outer
-    # neighbours, never interpolated: interpolating towards inf gives nan or inf) keep that
-    # exact and make the interval conservative by at most one replicate on each side
-    bounds = (
-        np.percentile(samples, tail, method="lower"),
-        np.percentile(samples, 100.0 - tail, method="higher"),
-    )
-    return [float(b) if np.isfinite(b) else UNREACHABLE for b in bounds]
+    lower, upper = result.bootstrap_interval(samples[:, None], np.array([best]), log=True)
+    if np.isnan(lower[0]):
+        return None
+    return [float(b[0]) if np.isfinite(b[0]) else UNREACHABLE for b in (lower, upper)]
 
 
-def _summary(best: float, samples: np.ndarray, tail: float) -> dict:
-    lower, upper = (
-        stats.percentile_interval(samples[:, None], 1 - 2 * tail, tail)
-        if len(samples)
-        else ([], [])
-    )
-    return {
-        "value": best,
-        "ci": [float(lower[0]), float(upper[0])] if len(samples) else None,
-    }
+def _summary(result: FitResult, best: float, samples: np.ndarray) -> dict:
+    """The best fit's value and the interval over the refits' values float[B]."""
+    if not len(samples):
+        return {"value": best, "ci": None}
+    lower, upper = result.bootstrap_interval(samples[:, None], np.array([best]))
+    return {"value": best, "ci": [float(lower[0]), float(upper[0])]}
 
 
 def _fmt(v) -> str:
@@ -159,7 +149,8 @@ def plan(
     Returns floor (the transfer gap, if the law has one), doubling (error at the largest size
     tried and at twice that, and the gain), and with a target: size_needed (value, and the
     interval over refits whose upper bound is "unreachable" when too few refits reach it),
-    reach_fraction (share of refits that reach it), unreachable_fraction (1 - reach_fraction)
+    reach_fraction (share of refits that reach it, weighted by their probabilities; one that did
+    not converge does not count as reaching), unreachable_fraction (1 - reach_fraction)
     and reachable (whether the best fit reaches it). Raises UsageError for a two-input law or
     a best fit that is not decreasing over the range searched.
     """
@@ -168,13 +159,10 @@ def plan(
         raise UsageError(f"the planner inverts one-input laws; {law.name!r} has {law.num_inputs}")
     smallest = float(np.min(result.problem.x[:, 0]))
     check_decreasing(result, smallest, x_name)
-    level = result.ci_level
-    tail = result.bootstrap.tail if result.bootstrap else (1 - level) / 2
+    tail = result.bootstrap.tail if result.bootstrap else (1 - result.ci_level) / 2
     params = _param_sets(result)
-    ok = np.all([np.isfinite(v) for v in params.values()], axis=0)
-    params = {k: v[ok] for k, v in params.items()}
     boot = slice(1, None)
-    out: dict = {"x": x_name, "y": y_name, "refits": int(ok.sum() - 1)}
+    out: dict = {"x": x_name, "y": y_name, "refits": len(params[law.param_names[0]]) - 1}
     if result.bootstrap is not None:
         out["ci_method"] = result.bootstrap.describe()
     lines = []
@@ -184,7 +172,7 @@ def plan(
             floor = np.asarray(
                 law.floor({k: jnp.asarray(v) for k, v in params.items()}), np.float64
             ) * np.ones(len(params[law.param_names[0]]))
-        out["floor"] = _summary(float(floor[0]), floor[boot], tail)
+        out["floor"] = _summary(result, float(floor[0]), floor[boot])
         ci = out["floor"]["ci"]
         lines.append(
             f"floor (transfer gap): {y_name} -> {_fmt(floor[0])}"
@@ -200,9 +188,9 @@ def plan(
     out["doubling"] = {
         "from": largest,
         "to": 2 * largest,
-        "error_now": _summary(float(now[0]), now[boot], tail),
-        "error_doubled": _summary(float(doubled[0]), doubled[boot], tail),
-        "gain": _summary(float(gain[0]), gain[boot], tail),
+        "error_now": _summary(result, float(now[0]), now[boot]),
+        "error_doubled": _summary(result, float(doubled[0]), doubled[boot]),
+        "gain": _summary(result, float(gain[0]), gain[boot]),
     }
     ci = out["doubling"]["gain"]["ci"]
     lines.append(
@@ -224,10 +212,14 @@ def _target(out, result, params, target, floor, smallest, largest, tail) -> list
     needed = _size_needed(result, params, target, smallest)
     if floor is not None:
         needed = np.where(target <= floor, np.inf, needed)
+    unknown = np.isnan(np.stack(list(params.values()))).any(axis=0)
+    needed = np.where(unknown, np.nan, needed)  # a refit that did not converge has no answer
     reachable = bool(np.isfinite(needed[0]))
     refits = needed[1:]
-    reach = float(np.mean(np.isfinite(refits))) if len(refits) else None
-    ci = interval(refits, tail)
+    p = result.bootstrap_probabilities
+    p = np.full(len(refits), 1.0 / max(len(refits), 1)) if p is None else p
+    reach = 1.0 - float(np.sum(p[~np.isfinite(refits)])) if len(refits) else None
+    ci = interval(result, float(needed[0]), refits)
     out["target"] = target
     out["reachable"] = reachable
     out["size_needed"] = {

@@ -29,19 +29,15 @@ class Curve:
     scratch_error: float | None = None
 
 
-def _band(result: FitResult, grid: np.ndarray, level: float, at: np.ndarray | None):
-    """Percentile band of the bootstrap refits' predictions on grid float[G] (or None)."""
-    boot = result.bootstrap_params
-    boot = boot[np.all(np.isfinite(boot), axis=1)]
-    if len(boot) < 2:
+def _band(result: FitResult, grid: np.ndarray, at: np.ndarray | None):
+    """The bootstrap interval of the refits' predictions on grid float[G] (or None)."""
+    if result.bootstrap is None or result.bootstrap.used < 2:
         return None
-    names = result.law.param_names
     x = grid[:, None] if at is None else np.column_stack([grid, np.full_like(grid, at)])
-    curves = np.stack(
-        [result.problem.predict(dict(zip(names, row)), x) for row in boot[:400]], axis=0
-    )
-    tail = 100 * (result.bootstrap.tail if result.bootstrap else (1 - level) / 2)
-    return np.nanpercentile(curves, tail, axis=0), np.nanpercentile(curves, 100 - tail, axis=0)
+    curves = result.problem.predict_rows(result.bootstrap_params, x)
+    lower, upper = result.bootstrap_interval(curves, result.predict(x))
+    # an infinite bound (too many refits did not converge) leaves a gap, not a wall
+    return tuple(np.where(np.isfinite(b), b, np.nan) for b in (lower, upper))
 
 
 def plot_fits(
@@ -65,65 +61,8 @@ def plot_fits(
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, curve in enumerate(curves):
         color = colors[i % len(colors)]
-        result, problem = curve.result, curve.result.problem
-        x, y = problem.x, problem.y
-        held = np.zeros(len(y), bool)
-        if curve.extrapolation:
-            held = x[:, 0] >= min(curve.extrapolation["heldout_sizes"])
-        # data: mean and its t-interval over repeats (seeds) at each input
-        keys, inverse = np.unique(x, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        summaries = [mean_interval(y[inverse == k], result.ci_level) for k in range(len(keys))]
-        means = np.array([m["mean"] for m in summaries])
-        half = np.array([0.0 if m["ci"] is None else m["ci"][1] - m["mean"] for m in summaries])
-        held_key = np.array([held[inverse == k].any() for k in range(len(keys))])
-        for mask, face in ((~held_key, color), (held_key, "none")):
-            if mask.any():
-                ax.errorbar(
-                    keys[mask, 0],
-                    means[mask],
-                    yerr=half[mask],
-                    fmt="o",
-                    color=color,
-                    markerfacecolor=face,
-                    capsize=3,
-                    label=None
-                    if face == "none"
-                    else f"{curve.label}: mean, {100 * result.ci_level:.0f}% CI over runs",
-                )
-        grid = np.geomspace(x[:, 0].min() / 1.5, x[:, 0].max() * 4, 200)
-        levels = [None] if problem.x.shape[1] == 1 else list(np.unique(x[:, 1]))[:4]
-        for at in levels:
-            xg = grid[:, None] if at is None else np.column_stack([grid, np.full_like(grid, at)])
-            ax.plot(grid, result.predict(xg), color=color, lw=1.5)
-            if at is not None:  # name the second input's value at the curve's right end
-                ax.annotate(
-                    f"{x2_name}={at:.3g}",
-                    (grid[-1], result.predict(xg)[-1]),
-                    fontsize=7,
-                    color=color,
-                    ha="right",
-                    va="bottom",
-                )
-            band = _band(result, grid, result.ci_level, at)
-            if band is not None:
-                b = result.bootstrap
-                label = f"{b.method} bootstrap, {b.used} refits" if at == levels[0] else None
-                ax.fill_between(grid, band[0], band[1], color=color, alpha=0.2, lw=0, label=label)
-        if curve.extrapolation and problem.x.shape[1] == 1:
-            params = curve.extrapolation["params"]
-            ax.plot(
-                grid,
-                problem.predict(params, grid[:, None]),
-                color=color,
-                ls="--",
-                lw=1,
-                label=f"{curve.label}: fit without held-out sizes",
-            )
-        if curve.scratch_error is not None:
-            ax.axhline(
-                curve.scratch_error, color=color, ls=":", lw=1, label=f"{curve.label}: from scratch"
-            )
+        _draw_points(ax, curve, color)
+        _draw_law(ax, curve, color, x2_name)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(x_name)
@@ -137,3 +76,72 @@ def plot_fits(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.rsplit(".", 1)[-1].lower(), dpi=120)
     plt.close(fig)
+
+
+def _draw_points(ax, curve: Curve, color) -> None:
+    """The data: mean and its t-interval over repeats (seeds) at each input; held-out sizes
+    hollow."""
+    result = curve.result
+    x, y = result.problem.x, result.problem.y
+    held = np.zeros(len(y), bool)
+    if curve.extrapolation:
+        held = x[:, 0] >= min(curve.extrapolation["heldout_sizes"])
+    keys, inverse = np.unique(x, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    summaries = [mean_interval(y[inverse == k], result.ci_level) for k in range(len(keys))]
+    means = np.array([m["mean"] for m in summaries])
+    half = np.array([0.0 if m["ci"] is None else m["ci"][1] - m["mean"] for m in summaries])
+    held_key = np.array([held[inverse == k].any() for k in range(len(keys))])
+    for mask, face in ((~held_key, color), (held_key, "none")):
+        if mask.any():
+            ax.errorbar(
+                keys[mask, 0],
+                means[mask],
+                yerr=half[mask],
+                fmt="o",
+                color=color,
+                markerfacecolor=face,
+                capsize=3,
+                label=None
+                if face == "none"
+                else f"{curve.label}: mean, {100 * result.ci_level:.0f}% CI over runs",
+            )
+
+
+def _draw_law(ax, curve: Curve, color, x2_name: str) -> None:
+    """The fitted law (at up to 4 values of a second input) with its bootstrap band, the fit
+    without the held-out sizes (dashed) and the from-scratch error (dotted)."""
+    result, problem = curve.result, curve.result.problem
+    x = problem.x
+    grid = np.geomspace(x[:, 0].min() / 1.5, x[:, 0].max() * 4, 200)
+    levels = [None] if x.shape[1] == 1 else list(np.unique(x[:, 1]))[:4]
+    for at in levels:
+        xg = grid[:, None] if at is None else np.column_stack([grid, np.full_like(grid, at)])
+        ax.plot(grid, result.predict(xg), color=color, lw=1.5)
+        if at is not None:  # name the second input's value at the curve's right end
+            ax.annotate(
+                f"{x2_name}={at:.3g}",
+                (grid[-1], result.predict(xg)[-1]),
+                fontsize=7,
+                color=color,
+                ha="right",
+                va="bottom",
+            )
+        band = _band(result, grid, at)
+        if band is not None:
+            b = result.bootstrap
+            label = f"{b.method} bootstrap, {b.refits} refits" if at == levels[0] else None
+            ax.fill_between(grid, band[0], band[1], color=color, alpha=0.2, lw=0, label=label)
+    if curve.extrapolation and x.shape[1] == 1:
+        ax.plot(
+            grid,
+            problem.predict(curve.extrapolation["params"], grid[:, None]),
+            color=color,
+            ls="--",
+            lw=1,
+            label=f"{curve.label}: fit without held-out sizes",
+        )
+    if curve.scratch_error is not None:
+        ax.axhline(
+            curve.scratch_error, color=color, ls=":", lw=1, label=f"{curve.label}: from scratch"
+        )

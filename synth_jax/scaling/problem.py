@@ -67,6 +67,15 @@ class Problem:
             p = {k: jnp.float64(v) for k, v in params.items()}
             return np.asarray(_law_at(self.law, p, jnp.asarray(x)), dtype=np.float64)
 
+    def predict_rows(self, rows: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """The law for many parameter sets at once: rows float[B, P] (all parameters in law
+        order; a row of NaN gives NaN) at x float[M, K] (default: the data), float64[B, M]."""
+        x = self.x if x is None else np.asarray(x, dtype=np.float64).reshape(-1, self.x.shape[1])
+        rows = np.asarray(rows, np.float64).reshape(-1, len(self.law.param_names))
+        with jax.enable_x64(True):
+            p = {k: jnp.asarray(rows[:, i]) for i, k in enumerate(self.law.param_names)}
+            return np.asarray(_law_at_rows(self.law, p, jnp.asarray(x)), dtype=np.float64)
+
     def residuals(self, predicted: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         """Residuals in the loss's space: predicted - y (squared), log predicted - log y (log,
         Huber). predicted: float[..., N]; y: float[..., N] (default: the data)."""
@@ -77,10 +86,11 @@ class Problem:
             return np.log(predicted) - np.log(y)
 
     def data_from_residuals(self, predicted: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-        """The y whose residuals against `predicted` are `residuals` (inverse of `residuals`)."""
+        """The y whose residuals against `predicted` are `residuals` (inverse of `residuals`:
+        a residual is predicted minus y, so y is predicted minus the residual)."""
         if self.loss == "squared":
-            return predicted + residuals
-        return predicted * np.exp(residuals)
+            return predicted - residuals
+        return predicted * np.exp(-residuals)
 
     def distinct_points(self, weights: np.ndarray) -> np.ndarray:
         """How many distinct inputs (rows of x) carry weight, per row of weights float[R, N]:
@@ -97,6 +107,12 @@ class Problem:
 def _law_at(law, params, x):
     """The law at x float[M, K] (jitted: evaluated op by op it costs milliseconds per call)."""
     return law(params, *[x[:, k] for k in range(x.shape[1])])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _law_at_rows(law, params, x):
+    """The law float[B, M] for B parameter sets (params {name: float[B]}) at x float[M, K]."""
+    return jax.vmap(lambda p: law(p, *[x[:, k] for k in range(x.shape[1])]))(params)
 
 
 def bound_kind(lower: float, upper: float, scale: str) -> str:
@@ -130,9 +146,43 @@ def prepare(
     (and > 0 for the log and Huber losses). fix: parameters held at a value (e.g. D=0.48).
     bounds: overrides of (lower, upper). init: per-parameter initial values replacing the law's
     grid axis. starts: an explicit start grid float[S, F] over the free parameters instead.
-    The points must hold at least as many distinct inputs as there are free parameters.
+    A parameter may be fixed or bounded, not both. The points must hold at least as many
+    distinct inputs as there are free parameters.
     """
     law = get_law(law) if isinstance(law, str) else law
+    x, y = _points(law, x, y)
+    if loss not in LOSSES:
+        raise UsageError(f"unknown loss {loss!r}; one of: {', '.join(LOSSES)}")
+    if loss != "squared" and np.any(y <= 0):
+        raise UsageError(f"the {loss} loss works on log(y): y must be > 0")
+    if not huber_delta > 0:
+        raise UsageError(f"huber_delta must be > 0, got {huber_delta}")
+    fix = {k: float(v) for k, v in (fix or {}).items()}
+    bounds = dict(bounds or {})
+    init = dict(init or {})
+    lower, upper = _bounds(law, fix, bounds, init)
+    scales = tuple(p.scale for p in law.params)
+    free = tuple(n for n in law.param_names if n not in fix)
+    _check_identifiable(x, y, free)
+    if starts is None:
+        custom = dataclasses.replace(
+            law,
+            params=tuple(
+                dataclasses.replace(p, init=tuple(init[p.name]), init_x_quantiles=())
+                if p.name in init
+                else p
+                for p in law.params
+            ),
+        )
+        starts = custom.init_grid(free, x)
+    starts = np.asarray(starts, dtype=np.float64).reshape(-1, len(free))
+    index = [law.param_names.index(n) for n in free]
+    starts = _inside(starts, lower[index], upper[index], [scales[i] for i in index])
+    return Problem(law, x, y, free, fix, lower, upper, scales, starts, loss, float(huber_delta))
+
+
+def _points(law: Law, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """x float64[N, K] and y float64[N], checked: shapes, finite, sizes > 0."""
     x = np.asarray(x, dtype=np.float64)
     x = x.reshape(-1, 1) if x.ndim == 1 else x
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -150,20 +200,21 @@ def prepare(
         )
     if not np.all(np.isfinite(y)):
         raise UsageError("y has NaN or infinite values")
-    if loss not in LOSSES:
-        raise UsageError(f"unknown loss {loss!r}; one of: {', '.join(LOSSES)}")
-    if loss != "squared" and np.any(y <= 0):
-        raise UsageError(f"the {loss} loss works on log(y): y must be > 0")
-    if not huber_delta > 0:
-        raise UsageError(f"huber_delta must be > 0, got {huber_delta}")
-    fix = {k: float(v) for k, v in (fix or {}).items()}
-    bounds = dict(bounds or {})
-    init = dict(init or {})
+    return x, y
+
+
+def _bounds(law: Law, fix: dict, bounds: dict, init: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) float64[P] per law parameter: the law's, with `bounds` applied."""
     for name in [*fix, *bounds, *init]:
         law.param(name)  # raises UsageError for an unknown name
+    for name in sorted(set(fix) & set(bounds), key=law.param_names.index):
+        lo, hi = bounds[name]
+        raise UsageError(
+            f"{name} is both fixed (={fix[name]:g}) and bounded ({lo:g}:{hi:g}): a fixed "
+            "parameter is not fitted, so its bounds would be ignored; drop one of the two"
+        )
     lower = np.array([bounds.get(p.name, (p.lower, p.upper))[0] for p in law.params], np.float64)
     upper = np.array([bounds.get(p.name, (p.lower, p.upper))[1] for p in law.params], np.float64)
-    scales = tuple(p.scale for p in law.params)
     for i, p in enumerate(law.params):
         if not lower[i] < upper[i]:
             raise UsageError(f"bounds of {p.name}: lower {lower[i]} must be < upper {upper[i]}")
@@ -172,7 +223,10 @@ def prepare(
                 f"{p.name} is fitted on a log scale: its bounds must satisfy 0 < lower < upper "
                 f"< inf, got {lower[i]}:{upper[i]}"
             )
-    free = tuple(n for n in law.param_names if n not in fix)
+    return lower, upper
+
+
+def _check_identifiable(x: np.ndarray, y: np.ndarray, free: tuple[str, ...]) -> None:
     if not free:
         raise UsageError("every parameter is fixed: nothing to fit")
     if len(y) < len(free):
@@ -187,21 +241,6 @@ def prepare(
             f"({', '.join(free)}), however many repeats each has: add sizes or fix parameters "
             "(--fix NAME=VALUE)"
         )
-    if starts is None:
-        custom = dataclasses.replace(
-            law,
-            params=tuple(
-                dataclasses.replace(p, init=tuple(init[p.name]), init_x_quantiles=())
-                if p.name in init
-                else p
-                for p in law.params
-            ),
-        )
-        starts = custom.init_grid(free, x)
-    starts = np.asarray(starts, dtype=np.float64).reshape(-1, len(free))
-    index = [law.param_names.index(n) for n in free]
-    starts = _inside(starts, lower[index], upper[index], [scales[i] for i in index])
-    return Problem(law, x, y, free, fix, lower, upper, scales, starts, loss, float(huber_delta))
 
 
 def _inside(values: np.ndarray, lower, upper, scales) -> np.ndarray:

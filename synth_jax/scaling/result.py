@@ -7,46 +7,69 @@ import math
 
 import numpy as np
 
+from synth_jax.scaling import stats
 from synth_jax.scaling.laws import Law
 from synth_jax.scaling.problem import Problem
+
+# a share of refits that did not converge above this is a warning: they widen the intervals
+WARN_NOT_CONVERGED = 0.01
 
 
 @dataclasses.dataclass
 class BootstrapRecord:
     """How the intervals were obtained. method: case, seed, residual or wild; requested: the
-    replicates asked for; used: those whose refits enter the intervals (identifiable and
-    converged); redrawn: replicates drawn again because they could not identify the law;
-    dropped_unidentifiable / dropped_not_converged: replicates left out, and why; level: the
-    intervals' nominal level; tail: the quantile each bound is taken at (an expanded percentile
-    interval, see bootstrap.interval_tail); at_bound: share of used refits with each free
-    parameter on a bound; note: why this method."""
+    replicates asked for; refits: the replicates refitted (identifiable ones; with exact, every
+    distinct seed resample); used: refits that converged, whose values enter the intervals;
+    not_converged: refits that did not, counted beyond both bounds of every interval (an
+    interval holds whatever they would have given); redrawn: replicates drawn again because
+    they could not identify the law; dropped_unidentifiable: those left out after all redraws;
+    exact: refits are every distinct resample, weighted by its probability (seed resampling of
+    few seeds), not random draws; distinct: how many different resamples the refits hold;
+    level: the intervals' nominal level; tail: the quantile each bound is taken at (below
+    (1 - level) / 2: an expanded percentile interval); widen: how many times further from the
+    best fit each bound is then moved (1: not at all; see bootstrap.interval_rule); at_bound:
+    share of used refits with each
+    free parameter on a bound; note: why this method; warning: what the reader must know, or
+    None."""
 
     method: str
     requested: int
+    refits: int
     used: int
+    not_converged: int
     redrawn: int
     dropped_unidentifiable: int
-    dropped_not_converged: int
+    exact: bool
+    distinct: int
     level: float
     tail: float
+    widen: float
     note: str
     at_bound: dict[str, float]
+    warning: str | None = None
 
     def describe(self) -> str:
-        """'95% expanded percentile intervals (quantiles 0.9% and 99.1%), residual bootstrap,
-        198 of 200 replicates'."""
-        text = (
-            f"{100 * self.level:.0f}% expanded percentile intervals (quantiles "
-            f"{100 * self.tail:.2g}% and {100 - 100 * self.tail:.4g}%), {self.method} bootstrap, "
-            f"{self.used} of {self.requested} replicates"
-        )
-        dropped = []
+        """'95% expanded percentile intervals (quantiles 0.91% and 99.09%), residual bootstrap,
+        200 replicates'."""
+        quantiles = f"quantiles {100 * self.tail:.2g}% and {100 - 100 * self.tail:.4g}%"
+        if self.widen != 1.0:
+            text = (
+                f"{100 * self.level:.0f}% percentile intervals ({quantiles}) widened "
+                f"{self.widen:.3g}x about the fit, {self.method} bootstrap, "
+            )
+        else:
+            text = (
+                f"{100 * self.level:.0f}% expanded percentile intervals ({quantiles}), "
+                f"{self.method} bootstrap, "
+            )
+        if self.exact:
+            text += f"exact: all {self.refits} distinct resamples, each weighted by its probability"
+        else:
+            text += f"{self.refits} replicates ({self.distinct} distinct)"
+        if self.not_converged:
+            text += f"; {self.not_converged} did not converge and count beyond both bounds"
         if self.dropped_unidentifiable:
-            dropped.append(f"{self.dropped_unidentifiable} could not identify the law")
-        if self.dropped_not_converged:
-            dropped.append(f"{self.dropped_not_converged} did not converge")
-        if dropped:
-            text += f" ({'; '.join(dropped)})"
+            text += f"; {self.dropped_unidentifiable} left out: could not identify the law"
         if self.redrawn:
             text += f"; {self.redrawn} redrawn for too few distinct sizes"
         return text
@@ -59,13 +82,26 @@ class BootstrapRecord:
         }
 
 
+def not_converged_warning(not_converged: float, refits: int) -> str | None:
+    """The warning for a share (probability mass) of refits that did not converge, or None."""
+    if not_converged <= WARN_NOT_CONVERGED:
+        return None
+    return (
+        f"{100 * not_converged:.1f}% of {refits} bootstrap refits did not converge (more than "
+        f"{100 * WARN_NOT_CONVERGED:.0f}%): they count beyond both bounds, so the intervals are "
+        "wider than the data alone would give; check the fit (bounds, starts, the law)"
+    )
+
+
 @dataclasses.dataclass
 class FitResult:
     """A fitted law: best parameters, uncertainty and goodness of fit (see `to_dict`).
 
     status: converged, stalled (the optimiser stopped short of a first-order optimum) or
     max_iter; converged is status == "converged". hit_bounds: free parameters on a bound.
-    bootstrap_params: float64[B, P], all parameters in law order, of the B used refits.
+    bootstrap_params: float64[B, P], all parameters in law order, of the B refits (rows of NaN
+    for those that did not converge); bootstrap_probabilities: float64[B] (the exact seed
+    distribution) or None (equally likely).
     """
 
     problem: Problem
@@ -87,6 +123,7 @@ class FitResult:
     bootstrap_params: np.ndarray
     bootstrap: BootstrapRecord | None
     method: str
+    bootstrap_probabilities: np.ndarray | None = None
 
     @property
     def law(self) -> Law:
@@ -98,6 +135,26 @@ class FitResult:
 
     def predict(self, x) -> np.ndarray:
         return self.problem.predict(self.params, x)
+
+    def bootstrap_interval(
+        self, values: np.ndarray, best: np.ndarray, log: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The interval of any quantity computed per refit, taken as the parameters' intervals
+        are (tail, widening, probabilities, refits that did not converge): values float[B, k]
+        (NaN for refits that did not converge), best float[k] (the best fit's values). log:
+        widen on a log scale (a positive quantity such as a size). Returns (lower[k],
+        upper[k])."""
+        tail = self.bootstrap.tail if self.bootstrap else (1.0 - self.ci_level) / 2.0
+        widen = self.bootstrap.widen if self.bootstrap else 1.0
+        lower, upper = stats.percentile_interval(
+            values, self.ci_level, tail, self.bootstrap_probabilities
+        )
+        if not log:
+            return stats.widened(lower, upper, best, widen)
+        with np.errstate(divide="ignore"):
+            logs = (np.log(np.maximum(b, 0.0)) for b in (lower, upper, best))
+            lower, upper = stats.widened(*logs, widen)
+        return np.exp(lower), np.exp(upper)
 
     def to_dict(self) -> dict:
         clean = _finite_or_none

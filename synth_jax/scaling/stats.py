@@ -60,22 +60,68 @@ def jacobian_stderr(jacobian: np.ndarray, sum_squares: float, n_points: int) -> 
 
 
 def percentile_interval(
-    samples: np.ndarray, level: float, tail: float | None = None
+    samples: np.ndarray,
+    level: float,
+    tail: float | None = None,
+    probabilities: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap percentile interval of each column of samples float[B, k] (non-finite rows of a
-    column are ignored): the `tail` and 1 - `tail` quantiles (default tail: (1 - level) / 2; an
-    expanded interval passes a smaller one, see `expanded_tail`). Returns (lower[k], upper[k])."""
-    tail = 100.0 * ((1.0 - level) / 2.0 if tail is None else tail)
-    lower, upper = [], []
-    for column in np.asarray(samples, dtype=np.float64).reshape(len(samples), -1).T:
-        finite = column[np.isfinite(column)]
-        if finite.size == 0:
-            lower.append(np.nan)
-            upper.append(np.nan)
-        else:
-            lower.append(np.percentile(finite, tail))
-            upper.append(np.percentile(finite, 100.0 - tail))
-    return np.array(lower), np.array(upper)
+    """Bootstrap percentile interval of each column of samples float[B, k]: the `tail` and
+    1 - `tail` quantiles (default tail: (1 - level) / 2; an expanded interval passes a smaller
+    one, see `expanded_tail`). Returns (lower[k], upper[k]); see `quantile_bounds`."""
+    tail = (1.0 - level) / 2.0 if tail is None else tail
+    columns = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1).T
+    bounds = [quantile_bounds(column, tail, probabilities) for column in columns]
+    return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+
+
+def quantile_bounds(
+    values: np.ndarray, tail: float, probabilities: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(lower, upper): the smallest value with at least `tail` of the probability at or below
+    it, and the largest with at least `tail` at or above it (order statistics, never
+    interpolated, so that +-inf values stay exact). values: float[B]; probabilities: float[B]
+    (default: equal). A NaN value is unknown (a refit that did not converge) and is counted
+    beyond both bounds, so the interval holds whatever it would have been: a bound that this
+    moves past every known value is -inf or +inf. Both NaN when there are no values."""
+    values = np.asarray(values, np.float64)
+    p = np.full(len(values), 1.0 / max(len(values), 1)) if probabilities is None else probabilities
+    p = np.asarray(p, np.float64) / np.sum(p)
+    if not len(values):
+        return float("nan"), float("nan")
+    known = ~np.isnan(values)
+    unknown = float(p[~known].sum())
+    order = np.argsort(values[known], kind="stable")
+    v, w = values[known][order], p[known][order]
+    slack = 1e-9  # probabilities summed in floating point
+    below = unknown + np.cumsum(w)  # mass at or below v[i], unknown mass counted below
+    above = unknown + np.cumsum(w[::-1])[::-1]  # mass at or above v[i], unknown counted above
+    lower_ok, upper_ok = below >= tail - slack, above >= tail - slack
+    if unknown >= tail - slack:
+        return float("-inf"), float("inf")
+    lower = v[np.argmax(lower_ok)]
+    upper = v[len(v) - 1 - np.argmax(upper_ok[::-1])]
+    return float(lower), float(upper)
+
+
+def widened(
+    lower: np.ndarray, upper: np.ndarray, best: np.ndarray, factor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """An interval moved `factor` times as far from `best` on each side (factor 1: unchanged;
+    an infinite bound, or a best value that is not finite, stays as it is)."""
+    if factor == 1.0:
+        return lower, upper
+    best = np.asarray(best, np.float64)
+    with np.errstate(invalid="ignore"):
+        move = lambda b: np.where(np.isfinite(best), best + factor * (b - best), b)
+        return move(np.asarray(lower, np.float64)), move(np.asarray(upper, np.float64))
+
+
+def t_quantile(p: float, dof: float) -> float:
+    return float(scipy_stats.t.ppf(p, dof))
+
+
+def normal_quantile(p: float) -> float:
+    return float(scipy_stats.norm.ppf(p))
 
 
 def expanded_tail(level: float, dof: float, variance_factor: float = 1.0) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import jax
@@ -18,6 +19,12 @@ import numpy as np
 from synth_jax import chips
 from synth_jax.files import append_line, finite_json, write_text
 from synth_jax.progress import Progress
+
+
+def log_line(message: str) -> None:
+    """One line of the run's log: stderr, on process 0 only."""
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr, flush=True)
 
 
 def read_rows(path: str) -> tuple[list[dict], int]:

@@ -15,6 +15,7 @@ from synth_jax.config import config_to_dict
 from synth_jax.errors import UsageError
 from synth_jax.experiments import grid
 from synth_jax.experiments.report import join
+from synth_jax.files import finite_json
 from synth_jax.scaling import compare
 from synth_jax.scaling.config import law_config
 
@@ -54,16 +55,11 @@ def fit_curve(x: np.ndarray, y: np.ndarray, seeds, law: dict, target: float = 0.
     out["fit"] = result.to_dict()
     grid_x = np.geomspace(sizes.min() / 2, sizes.max() * 8, 64)
     out["band"] = {"x": grid_x.tolist(), "mean": result.predict(grid_x).tolist()}
-    names = result.law.param_names
-    curves = [
-        result.problem.predict(dict(zip(names, row)), grid_x)
-        for row in result.bootstrap_params
-        if np.all(np.isfinite(row))
-    ]
-    if curves:
-        tail = 100 * result.bootstrap.tail
-        lo, hi = np.nanpercentile(np.array(curves), [tail, 100 - tail], axis=0)
-        out["band"].update(lower=lo.tolist(), upper=hi.tolist(), method=result.bootstrap.describe())
+    if result.bootstrap is not None and result.bootstrap.used:
+        curves = result.problem.predict_rows(result.bootstrap_params, grid_x)
+        lo, hi = result.bootstrap_interval(curves, result.predict(grid_x))
+        band = {"lower": lo.tolist(), "upper": hi.tolist(), "method": result.bootstrap.describe()}
+        out["band"].update(finite_json(band))
     out["extrapolation"] = _extrapolation(x, y, sizes, law)
     if target > 0:
         out["plan"] = _plan(result, target, law)
@@ -149,28 +145,36 @@ def _group(key, members, keys, law, scratch) -> dict:
 
 def _between_sources(groups: list[dict], keys: list[str], level: float) -> list[dict]:
     """Pairs of groups with the same fine-tuning setting and different pre-training: per seed,
-    the mean error over the sizes both ran, compared with an interval."""
-    out = []
+    the mean error over the sizes both ran, compared with an interval. The pairs of one
+    fine-tuning setting are one family: each interval is Bonferroni-adjusted for their number,
+    so that all of them hold together at `level`."""
     base = join.baseline_keys(keys)
+    setting = lambda g: tuple(g["group"].get(k) for k in base)
+    label = lambda g: ", ".join(f"{k}={v}" for k, v in g["group"].items() if k not in base)
+    pairs = []
     for a, b in itertools.combinations(groups, 2):
-        if "_by_size" not in a or "_by_size" not in b:
-            continue
-        if any(a["group"].get(k) != b["group"].get(k) for k in base):
+        if "_by_size" not in a or "_by_size" not in b or setting(a) != setting(b):
             continue
         common = sorted(set(a["_by_size"]) & set(b["_by_size"]))
-        if not common:
-            continue
+        if common:
+            pairs.append((a, b, common))
+    family = {}
+    for a, _, _ in pairs:
+        family[setting(a)] = family.get(setting(a), 0) + 1
+    out = []
+    for a, b, common in pairs:
         pooled = []
         for g in (a, b):
             seeds = set.intersection(*(set(g["_by_size"][s]) for s in common))
             pooled.append({k: float(np.mean([g["_by_size"][s][k] for s in common])) for k in seeds})
-        label = lambda g: ", ".join(f"{k}={v}" for k, v in g["group"].items() if k not in base)
+        m = family[setting(a)]
+        why = f"{m} pairwise comparisons between sources"
         out.append(
             {
                 "a": label(a),
                 "b": label(b),
                 "sizes": common,
-                **compare.paired_difference(pooled[0], pooled[1], level),
+                **compare.paired_difference(pooled[0], pooled[1], level, m, why),
             }
         )
     return out

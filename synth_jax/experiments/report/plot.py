@@ -122,10 +122,10 @@ def plot_learning_curve(entry: dict, title: str, path: str, level: float, xlabel
         ax.plot(bx, band["mean"], color="tab:red", lw=1.5, label=f"{fit['law']}: {fit['formula']}")
         if "lower" in band:
             b = fit["bootstrap"]
-            label = f"{pct} band: {b['method']} bootstrap, {b['used']} refits"
-            ax.fill_between(
-                bx, band["lower"], band["upper"], color="tab:red", alpha=0.15, label=label
-            )
+            label = f"{pct} band: {b['method']} bootstrap, {b['refits']} refits"
+            # null: a bound past every refit (too many did not converge), drawn as a gap
+            lower, upper = (np.array(band[k], dtype=np.float64) for k in ("lower", "upper"))
+            ax.fill_between(bx, lower, upper, color="tab:red", alpha=0.15, label=label)
         floor = fit["params"].get("C")
         if floor is not None:
             ax.axhline(floor, color="tab:red", ls=":", lw=1, label=f"transfer gap C = {floor:.3f}")

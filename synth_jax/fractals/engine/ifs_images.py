@@ -77,3 +77,8 @@ class IFSImages:
     def draw(self, params, game_keys, image_keys, flips):
         """The images of systems float[B, N, 7]: the chaos-game renderer (one_image overrides)."""
         return render.render_batch(params, game_keys, image_keys, flips, self.spec)
+
+    def chaos_games(self, batch: int) -> list[tuple[render.RenderSpec, int, int]]:
+        """The chaos games a render of `batch` images runs, for costing it: [(spec, maps per
+        system, games)]."""
+        return [(self.spec, self._params.shape[1], batch)]

@@ -4,7 +4,7 @@ The chaos game runs as many short chains in parallel (a `lax.scan` over steps wh
 vector of chain positions) instead of one long sequential chain: every chain starts at the origin,
 forgets its start during `burn_in` steps (a contractive IFS does so geometrically fast), and from
 then on each step emits one point per chain. `tests/test_fractals_render.py` checks the
-occupancy maps against the one-chain NumPy reference in `reference.py`.
+occupancy maps against the one-chain NumPy reference in `references/chaos_game.py`.
 
 Everything here is a pure function of (params, key, flip): no host round trips, so a batch of
 systems is one `vmap`, and a batch sharded over devices is rendered where it lives.
@@ -49,6 +49,55 @@ class RenderSpec:
         return -(-self.points // self.chains)
 
 
+def game_tables(params: jax.Array, key: jax.Array) -> tuple:
+    """What every step of one chaos game reads: (coeffs float[6, N] (rows a..f), thresholds
+    uint32[N - 1] (the cumulative probabilities in 1/65536), words uint32[2] (its random key)).
+    params: float[N, 7] rows (a..f, p)."""
+    params = jnp.asarray(params, jnp.float32)
+    probs = params[:, 6]
+    cdf = jnp.cumsum(probs) / jnp.sum(probs)
+    thresholds = jnp.round(cdf[:-1] * 65536.0).astype(jnp.uint32)
+    return params[:, :6].T, thresholds, jax.random.bits(key, (2,), jnp.uint32)
+
+
+def select_maps(coeffs: jax.Array, i: jax.Array) -> list[jax.Array]:
+    """coeffs[:, i] as six float[chains] rows, by a select over the N maps: a gather would
+    materialise float[chains, 6] (on a TPU padded to 128 lanes, ~1 MB per step per image) and
+    read it back transposed. coeffs: float[6, N]; i: int[chains] in [0, N)."""
+    rows = []
+    for row in coeffs:
+        picked = jnp.broadcast_to(row[0], i.shape)
+        for k in range(1, coeffs.shape[1]):
+            picked = jnp.where(i >= k, row[k], picked)
+        rows.append(picked)
+    return rows
+
+
+def apply_maps(tables: tuple, x: jax.Array, y: jax.Array, t, spec: RenderSpec):
+    """Step t of every chain: each draws its map and applies it. x, y: float[chains]."""
+    coeffs, thresholds, words = tables
+    half = (spec.chains + 1) // 2
+    lanes = jnp.arange(half, dtype=jnp.uint32)
+    u = counter_random.uniform16(words, jnp.asarray(t, jnp.uint32) * jnp.uint32(half) + lanes)
+    i = jnp.sum(u[: spec.chains, None] >= thresholds, axis=-1)
+    a, b, c, d, e, f = select_maps(coeffs, i)
+    return a * x + b * y + e, c * x + d * y + f
+
+
+def game_step(tables: tuple, carry: tuple, t, spec: RenderSpec):
+    """One emitting step of the chaos game (the body of its loop): carry (x, y, lo_x, lo_y,
+    hi_x, hi_y), each float[chains], -> (carry, (x, y)); the box grows by the finite points."""
+    x, y, lo_x, lo_y, hi_x, hi_y = carry
+    x, y = apply_maps(tables, x, y, t, spec)
+    # NaN compares false, so this also drops NaN and inf.
+    ok = (jnp.abs(x) < DIVERGENCE_BOUND) & (jnp.abs(y) < DIVERGENCE_BOUND)
+    lo_x = jnp.minimum(lo_x, jnp.where(ok, x, jnp.inf))
+    lo_y = jnp.minimum(lo_y, jnp.where(ok, y, jnp.inf))
+    hi_x = jnp.maximum(hi_x, jnp.where(ok, x, -jnp.inf))
+    hi_y = jnp.maximum(hi_y, jnp.where(ok, y, -jnp.inf))
+    return (x, y, lo_x, lo_y, hi_x, hi_y), (x, y)
+
+
 def chaos_game(params: jax.Array, key: jax.Array, spec: RenderSpec):
     """Parallel chaos game. params: float[N, 7] rows (a..f, p) -> (x, y, box): x, y:
     float[steps * chains] in step-major order (spec.burn_in steps per chain dropped); box:
@@ -58,34 +107,13 @@ def chaos_game(params: jax.Array, key: jax.Array, spec: RenderSpec):
 
     Map choices are 16-bit uniforms compared with the cumulative probabilities (a resolution of
     1/65536 in p); padded maps (p = 0) sit at cdf = 1, above every draw: never picked."""
-    params = jnp.asarray(params, jnp.float32)
-    coeffs = params[:, :6].T  # [6, N]
-    probs = params[:, 6]
-    cdf = jnp.cumsum(probs) / jnp.sum(probs)
-    thresholds = jnp.round(cdf[:-1] * 65536.0).astype(jnp.uint32)
-    words = jax.random.bits(key, (2,), jnp.uint32)
-    half = (spec.chains + 1) // 2
-    lanes = jnp.arange(half, dtype=jnp.uint32)
-
-    def apply_map(x, y, t):
-        u = counter_random.uniform16(words, t.astype(jnp.uint32) * jnp.uint32(half) + lanes)
-        i = jnp.sum(u[: spec.chains, None] >= thresholds, axis=-1)
-        a, b, c, d, e, f = coeffs[:, i]
-        return a * x + b * y + e, c * x + d * y + f
+    tables = game_tables(params, key)
 
     def burn(xy, t):
-        return apply_map(*xy, t), None
+        return apply_maps(tables, *xy, t, spec), None
 
     def step(carry, t):
-        x, y, lo_x, lo_y, hi_x, hi_y = carry
-        x, y = apply_map(x, y, t)
-        # NaN compares false, so this also drops NaN and inf.
-        ok = (jnp.abs(x) < DIVERGENCE_BOUND) & (jnp.abs(y) < DIVERGENCE_BOUND)
-        lo_x = jnp.minimum(lo_x, jnp.where(ok, x, jnp.inf))
-        lo_y = jnp.minimum(lo_y, jnp.where(ok, y, jnp.inf))
-        hi_x = jnp.maximum(hi_x, jnp.where(ok, x, -jnp.inf))
-        hi_y = jnp.maximum(hi_y, jnp.where(ok, y, -jnp.inf))
-        return (x, y, lo_x, lo_y, hi_x, hi_y), (x, y)
+        return game_step(tables, carry, t, spec)
 
     zeros = jnp.zeros(spec.chains)
     xy, _ = jax.lax.scan(burn, (zeros, zeros), jnp.arange(spec.burn_in))

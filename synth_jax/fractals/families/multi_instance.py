@@ -171,6 +171,11 @@ class MultiInstanceImages:
             blur_key=k_blur,
         )
 
+    def chaos_games(self, batch: int) -> list[tuple[render.RenderSpec, int, int]]:
+        """The chaos games a render of `batch` images runs, for costing it: [(spec, maps per
+        system, games)], a game per object slot."""
+        return [(self.object_spec, self._params.shape[1], batch * self.max_objects)]
+
     def draw_objects(self, params, keys, bits):
         """Objects float[O, s, s, 3] (8-bit values, black = transparent) of systems [O, N, 7],
         and their degenerate flags bool[O]."""

@@ -106,6 +106,11 @@ class OneInstanceImages:
             params = np.where(table.variant_ok[:, 1, None, None], scaled, params)
         self._params = jnp.asarray(params)
 
+    def chaos_games(self, batch: int) -> list[tuple[render.RenderSpec, int, int]]:
+        """The chaos games a render of `batch` images runs, for costing it: [(spec, maps per
+        system, games)]."""
+        return [(self.spec, self._params.shape[1], batch)]
+
     def draw(self, params, key):
         """One class image uint8-valued float[H, W] from its system float[N, 7] and class key."""
         spec = self.spec

@@ -93,6 +93,9 @@ class PhotoImages(IFSImages):
     def draw(self, params, game_keys, image_keys, flips):
         return jax.vmap(self._draw_one)(params, image_keys, flips)
 
+    def chaos_games(self, batch: int) -> list:
+        return []  # a warped photo: no chaos game
+
     def _draw_one(self, params, key, flip):
         k_flip, k_compose = jax.random.split(key)
         level = warp(self._photo, params)
