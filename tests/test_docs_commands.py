@@ -251,18 +251,6 @@ NOT_RUN = {
     ),
 }
 
-# Commands that fail today, and why; they run, and must fail until the cause is fixed.
-EXPECTED_TO_FAIL = {
-    "synth-jax fit-law runs/results.csv --law mikami --fix D=0.48 --bounds alpha=0.1:1.5,C=0:1 "
-    "--init alpha=0.2,C=0.8 --out fit.json": (
-        "fit-law without --group crashes after fitting (scaling/cli.py: _columns(None))"
-    ),
-    "synth-jax fit-law runs/results.csv --law mikami2 --x pretrain_images fraction "
-    "--out fit2.json": (
-        "fit-law without --group crashes after fitting (scaling/cli.py: _columns(None))"
-    ),
-}
-
 
 def code_blocks(text: str) -> list[tuple[str, list[str]]]:
     """The fenced code blocks of a Markdown text: (language, lines)."""
@@ -329,9 +317,8 @@ def test_every_documented_command_is_run_or_listed_with_a_reason():
     )
     both = set(RUN) & set(NOT_RUN)
     assert not both, f"in RUN and NOT_RUN: {both}"
-    stale = [c for c in [*RUN, *NOT_RUN, *EXPECTED_TO_FAIL] if c not in COMMANDS]
+    stale = [c for c in [*RUN, *NOT_RUN] if c not in COMMANDS]
     assert not stale, "no document holds these any more:\n" + "\n".join(stale)
-    assert set(EXPECTED_TO_FAIL) <= set(RUN)
 
 
 # Paths a documented command reads that another documented command makes: made first, once.
@@ -421,14 +408,7 @@ def run(command: str, capsys) -> None:
 @pytest.mark.parametrize("command", sorted(RUN, key=order), ids=name)
 def test_documented_command_runs(command, sandbox, monkeypatch, capsys):
     monkeypatch.chdir(sandbox)
-    if command not in EXPECTED_TO_FAIL:
-        run(command, capsys)
-        return
-    try:
-        run(command, capsys)
-    except Exception as e:  # whatever it fails with today
-        pytest.xfail(f"{EXPECTED_TO_FAIL[command]}; today: {type(e).__name__}: {e}"[:300])
-    pytest.fail("runs now: take it off EXPECTED_TO_FAIL")
+    run(command, capsys)
 
 
 @pytest.mark.parametrize("command", sorted(NOT_RUN, key=order), ids=name)
