@@ -31,6 +31,7 @@ from synth_jax.config import (
 )
 from synth_jax.errors import UsageError
 from synth_jax.train import augment as augment_lib
+from synth_jax.train import lock
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import optim as optim_lib
 from synth_jax.train import workdir as workdir_lib
@@ -269,9 +270,21 @@ class Run:
         return int(self.config.batch_size)
 
 
+def _locked_check(workdir: str, config_dict: dict, **kwargs) -> workdir_lib.Plan:
+    """Takes the workdir's lock (synth_jax.train.lock; held until `train` ends), then decides
+    what the workdir allows; a refusal gives the lock back."""
+    lock.acquire(workdir, log=log_line)
+    try:
+        return workdir_lib.check(workdir, config_dict, **kwargs)
+    except BaseException:
+        lock.release(workdir)
+        raise
+
+
 def prepare(config, workdir: str, source, *, extend: bool | None, restart: bool) -> Run:
     """Validates `config` for `source` and decides what `workdir` allows (`train`'s `extend`
-    and `restart`); writes nothing. Raises UsageError (one line) for what it refuses."""
+    and `restart`); writes nothing but the workdir's lock (process 0 holds it from here until
+    `train` ends). Raises UsageError (one line) for what it refuses."""
     on_device = renders_on_device(source)
     if not on_device and not (hasattr(source, "get_state") and hasattr(source, "set_state")):
         raise TypeError(
@@ -283,7 +296,7 @@ def prepare(config, workdir: str, source, *, extend: bool | None, restart: bool)
     workdir = os.path.abspath(workdir)
     config_dict = config_to_dict(config)
     plan = workdir_lib.agree(
-        lambda: workdir_lib.check(
+        lambda: _locked_check(
             workdir,
             config_dict,
             total_steps=resolved["total_steps"],

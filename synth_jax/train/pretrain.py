@@ -34,7 +34,8 @@ from synth_jax.data import pipeline
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import folder_arg
 from synth_jax.fractals import FractalDataset, family
-from synth_jax.train import mesh, trainer
+from synth_jax.train import lock, mesh, trainer
+from synth_jax.train.metrics import log_line
 
 EXIT_PREEMPTED = 143
 
@@ -105,6 +106,11 @@ def run(config, workdir: str, *, extend: bool = False, restart: bool = False) ->
     `restart`: see the module docstring (trainer.train).
     """
     check_config(config)
+    with lock.held(workdir, log=log_line):  # one run per workdir, before any work
+        return _run(config, workdir, extend, restart)
+
+
+def _run(config, workdir: str, extend: bool, restart: bool) -> dict:
     if is_real_data(config.data):
         source = pipeline.make_source(
             config.data, config.data.train_split, config.batch_size, config.seed, True

@@ -73,6 +73,7 @@ from synth_jax.errors import UsageError
 from synth_jax.models import flops as flops_lib
 from synth_jax.train import checkpoint as ckpt
 from synth_jax.train import hooks as hooks_lib
+from synth_jax.train import lock
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import metrics as metrics_lib
 from synth_jax.train import step as step_lib
@@ -117,8 +118,22 @@ def train(
     continues under the new one (recorded in extensions.json); None where the command offers no
     --extend (fine-tunes), so the refusal does not suggest it. `restart`: a workdir that had
     checkpoints and has none left may start again from step 0. Raises UsageError (one line) for
-    what it refuses, TrainingDiverged when the loss or a gradient is not finite."""
+    what it refuses, TrainingDiverged when the loss or a gradient is not finite.
+
+    One run per workdir: process 0 holds WORKDIR/run.lock (synth_jax.train.lock) from the
+    workdir's check to the end; a second run there is refused in one line."""
     run = prepare(config, workdir, source, extend=extend, restart=restart)
+    try:
+        return _train(
+            run, source, num_classes, init_params, init_model_state, dont_load, extra_summary
+        )
+    finally:
+        if jax.process_index() == 0:
+            lock.release(run.workdir)
+
+
+def _train(run: Run, source, num_classes, init_params, init_model_state, dont_load, extra_summary):
+    """`train` after `prepare`: build, restore, compile, loop, summarise."""
     t_start = time.perf_counter()
 
     # ------------------------------------------------------------------ the step program

@@ -49,8 +49,9 @@ from synth_jax.data import pipeline
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import folder_arg
 from synth_jax.registry import Registry
+from synth_jax.train import lock, trainer
 from synth_jax.train import mesh as mesh_lib
-from synth_jax.train import trainer
+from synth_jax.train.metrics import log_line
 from synth_jax.train.pretrain import EXIT_PREEMPTED
 from synth_jax.transfer import bridged, full, linear_probe
 
@@ -119,7 +120,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Checks the config and runs its mode; returns the mode's summary (`row`: the (last)
     results row, `rows`: one per seed, `top1_mean` / `top1_std` over them)."""
     check_config(config)
-    return MODES.lookup(config.mode).run(config, workdir)
+    with lock.held(workdir, log=log_line):  # one run per workdir, before any work
+        return MODES.lookup(config.mode).run(config, workdir)
 
 
 def main(argv: list[str]) -> int:
