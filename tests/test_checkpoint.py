@@ -120,6 +120,61 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(uninterrupted, tmp
     assert_params_equal(checkpoint.load_params(workdir)[0], uninterrupted[2])
 
 
+def _largest_file(directory) -> str:
+    found = [os.path.join(r, n) for r, _, names in os.walk(directory) for n in names]
+    return max(found, key=os.path.getsize)
+
+
+def test_a_bit_flipped_checkpoint_is_corrupt_and_the_run_resumes_from_the_one_before(
+    uninterrupted, tmp_path, capfd
+):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(uninterrupted[0], workdir)
+    step_dir = os.path.join(workdir, "checkpoints", str(STEPS))
+    assert os.path.exists(os.path.join(step_dir, checkpoint.MANIFEST))
+    target = _largest_file(os.path.join(step_dir, "state"))
+    with open(target, "r+b") as f:  # 64 bytes flipped in the middle: still a readable file
+        f.seek(os.path.getsize(target) // 2)
+        data = f.read(64)
+        f.seek(-len(data), os.SEEK_CUR)
+        f.write(bytes(b ^ 0xFF for b in data))
+    summary, _ = trainer.train(tiny_config(STEPS), workdir, BlobImages(), num_classes=4)
+    err = capfd.readouterr().err
+    assert f"checkpoint at step {STEPS} is unreadable (ChecksumMismatch: state/" in err, err
+    assert "Event loop is closed" not in err and "Traceback" not in err
+    assert summary["status"] == "done" and summary["resumed_from"] == STEPS - 2
+    assert_params_equal(checkpoint.load_params(workdir)[0], uninterrupted[2])
+
+
+def test_checkpoints_without_a_manifest_still_restore_and_empty_step_folders_are_none(
+    uninterrupted, tmp_path
+):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(uninterrupted[0], workdir)
+    shutil.rmtree(os.path.join(workdir, "checkpoints", str(STEPS)))
+    for step in checkpoint.steps_on_disk(workdir):  # as an earlier version saved them
+        os.remove(os.path.join(workdir, "checkpoints", str(step), checkpoint.MANIFEST))
+    os.mkdir(os.path.join(workdir, "checkpoints", "99"))  # an empty folder is no checkpoint
+    assert checkpoint.steps_on_disk(workdir)[-1] == STEPS - 2
+    summary, _ = trainer.train(tiny_config(STEPS), workdir, BlobImages(), num_classes=4)
+    assert summary["resumed_from"] == STEPS - 2
+    assert_params_equal(checkpoint.load_params(workdir)[0], uninterrupted[2])
+
+
+def test_a_bit_flipped_pretraining_is_refused_in_one_line_by_a_fine_tune(uninterrupted, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(uninterrupted[0], workdir)
+    step_dir = os.path.join(workdir, "checkpoints", str(STEPS))
+    target = _largest_file(os.path.join(step_dir, "state"))
+    with open(target, "r+b") as f:
+        f.seek(10)
+        data = f.read(8)
+        f.seek(10)
+        f.write(bytes(b ^ 0x01 for b in data))
+    with pytest.raises(UsageError, match=f"{step_dir}: cannot read this checkpoint .*checksum"):
+        checkpoint.load_params(workdir)
+
+
 def test_a_checkpoint_restores_onto_another_mesh(uninterrupted, tmp_path):
     workdir = str(tmp_path / "run")
     shutil.copytree(uninterrupted[0], workdir)

@@ -19,10 +19,10 @@ Checkpoints of earlier versions named model_state "extra"; they restore under to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 
 import jax
@@ -65,13 +65,86 @@ def save(manager, step: int, state, data: dict, force: bool = False) -> bool:
 
 def steps_on_disk(workdir: str) -> list[int]:
     """The completed checkpoint steps in the workdir, oldest first (Orbax's temporary folders of
-    unfinished saves are not steps)."""
+    unfinished saves are not steps, nor is an empty numbered folder)."""
     directory = checkpoint_dir(workdir)
     if not os.path.isdir(directory):
         return []
-    return sorted(
-        int(d) for d in os.listdir(directory) if d.isdigit() and os.path.isdir(f"{directory}/{d}")
-    )
+    return sorted(int(d) for d in os.listdir(directory) if _is_step(os.path.join(directory, d)))
+
+
+def _is_step(path: str) -> bool:
+    """A numbered folder with something in it (an empty one is no checkpoint)."""
+    name = os.path.basename(path)
+    return name.isdigit() and os.path.isdir(path) and bool(os.listdir(path))
+
+
+# ------------------------------------------------------------------ checksums
+# A finished save gets WORKDIR/checkpoints/<step>/MANIFEST: the size and SHA-256 of every file
+# of the step, written (by process 0) once Orbax has finished writing it. A restore checks it
+# first: a file that differs, or is missing, is corruption (the step is moved aside and the
+# previous one used), never read into a train state. A step without one (saved by an earlier
+# version, or killed between the save and its manifest) restores unverified.
+MANIFEST = "manifest.sha256.json"
+
+
+class ChecksumMismatch(ValueError):
+    """A checkpoint file differs from (or is missing in) its step's manifest."""
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _step_files(step_dir: str) -> list[str]:
+    found = []
+    for root, _, names in os.walk(step_dir):
+        for name in names:
+            rel = os.path.relpath(os.path.join(root, name), step_dir)
+            if rel != MANIFEST and not name.endswith(".tmp"):
+                found.append(rel)
+    return sorted(found)
+
+
+def write_manifest(workdir: str, step: int) -> bool:
+    """Records the checksums of a finished save (process 0); False when the step is gone."""
+    if jax.process_index() != 0:
+        return False
+    step_dir = os.path.join(checkpoint_dir(workdir), str(step))
+    try:
+        entries = {
+            rel: dict(size=os.path.getsize(os.path.join(step_dir, rel)), sha256=_sha256(p))
+            for rel in _step_files(step_dir)
+            for p in [os.path.join(step_dir, rel)]
+        }
+    except FileNotFoundError:  # deleted meanwhile (an older step Orbax no longer keeps)
+        return False
+    files.write_json(os.path.join(step_dir, MANIFEST), dict(algorithm="sha256", files=entries))
+    return True
+
+
+def verify(step_dir: str) -> bool:
+    """Checks a step's files against its manifest; raises ChecksumMismatch naming the first
+    file that differs. Returns False when the step has no manifest (not verified)."""
+    path = os.path.join(step_dir, MANIFEST)
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            entries = json.load(f)["files"]
+        items = sorted(entries.items())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ChecksumMismatch(f"{path}: its checksum manifest is damaged") from None
+    for rel, want in items:
+        full = os.path.join(step_dir, rel)
+        if not os.path.isfile(full):
+            raise ChecksumMismatch(f"{rel} is missing (the checksum manifest lists it)")
+        if os.path.getsize(full) != want.get("size") or _sha256(full) != want.get("sha256"):
+            raise ChecksumMismatch(f"{rel} does not match its checksum")
+    return True
 
 
 # Why a step could not be restored. Only CORRUPT (its bytes) moves the step aside: the others say
@@ -116,7 +189,7 @@ def classify(error: BaseException) -> int:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
     text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
-    if any(isinstance(e, Unreadable) for e in chain):
+    if any(isinstance(e, (Unreadable, ChecksumMismatch)) for e in chain):
         return CORRUPT
     if any(isinstance(e, PermissionError) for e in chain) or "PERMISSION_DENIED" in text:
         return PERMISSION
@@ -180,6 +253,8 @@ def _read_step(workdir: str, step: int, abstract_state):
     """(step, state, data) of one checkpoint, read without Orbax's barriers: every process
     reads its part and the processes agree on the outcome afterwards (see restore_latest)."""
     step_dir = epath.Path(checkpoint_dir(workdir)) / str(step)
+    if jax.process_index() == 0:  # the others act on its verdict (_agree)
+        verify(str(step_dir))
     saved = _saved_tree(str(step_dir / "state"))
     target = _as_saved(abstract_state, set(saved.keys()))
     difference = tree_difference(saved, target)
@@ -212,7 +287,8 @@ def restore_latest(manager, workdir: str, abstract_state, log=print):
     moved aside and the previous one tried; any other failure is a UsageError naming its cause,
     with every checkpoint left in place (module docstring).
     """
-    steps = sorted(manager.all_steps(), reverse=True)
+    directory = checkpoint_dir(workdir)
+    steps = [s for s in sorted(manager.all_steps(), reverse=True) if _is_step(f"{directory}/{s}")]
     if not steps:
         return None
     for step in steps:
@@ -296,7 +372,7 @@ def _resolve_checkpoint(path: str) -> str:
     if os.path.isdir(os.path.join(path, "state")):
         return path
     if os.path.isdir(path):
-        steps = [int(d) for d in os.listdir(path) if d.isdigit()]
+        steps = [int(d) for d in os.listdir(path) if _is_step(os.path.join(path, d))]
         if steps:
             return os.path.join(path, str(max(steps)))
     raise UsageError(f"{path}: not a workdir or checkpoint (no checkpoints/<step>/state inside)")
@@ -348,6 +424,7 @@ def load_train_state(workdir_or_checkpoint_path: str) -> dict:
     (a checkpoint of an earlier version too: its "extra" reads as model_state)."""
     step_dir = _resolve_checkpoint(workdir_or_checkpoint_path)
     try:
+        verify(step_dir)
         tree = _saved_tree(os.path.join(step_dir, "state"))
         with ocp.StandardCheckpointer() as checkpointer:
             target = jax.tree.map(
@@ -359,6 +436,8 @@ def load_train_state(workdir_or_checkpoint_path: str) -> dict:
     except UsageError:
         raise
     except Exception as e:
-        print(f"{step_dir}: {type(e).__name__}: {e}", file=sys.stderr)
-        raise UsageError(f"{step_dir}: cannot read this checkpoint ({type(e).__name__})") from e
+        raise UsageError(
+            f"{step_dir}: cannot read this checkpoint ({_reason(e)}); name another step's "
+            f"folder, or the pre-training's workdir once that step is moved aside"
+        ) from None
     return _current_names(_int_keys(jax.tree.map(np.asarray, state)))

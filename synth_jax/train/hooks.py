@@ -123,6 +123,7 @@ class Checkpoints:
     def __init__(self, manager, workdir: str, every_steps: int, source, seed: int):
         self.manager, self.workdir, self.every_steps = manager, workdir, every_steps
         self.source, self.seed = source, seed  # source: a host-fed one, or None
+        self.unverified = []  # steps saved by this run without a checksum manifest yet
 
     def due(self, step: int, total_steps: int) -> bool:
         return step % self.every_steps == 0 or step == total_steps
@@ -135,16 +136,29 @@ class Checkpoints:
         }
         try:
             with jax.transfer_guard("allow"):
-                ckpt.save(self.manager, step, state, data, force=force)
+                if force or self.manager.should_save(step):
+                    # Orbax waits for the save in flight before it starts one anyway.
+                    self.manager.wait_until_finished()
+                    self.write_manifests()
+                if ckpt.save(self.manager, step, state, data, force=force):
+                    self.unverified.append(step)
         except Exception as e:  # e.g. the storage filled up or became read-only mid-run
             raise UsageError(ckpt.save_failed(self.workdir, step, e)) from None
 
+    def write_manifests(self) -> None:
+        """The checksum manifests of the saves that finished (synth_jax.train.checkpoint)."""
+        for step in self.unverified:
+            ckpt.write_manifest(self.workdir, step)
+        self.unverified = []
+
     def finish(self) -> Exception | None:
-        """Waits for the saves in flight (those before a failure or divergence complete) and
-        closes the manager; returns the error of a save that failed in the background."""
+        """Waits for the saves in flight (those before a failure or divergence complete),
+        records their checksums and closes the manager; returns the error of a save that
+        failed in the background."""
         error = None
         try:
             self.manager.wait_until_finished()
+            self.write_manifests()
         except Exception as e:
             error = e
         self.manager.close()
