@@ -378,3 +378,30 @@ def test_extend_continues_under_the_new_schedule_and_records_it(finished, tmp_pa
     schedule = optim.learning_rate_schedule(config.optim, STEPS + 2, 4.0)
     for r in rows[STEPS:]:
         assert r["lr"] == pytest.approx(float(schedule(r["step"] - 1)), rel=1e-6)
+
+
+# ---------------------------------------------- 8. nothing recorded is destroyed
+
+
+def test_a_rerun_of_a_finished_run_keeps_its_summary(finished, tmp_path, capfd):
+    workdir = copy_of(finished, tmp_path)
+    before = snapshot(workdir)
+    summary, _ = trainer.train(config_of(), workdir, BlobImages(), num_classes=4)
+    assert "finished earlier, same config; its summary.json stands" in capfd.readouterr().err
+    assert summary == strict_json(os.path.join(workdir, "summary.json"))
+    assert summary["final_loss"] is not None and summary["images_per_s"] is not None
+    assert snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("garbage", ["{not json", '{"a": 1}'])
+def test_a_garbage_extensions_json_is_refused_before_anything_is_written(
+    finished, tmp_path, garbage
+):
+    workdir = copy_of(finished, tmp_path)
+    with open(os.path.join(workdir, "extensions.json"), "w") as f:
+        f.write(garbage)
+    before = snapshot(workdir)
+    with pytest.raises(UsageError, match="extensions.json: not"):
+        trainer.train(config_of(STEPS + 2), workdir, BlobImages(), num_classes=4, extend=True)
+    assert snapshot(workdir) == before  # config.json too: a rerun still finds the old schedule
+

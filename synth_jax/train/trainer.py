@@ -159,6 +159,14 @@ def _train(run: Run, source, num_classes, init_params, init_model_state, dont_lo
     )
     try:
         start_step, state, resumed = restore_or_init(manager, run, program, source)
+        finished = resumed and workdir_lib.finished_summary(
+            run.workdir, run.config_dict, start_step
+        )
+        if finished:
+            log_line(f"{run.workdir}: finished earlier, same config; its summary.json stands")
+            manager.close()
+            evaluators.close(evals)
+            return finished, program.model_of(state)
         workdir_lib.commit(run.workdir, run.config_dict, run.plan)  # the run starts here
         # On-device data: compile now (not inside the loop) and read XLA's FLOPs for HFU.
         # Host-fed batches may be uint8 or float of any size: that step compiles on first call.

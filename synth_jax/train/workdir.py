@@ -184,6 +184,7 @@ def check(
     `same_run(workdir, config_dict, old)` raises a UsageError when `old` (the config.json) is
     another experiment. Returns the Plan; raises UsageError naming what to do."""
     check_writable(workdir)
+    extensions(workdir)  # every state file is read before any is written
     steps = ckpt.steps_on_disk(workdir)
     notes = []
     old = read_config(workdir, has_checkpoints=bool(steps))
@@ -246,7 +247,11 @@ def extensions(workdir: str) -> list:
     path = os.path.join(workdir, EXTENSIONS)
     if not os.path.exists(path):
         return []
-    return files.read_json(path, "it records the schedule changes of this run; restore it")
+    what_to_do = "it records the schedule changes of this run; restore it from a copy"
+    found = files.read_json(path, what_to_do)
+    if not isinstance(found, list) or not all(isinstance(e, dict) for e in found):
+        raise UsageError(f"{path}: not a list of schedule changes; {what_to_do}")
+    return found
 
 
 def commit(workdir: str, config_dict: dict, plan: Plan | None) -> None:
@@ -260,3 +265,20 @@ def commit(workdir: str, config_dict: dict, plan: Plan | None) -> None:
         files.write_json(os.path.join(workdir, EXTENSIONS), extensions(workdir) + [plan.extension])
     if os.path.exists(os.path.join(workdir, SUMMARY)):
         os.remove(os.path.join(workdir, SUMMARY))
+
+
+def finished_summary(workdir: str, config_dict: dict, step: int) -> dict | None:
+    """The summary.json of a run that finished at `step` under exactly this config, or None: a
+    rerun of it changes nothing, and its record (loss, accuracy, throughput) stands as it was."""
+    path = os.path.join(workdir, SUMMARY)
+    try:
+        summary = files.read_json(path, "")
+        config = files.read_json(os.path.join(workdir, CONFIG), "")
+    except (OSError, UsageError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "done":
+        return None
+    if summary.get("steps") != step or summary.get("total_steps") != step:
+        return None
+    same = config == json.loads(json.dumps(config_dict, default=files._json_default))
+    return summary if same else None
