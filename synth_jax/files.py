@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -59,10 +60,72 @@ def atomic_path(path: str):
 
 
 def folder_arg(path: str) -> str:
-    """argparse `type` of a folder to write into, new or existing: an existing file is refused
-    ("argument --workdir: ... is a file"), before anything starts."""
+    """argparse `type` of a folder to write into, new or existing, checked before anything
+    starts: an empty name, an existing file, a file or a symlink loop on the way, a name too
+    long for the file system are refused ("argument --workdir: ... is a file")."""
+    if not path.strip():
+        raise argparse.ArgumentTypeError("an empty name; name a folder")
+    problem = path_problem(path)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{path}: {problem}; name another folder")
     if os.path.exists(path) and not os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"{path} is a file, not a folder; name a folder")
+    return path
+
+
+def workdir_arg(path: str) -> str:
+    """folder_arg for a run's own folder: the current directory is refused as well (a run's
+    files and its checkpoints would mix with whatever is there)."""
+    folder_arg(path)
+    if os.path.abspath(path) == os.path.abspath(os.getcwd()):
+        raise argparse.ArgumentTypeError(
+            f"{path!r} is the current directory; name a folder for the run (e.g. runs/NAME)"
+        )
+    return path
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` (existing or not) cannot be a folder, or None: a name longer than the file
+    system allows, a symlink loop, or a file where a folder must be."""
+    full = os.path.abspath(path)
+    limit = 255
+    with contextlib.suppress(OSError, ValueError):
+        limit = os.pathconf(_existing_ancestor(full), "PC_NAME_MAX")
+    for part in full.split(os.sep):
+        if len(part.encode()) > limit:
+            return f"the name {part[:20]}... is longer than the {limit} bytes a name may have"
+    probe = full
+    while True:
+        try:
+            os.stat(probe)
+            break
+        except FileNotFoundError:
+            if os.path.islink(probe):  # a dangling link
+                return f"{probe} is a link to nothing"
+            probe = os.path.dirname(probe)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return f"{probe} is a symlink loop"
+            if e.errno == errno.ENOTDIR:
+                return f"a part of it is a file, not a folder ({_file_on_the_way(probe)})"
+            return f"{e.strerror}"
+    if probe != full and not os.path.isdir(probe):
+        return f"{probe} is a file, not a folder"
+    return None
+
+
+def _existing_ancestor(path: str) -> str:
+    while not os.path.isdir(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _file_on_the_way(path: str) -> str:
+    parts = path.split(os.sep)
+    for i in range(2, len(parts) + 1):
+        prefix = os.sep.join(parts[:i])
+        if os.path.exists(prefix) and not os.path.isdir(prefix):
+            return prefix
     return path
 
 

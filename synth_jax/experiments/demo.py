@@ -30,7 +30,7 @@ from synth_jax.config import apply_overrides, load_config_file, split_config_arg
 from synth_jax.data.importer import import_dataset
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.experiments import sweep
-from synth_jax.files import atomic_path, folder_arg
+from synth_jax.files import atomic_path, workdir_arg
 from synth_jax.scaling.compare import NO_DIFFERENCE
 
 DATASET = "sklearn_digits"
@@ -145,7 +145,7 @@ def main(argv: list[str]) -> int:
     spec, overrides, rest = split_config_args(argv)
     parser = ArgumentParser(prog="synth-jax demo", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--workdir", default="runs/demo", type=folder_arg, help="where everything goes"
+        "--workdir", default="runs/demo", type=workdir_arg, help="where everything goes"
     )
     parser.add_argument(
         "--quick", action="store_true", help="the reduced CI setting (~3 min on 2 cores)"

@@ -242,7 +242,7 @@ def main(argv: list[str]) -> int:
         description="Run a grid of pre-training and fine-tuning cells, then fit and report.",
     )
     parser.add_argument(
-        "--workdir", required=True, type=files.folder_arg, help="the sweep's directory (resumable)"
+        "--workdir", required=True, type=files.workdir_arg, help="the sweep's directory (resumable)"
     )
     parser.add_argument("--shard", default=None, help="i/n: run the i-th of n disjoint parts")
     parser.add_argument(

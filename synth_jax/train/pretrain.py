@@ -32,7 +32,7 @@ import ml_collections
 from synth_jax.config import allowed_keys, config_from_argv, require_keys
 from synth_jax.data import pipeline
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.files import folder_arg
+from synth_jax.files import workdir_arg
 from synth_jax.fractals import FractalDataset, family
 from synth_jax.train import lock, mesh, trainer
 from synth_jax.train.metrics import log_line
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         "[--config.KEY=VALUE ...]",
     )
     parser.add_argument(
-        "--workdir", required=True, type=folder_arg, help="checkpoints, metrics, summary.json"
+        "--workdir", required=True, type=workdir_arg, help="checkpoints, metrics, summary.json"
     )
     parser.add_argument("--coordinator", help="HOST:PORT of process 0, for multi-process runs")
     parser.add_argument("--num-processes", type=int, help="number of processes in the run")

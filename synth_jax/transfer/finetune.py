@@ -47,7 +47,7 @@ import ml_collections
 from synth_jax.config import allowed_keys, check, config_from_argv, replace_keys, require_keys
 from synth_jax.data import pipeline
 from synth_jax.errors import ArgumentParser, UsageError
-from synth_jax.files import folder_arg
+from synth_jax.files import workdir_arg
 from synth_jax.registry import Registry
 from synth_jax.train import lock, trainer
 from synth_jax.train import mesh as mesh_lib
@@ -133,7 +133,7 @@ def main(argv: list[str]) -> int:
         "configs/finetune/NAME.py[:cpu] --workdir DIR [--config.KEY=VALUE ...]",
     )
     parser.add_argument(
-        "--workdir", required=True, type=folder_arg, help="run folder (re-run to resume)"
+        "--workdir", required=True, type=workdir_arg, help="run folder (re-run to resume)"
     )
     parser.add_argument("--coordinator", help="HOST:PORT of process 0, for multi-process runs")
     parser.add_argument("--num-processes", type=int, help="number of processes in the run")
