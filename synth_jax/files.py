@@ -90,7 +90,7 @@ def path_problem(path: str) -> str | None:
     full = os.path.abspath(path)
     limit = 255
     with contextlib.suppress(OSError, ValueError):
-        limit = os.pathconf(_existing_ancestor(full), "PC_NAME_MAX")
+        limit = os.pathconf(existing_ancestor(full), "PC_NAME_MAX")
     for part in full.split(os.sep):
         if len(part.encode()) > limit:
             return f"the name {part[:20]}... is longer than the {limit} bytes a name may have"
@@ -114,7 +114,8 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-def _existing_ancestor(path: str) -> str:
+def existing_ancestor(path: str) -> str:
+    """`path` or its nearest ancestor that is a folder."""
     while not os.path.isdir(path) and path != os.path.dirname(path):
         path = os.path.dirname(path)
     return path

@@ -404,4 +404,3 @@ def test_a_garbage_extensions_json_is_refused_before_anything_is_written(
     with pytest.raises(UsageError, match="extensions.json: not"):
         trainer.train(config_of(STEPS + 2), workdir, BlobImages(), num_classes=4, extend=True)
     assert snapshot(workdir) == before  # config.json too: a rerun still finds the old schedule
-

@@ -133,6 +133,41 @@ def test_a_row_is_appended_once_and_a_torn_last_row_is_dropped(tmp_path, capsys)
     assert "dropped a partial last row" in capsys.readouterr().err
 
 
+def test_a_complete_row_without_line_break_is_kept_and_an_open_quote_is_one_line(tmp_path):
+    path = str(tmp_path / "results.csv")
+    row = dict(workdir="/runs/a", mode="full", seed=0, top1=0.5, timestamp="2026-11-30T00:00:00Z")
+    results.append_row(path, row)
+    by_hand = ",".join(["mine", *[""] * (len(results.COLUMNS) - 3), "/runs/hand", "yesterday"])
+    with open(path, "a") as f:
+        f.write(by_hand)  # a complete row added by hand, its own timestamp, no line break
+    assert results.append_row(path, dict(row, workdir="/runs/b")) is True
+    assert [r["workdir"] for r in results.read_rows(path)] == ["/runs/a", "/runs/hand", "/runs/b"]
+    # A quote left open would swallow every later row into one cell: refused, nothing appended.
+    with open(path, "a") as f:
+        f.write('"broken,' + "," * (len(results.COLUMNS) - 2) + "\n")
+    with open(path, "rb") as f:
+        before = f.read()
+    for attempt in (
+        lambda: results.check_table(path),
+        lambda: results.append_row(path, dict(row, workdir="/runs/c")),
+    ):
+        with pytest.raises(UsageError, match=r"results\.csv: line \d+: .*quote"):
+            attempt()
+    with open(path, "rb") as f:
+        assert f.read() == before
+
+
+def test_a_results_csv_that_cannot_take_a_row_is_refused_before_training(tmp_path):
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "file").write_text("x")
+    for path, needle in (
+        (tmp_path / "folder.csv", "is a folder"),
+        (tmp_path / "file" / "results.csv", "is a file"),
+    ):
+        with pytest.raises(UsageError, match=f"results_csv {path}: .*{needle}"):
+            results.check_table(str(path))
+
+
 def test_adapt_pretrained_lists_every_mismatch_and_resamples_posemb():
     model = {
         "embedding": {"kernel": np.zeros((4, 4, 3, 8))},

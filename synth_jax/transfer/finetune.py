@@ -93,6 +93,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     pipeline.check_splits(config.data)
     check(config, "fraction", lambda v: 0.0 < v <= 1.0, "a share of the training set in (0, 1]")
     check(config, "shots", lambda v: v >= 0, "examples per class, >= 0")
+    _check_seeds(config)
     if config.shots and config.fraction != 1.0:
         raise UsageError("set shots or fraction, not both")
     try:
@@ -114,6 +115,20 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             "give yours another name"
         )
     mode.validate(config)
+
+
+def _check_seeds(config) -> None:
+    """`seeds`: distinct integers in [0, 2**32) (a repeated seed repeats the same run)."""
+    seeds = list(config.seeds)
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise UsageError(f"seeds={seeds}: {seed!r} is not an integer in [0, 2**32)")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UsageError(
+            f"seeds={seeds}: {repeated[0]} appears {seeds.count(repeated[0])} times; each "
+            f"repeat needs its own seed"
+        )
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

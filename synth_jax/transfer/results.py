@@ -18,7 +18,7 @@ import re
 import sys
 import time
 
-from synth_jax import weights
+from synth_jax import files, weights
 from synth_jax.errors import UsageError
 from synth_jax.weights import sidecar
 
@@ -71,7 +71,7 @@ def append_row(path: str, row: dict) -> bool:
         data = f.read()
         if data and not data.endswith(b"\n"):
             data = _end_last_row(f, data, path)
-        table = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
+        table = parse_table(data.decode("utf-8", errors="replace"), path)
         if table and tuple(table[0]) != COLUMNS:
             raise UsageError(_header_message(path, table[0]))
         if any(_same_run(dict(zip(COLUMNS, old)), dict(zip(COLUMNS, cells))) for old in table[1:]):
@@ -83,17 +83,53 @@ def append_row(path: str, row: dict) -> bool:
 
 
 def _end_last_row(f, data: bytes, path: str) -> bytes:
-    """A table whose last line has no line break: a complete row (an edited file) gets its break;
-    a partial one (a writer killed mid-row) is dropped, with a note that quotes it."""
+    """A table whose last line has no line break. Only this tool's own torn row (a writer
+    killed mid-row: a prefix of a row in its format) is dropped, with a note that quotes it;
+    anything else (a row added by hand, another tool's) is kept and gets its line break."""
     start = data.rfind(b"\n") + 1
     last = data[start:].decode("utf-8", errors="replace")
-    cells = next(csv.reader([last]), [])
-    if len(cells) == len(COLUMNS) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", cells[-1]):
+    if not _torn_row_of_ours(last):
         f.write(b"\n")
         return data + b"\n"
     f.truncate(start)
     print(f"results_csv {path}: dropped a partial last row: {last!r}", file=sys.stderr)
     return data[:start]
+
+
+_TIMESTAMP = "dddd-dd-ddTdd:dd:ddZ"  # timestamp()'s format, d a digit
+
+
+def _torn_row_of_ours(line: str) -> bool:
+    """Whether `line` can be a row `append_row` was killed while writing: fewer cells than the
+    columns, or all of them with a timestamp cut short (a complete row is never torn)."""
+    if line.count('"') % 2:  # cut inside a quoted cell
+        line = line + '"'
+    cells = next(csv.reader([line]), [])
+    if not cells or len(cells) > len(COLUMNS):
+        return False
+    if len(cells) < len(COLUMNS):
+        return True
+    stamp = cells[-1]
+    pattern = "".join(r"\d" if c == "d" else re.escape(c) for c in _TIMESTAMP[: len(stamp)])
+    return len(stamp) < len(_TIMESTAMP) and re.fullmatch(pattern, stamp) is not None
+
+
+def parse_table(text: str, path: str) -> list[list[str]]:
+    """The rows of a results table; one line (UsageError) for a quote left open, which would
+    swallow every row after it into one cell for every CSV reader."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    table = []
+    try:
+        for cells in reader:
+            if any("\n" in c or "\r" in c for c in cells):
+                raise csv.Error("a quoted cell runs over several lines")
+            table.append(cells)
+    except csv.Error as e:
+        raise UsageError(
+            f"results_csv {path}: line {reader.line_num}: {e} (a quote left open?); fix that "
+            f"line by hand, or name another file in config.results_csv"
+        ) from None
+    return table
 
 
 def _same_run(a: dict, b: dict) -> bool:
@@ -114,10 +150,21 @@ def _header_message(path: str, header) -> str:
 
 
 def check_table(path: str) -> None:
-    """Refuses, before any training, a results_csv whose header is not the results columns."""
+    """Refuses, before any training, a results_csv that cannot take the row: a folder, one
+    that cannot be written, one whose header is not the results columns or that does not parse."""
+    problem = files.path_problem(path)
+    if problem is None and os.path.isdir(path):
+        problem = "is a folder; name a file"
+    if problem is None:
+        target = path if os.path.exists(path) else files.existing_ancestor(path)
+        if not os.access(target, os.W_OK):
+            problem = f"cannot write {'it' if target == path else target} (permission denied)"
+    if problem:
+        raise UsageError(f"results_csv {path}: {problem}; name another file in config.results_csv")
     if os.path.exists(path) and os.path.getsize(path) > 0:
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
-            header = next(csv.reader(f), [])
+            table = parse_table(f.read(), path)
+        header = table[0] if table else []
         if tuple(header) != COLUMNS:
             raise UsageError(_header_message(path, header))
 

@@ -136,7 +136,15 @@ def record_row(config, workdir: str, result: dict) -> bool:
     whether it was appended now."""
     if jax.process_index() != 0:
         return False
-    return results.append_row(results_path(config, workdir), result["row"])
+    path = results_path(config, workdir)
+    try:
+        return results.append_row(path, result["row"])
+    except OSError as e:  # e.g. the disk filled up: the result itself is safe in result.json
+        raise UsageError(
+            f"results_csv {path}: cannot write the row ({e.strerror or e}); the result is in "
+            f"{result['row']['workdir']}/result.json: rerun the same command once that is "
+            f"fixed and it appends the row"
+        ) from None
 
 
 def _flat(tree, prefix="") -> dict:
