@@ -209,3 +209,92 @@ def test_cifar100_pickles_keep_fine_and_coarse_labels(tmp_path):
         np.testing.assert_array_equal(np.stack([r["image"] for r in records]), images)
         assert [r["label"] for r in records] == fine
         assert [r["coarse_label"] for r in records] == coarse
+
+
+def _folder_of_every_kind(root):
+    """train/ and test/ with a 16-bit PNG ramp, a .webp, a .bmp, an image nested two folders
+    down, a text file and a hidden file; returns the expected RGB pixels by (split, id)."""
+    from PIL import Image
+
+    ramp = (np.arange(256, dtype=np.uint16) * 256).reshape(16, 16)  # 0 .. 65280: 256 levels
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    expected = {}
+    for split in ("train", "test"):
+        (root / split / "ramp").mkdir(parents=True)
+        (root / split / "other" / "a" / "b").mkdir(parents=True)
+        Image.fromarray(ramp).save(root / split / "ramp" / "r.png")  # mode I;16
+        expected[(split, "ramp/r.png")] = np.repeat((ramp >> 8).astype(np.uint8)[..., None], 3, -1)
+        Image.fromarray(rgb).save(root / split / "other" / "x.webp", lossless=True)
+        Image.fromarray(rgb).save(root / split / "other" / "y.bmp")
+        Image.fromarray(rgb).save(root / split / "other" / "a" / "b" / "z.png")
+        for name in ("other/x.webp", "other/y.bmp", "other/a/b/z.png"):
+            expected[(split, name)] = rgb
+        (root / split / "other" / "notes.txt").write_text("not an image\n")
+        (root / split / "other" / ".DS_Store").write_bytes(b"\0")
+    return expected
+
+
+def test_an_image_folder_keeps_every_level_format_and_nested_image(tmp_path, capsys):
+    expected = _folder_of_every_kind(tmp_path / "folder")
+    data_dir = str(tmp_path / "tfds")
+    argv = ["data", "import", "kinds", "--from", str(tmp_path / "folder"), "--data_dir", data_dir]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "imported 8 images, skipped 4 (hidden file: 2, not an image (.txt): 2)" in out, out
+    for split in ("train", "test"):
+        opened = tfds_source.open_split("kinds", split, data_dir)
+        assert opened.class_names == ["other", "ramp"]
+        got = {}
+        for i in range(4):
+            record = opened.source[i]
+            got[record["id"].decode() if isinstance(record["id"], bytes) else record["id"]] = (
+                record["image"]
+            )
+        assert sorted(got) == sorted(name for s, name in expected if s == split)
+        for name, image in got.items():
+            np.testing.assert_array_equal(image, expected[(split, name)], err_msg=name)
+        assert len(np.unique(got["ramp/r.png"])) == 256  # every level of the 16-bit ramp
+
+
+def test_an_empty_class_folder_is_refused_in_one_line(tmp_path, capsys):
+    _folder_of_every_kind(tmp_path / "folder")
+    (tmp_path / "folder" / "test" / "empty").mkdir()
+    argv = ["data", "import", "e", "--from", str(tmp_path / "folder"), "--data_dir", "tfds_x"]
+    assert cli.main([*argv[:-1], str(tmp_path / "tfds")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "test/empty: a class folder without images" in err[0], err
+    assert not os.path.exists(tmp_path / "tfds")
+
+
+def test_a_full_disk_during_import_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import errno
+
+    real = importer._examples
+
+    def full_disk(*args):  # the disk fills up after the first example is written
+        for i, item in enumerate(real(*args)):
+            if i == 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            yield item
+
+    monkeypatch.setattr(importer, "_examples", full_disk)
+    np.savez(
+        tmp_path / "a.npz",
+        train_images=np.zeros((4, 8, 8), np.uint8),
+        train_labels=np.arange(4) % 2,
+    )
+    data_dir = tmp_path / "tfds"
+    argv = [
+        "data",
+        "import",
+        "full",
+        "--from",
+        str(tmp_path / "a.npz"),
+        "--data_dir",
+        str(data_dir),
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "--data_dir" in err[0], err
+    assert not data_dir.exists() or os.listdir(data_dir) == []

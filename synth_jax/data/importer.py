@@ -3,7 +3,8 @@
 Builds a real TFDS dataset (ArrayRecord shards + dataset_info.json + features.json) without
 TensorFlow, so that `tfds.data_source(NAME, data_dir=DIR)` and `tfds.builder(NAME, data_dir=DIR)`
 read it back. Inputs: MNIST / Fashion-MNIST idx files (`.gz` or not), the CIFAR-10/100 python
-pickles, an image-folder tree (`SPLIT/CLASS/*.png|jpg`) and `.npz` arrays (see `readers.py`).
+pickles, an image-folder tree (`SPLIT/CLASS/` of images in any format PIL reads, nested folders
+belonging to their class) and `.npz` arrays (see `readers.py`).
 
 When NAME is a dataset TFDS knows (mnist, fashion_mnist, cifar10, cifar100, ...), the import uses
 TFDS's own version and features for it, so code written against the TFDS catalogue reads it as if
@@ -21,6 +22,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
+from synth_jax import files
 from synth_jax.data import readers
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.files import folder_arg
@@ -125,18 +127,49 @@ def _encode(image: np.ndarray):
 
 
 def _folder_image(path: str):
-    """The file's bytes when it is already RGB; otherwise an RGB PNG of it. Refuses bad files."""
+    """The file's bytes when it is an RGB PNG or JPEG; otherwise an RGB PNG of it, converted
+    faithfully (`to_rgb8`). Refuses files PIL cannot decode."""
     try:
         with Image.open(path) as image:
             image.load()
             if image.mode == "RGB" and image.format in ("PNG", "JPEG"):
                 return path
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="PNG")
+            rgb = to_rgb8(image, path)
     except OSError as e:
-        raise UsageError(f"{path}: not a readable PNG/JPEG image: {e}") from None
+        raise UsageError(f"{path}: not a readable image: {e}") from None
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="PNG")
     buffer.seek(0)
     return buffer
+
+
+def to_rgb8(image, path: str):
+    """An 8-bit RGB PIL image of `image`, in any mode PIL reads. 16- and 32-bit integer
+    grayscale (I;16, I) keeps its high byte (v // 256: the 256 levels of a full-range image,
+    where PIL's own conversion clips everything above 255 to white); float grayscale (F) must
+    lie in [0, 1] and is scaled by 255; palette, 1-bit, CMYK, ... convert as PIL converts them;
+    alpha is dropped; a multi-frame file gives its first frame."""
+    mode = image.mode
+    if mode.startswith("I"):
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise UsageError(
+                f"{path}: {mode} image with values in [{values.min()}, {values.max()}], "
+                f"outside 16 bits; convert it to 8 or 16 bits first"
+            )
+        gray = (values >> 8).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[..., None], 3, -1))
+    if mode == "F":
+        values = np.asarray(image, np.float64)
+        if values.size and not (
+            np.isfinite(values).all() and 0 <= values.min() <= values.max() <= 1
+        ):
+            raise UsageError(
+                f"{path}: a float image with values outside [0, 1]; convert it to 8 bits first"
+            )
+        gray = np.round(values * 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[..., None], 3, -1))
+    return image.convert("RGB")
 
 
 def _examples(split: str, data: readers.Split, local: readers.LocalDataset, features):
@@ -154,28 +187,65 @@ def _examples(split: str, data: readers.Split, local: readers.LocalDataset, feat
 
 
 def import_dataset(
-    name: str, source: str, data_dir: str, fmt: str = "auto", overwrite: bool = False
+    name: str,
+    source: str,
+    data_dir: str,
+    fmt: str = "auto",
+    overwrite: bool = False,
+    log=None,
 ) -> str:
-    """Reads `source`, checks it, writes TFDS dataset `name` in `data_dir`; returns its folder."""
+    """Reads `source`, checks it, writes TFDS dataset `name` in `data_dir`; returns its folder.
+    `log(line)` gets the summary: "imported N images, skipped M (reason: count, ...)"."""
 
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise UsageError(f"NAME {name!r}: use lower_case letters, digits and underscores")
     if os.path.exists(data_dir) and not os.path.isdir(data_dir):
         raise UsageError(f"--data_dir {data_dir}: is a file, not a folder; name a folder")
+    check_writable(data_dir)
     local = readers.read_local(source, fmt)
     features, version = _features_for(name, local)
     validate(name, local, features)
     splits = {s: _examples(s, d, local, features) for s, d in local.splits.items()}
-    return write_tfds(
-        name,
-        version,
-        features,
-        splits,
-        expected={s: len(d) for s, d in local.splits.items()},
-        data_dir=data_dir,
-        description=f"{name}, imported from local files by synth-jax data import.",
-        overwrite=overwrite,
-    )
+    try:
+        final = write_tfds(
+            name,
+            version,
+            features,
+            splits,
+            expected={s: len(d) for s, d in local.splits.items()},
+            data_dir=data_dir,
+            description=f"{name}, imported from local files by synth-jax data import.",
+            overwrite=overwrite,
+        )
+    except OSError as e:  # the disk filled up, the folder became read-only: nothing is left
+        raise UsageError(
+            f"--data_dir {data_dir}: writing the dataset failed ({e.strerror or e}); nothing was "
+            f"kept: free space (or fix permissions) and import again"
+        ) from None
+    if log is not None:
+        log(summary_line(local))
+    return final
+
+
+def summary_line(local: readers.LocalDataset) -> str:
+    """ "imported N images, skipped M (reason: count, ...)"."""
+    count = sum(len(split) for split in local.splits.values())
+    skipped = sum(local.skipped.values())
+    reasons = ", ".join(f"{why}: {n}" for why, n in sorted(local.skipped.items()))
+    return f"imported {count} images, skipped {skipped}" + (f" ({reasons})" if reasons else "")
+
+
+def check_writable(data_dir: str) -> None:
+    """The data directory (or the folder that will hold it) accepts new files: probed before
+    anything is read, so that a read-only or full disk stops the import at once."""
+    probe_dir = files.existing_ancestor(os.path.abspath(data_dir))
+    try:
+        os.remove(files.make_temp_file(probe_dir, ".write-probe-"))
+    except OSError as e:
+        raise UsageError(
+            f"--data_dir {data_dir}: cannot write in {probe_dir} ({e.strerror}); fix its "
+            f"permissions or name another folder"
+        ) from None
 
 
 def main(argv: list[str]) -> int:
@@ -189,7 +259,8 @@ def main(argv: list[str]) -> int:
         help="import NAME --from PATH --data_dir DIR",
         description=(
             "Formats: idx (MNIST/Fashion-MNIST {train,t10k}-*-ubyte[.gz]), cifar "
-            "(cifar-10-batches-py or cifar-100-python), folder (SPLIT/CLASS/*.png|jpg), "
+            "(cifar-10-batches-py or cifar-100-python), folder (SPLIT/CLASS/ of images in any "
+            "format PIL reads; nested folders belong to their class), "
             "npz (train_images/train_labels, ...)."
         ),
     )
@@ -201,7 +272,9 @@ def main(argv: list[str]) -> int:
     imp.add_argument("--format", default="auto", choices=["auto", "idx", "cifar", "folder", "npz"])
     imp.add_argument("--overwrite", action="store_true", help="replace an existing import")
     args = parser.parse_args(argv)
-    final = import_dataset(args.name, args.source, args.data_dir, args.format, args.overwrite)
+    final = import_dataset(
+        args.name, args.source, args.data_dir, args.format, args.overwrite, log=print
+    )
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(args.name, data_dir=args.data_dir)

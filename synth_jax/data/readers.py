@@ -21,7 +21,6 @@ import numpy as np
 
 from synth_jax.errors import UsageError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 CHANNELS = (1, 3)  # grayscale or RGB: what the input pipeline and the models take
 
 
@@ -48,6 +47,7 @@ class LocalDataset:
     extra_labels: dict[str, tuple[list[str], dict[str, np.ndarray]]] = dataclasses.field(
         default_factory=dict
     )  # e.g. CIFAR-100 "coarse_label": (names, {split: int64[N]})
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> files
 
 
 # ------------------------------------------------------------------ idx (MNIST, Fashion-MNIST)
@@ -212,8 +212,37 @@ def read_cifar(directory: str) -> LocalDataset:
 # ------------------------------------------------------------------ image folders
 
 
+def image_extensions() -> set[str]:
+    """The file extensions of every image format PIL reads (.png, .jpg, .webp, .bmp, .tif, ...)."""
+    from PIL import Image
+
+    Image.init()
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def _class_files(folder: str, extensions: set[str], skipped: dict) -> list[str]:
+    """The image files under a class folder, nested folders included (the class is the top
+    folder), sorted; counts what is skipped, by reason, in `skipped`."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            if name.startswith("."):
+                reason = "hidden file"
+            elif os.path.splitext(name)[1].lower() in extensions:
+                found.append(os.path.join(root, name))
+                continue
+            else:
+                reason = f"not an image ({os.path.splitext(name)[1].lower() or 'no extension'})"
+            skipped[reason] = skipped.get(reason, 0) + 1
+    return found
+
+
 def read_image_folder(directory: str) -> LocalDataset:
-    """`DIR/SPLIT/CLASS/*.png|jpg`: class names are the sorted folder names of all splits."""
+    """`DIR/SPLIT/CLASS/**/*.png|jpg|webp|...` (every format PIL reads): class names are the
+    sorted class folder names of all splits; an image in a folder nested under a class belongs
+    to that class. A class folder without images is refused; files that are not images (by
+    their extension) are skipped and counted by reason (`LocalDataset.skipped`)."""
     split_dirs = sorted(
         d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d))
     )
@@ -230,22 +259,30 @@ def read_image_folder(directory: str) -> LocalDataset:
     if not classes:
         raise UsageError(f"{directory}: expected SPLIT/CLASS/ folders of images")
     index = {c: i for i, c in enumerate(classes)}
-    splits = {}
+    extensions, skipped, splits = image_extensions(), {}, {}
     for split in split_dirs:
         files, labels = [], []
         for c in classes:
             folder = os.path.join(directory, split, c)
             if not os.path.isdir(folder):
                 continue
-            for name in sorted(os.listdir(folder)):
-                if name.lower().endswith(IMAGE_EXTENSIONS):
-                    files.append(os.path.join(folder, name))
-                    labels.append(index[c])
+            found = _class_files(folder, extensions, skipped)
+            if not found:
+                raise UsageError(
+                    f"{folder}: a class folder without images; add its images or remove it"
+                )
+            files += found
+            labels += [index[c]] * len(found)
+        for name in os.listdir(os.path.join(directory, split)):
+            if not os.path.isdir(os.path.join(directory, split, name)):
+                skipped["file outside a class folder"] = (
+                    skipped.get("file outside a class folder", 0) + 1
+                )
         if not files:
-            raise UsageError(f"{os.path.join(directory, split)}: no .png or .jpg images found")
+            raise UsageError(f"{os.path.join(directory, split)}: no class folders with images")
         ids = [os.path.relpath(f, os.path.join(directory, split)) for f in files]
         splits[split] = Split(labels=np.asarray(labels, np.int64), files=files, ids=ids)
-    return LocalDataset(splits, classes, "folder")
+    return LocalDataset(splits, classes, "folder", skipped=skipped)
 
 
 # ------------------------------------------------------------------ npz arrays
