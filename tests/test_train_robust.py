@@ -23,6 +23,7 @@ from synth_jax.train import checkpoint, metrics, optim, prepare, trainer
 from synth_jax.train import step as step_lib
 from synth_jax.train import workdir as workdir_lib
 from synth_jax.transfer import runs
+from synth_jax.weights import export as export_model
 
 STEPS = 8  # checkpoints at 4, 6, 8 (every 2 steps, keep 3)
 use_compilation_cache()
@@ -101,9 +102,13 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path)
     assert summary["status"] == "diverged" and summary["diverged_at_step"] == 5
     assert summary["last_checkpoint"] == 4 and summary["steps"] == 4
     assert [r["step"] for r in strict_rows(os.path.join(workdir, "metrics.jsonl"))] == [1, 2, 3, 4]
-    # A fine-tune from it feeds no results row.
+    # A fine-tune from it feeds no results row; nor is it exported.
     with pytest.raises(UsageError, match="stopped at step 5 on a non-finite loss"):
         runs.pretrain_columns(workdir)
+    out = str(tmp_path / "exported")
+    with pytest.raises(UsageError, match="stopped at step 5 on a non-finite loss"):
+        export_model.main(["--from", workdir, "--out", out])
+    assert not os.path.exists(out)
 
 
 def test_the_step_guard_never_commits_a_non_finite_update():

@@ -196,8 +196,19 @@ def write_folder(out: str, tensors: dict, config: dict) -> None:
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise UsageError(f"--out {out}: exists and is not empty; choose a new folder")
     parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.")
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.")
+        _write_into(tmp, out, tensors, config)
+    except OSError as e:  # a full disk, a read-only folder: nothing is left behind
+        raise UsageError(
+            f"--out {out}: writing the model failed ({e.strerror or e}); nothing was kept: free "
+            f"space (or fix permissions) and export again"
+        ) from None
+
+
+def _write_into(tmp: str, out: str, tensors: dict, config: dict) -> None:
+    """write_folder's work: the files in `tmp`, then `tmp` renamed to `out`."""
     try:
         safetensors_file.write(os.path.join(tmp, WEIGHTS), tensors, {"format": "pt"})
         files.write_json(os.path.join(tmp, sidecar.FILE), config)
@@ -234,6 +245,15 @@ def main(argv: list[str]) -> int:
     out = os.path.abspath(args.out)
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise UsageError(f"--out {args.out}: exists and is not empty; choose a new folder")
+    problem = files.path_problem(out)
+    if problem:
+        raise UsageError(f"--out {args.out}: {problem}; choose a new folder")
+    summary = checkpoint.run_summary(args.source) or {}
+    if summary.get("status") == "diverged":  # as fine-tuning from it is refused
+        raise UsageError(
+            f"--from {args.source}: that run stopped at step {summary.get('diverged_at_step')} "
+            f"on a non-finite loss (its summary.json); export a run that finished"
+        )
     if args.verify:  # before anything is written
         from synth_jax.weights import timm_check
 
