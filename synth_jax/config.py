@@ -50,7 +50,7 @@ def sibling(config_file: str, relative: str):
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
     """Imports `path.py[:arg]` and returns `get_config(arg)` (or `get_config()` without arg)."""
-    path, _, arg = spec.partition(":")
+    path, arg = _config_path_and_arg(spec)
     if not path.endswith(".py"):
         raise UsageError(f"--config {spec}: expected a Python config file (path/to/name.py[:arg])")
     module = load_module(path)
@@ -65,6 +65,18 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     if not isinstance(config, ml_collections.ConfigDict):
         raise UsageError(f"--config {path}: get_config must return an ml_collections.ConfigDict")
     return config
+
+
+def _config_path_and_arg(spec: str) -> tuple[str, str]:
+    """`path.py[:arg]` split in two; a path may hold ':' itself (the whole spec names a file, or
+    the part before the last ':' is a .py file)."""
+    if spec.endswith(".py") and os.path.isfile(spec):
+        return spec, ""
+    path, _, arg = spec.rpartition(":")
+    if path.endswith(".py"):
+        return path, arg
+    path, _, arg = spec.partition(":")
+    return path, arg
 
 
 def _parse_value(name: str, text: str, current):

@@ -73,6 +73,19 @@ def folder_arg(path: str) -> str:
     return path
 
 
+def file_arg(path: str) -> str:
+    """argparse `type` of a file to write, checked before any work: a folder, an empty name, a
+    file or a symlink loop on the way are refused."""
+    if not path.strip():
+        raise argparse.ArgumentTypeError("an empty name; name a file")
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path} is a folder; name the file to write")
+    problem = path_problem(os.path.dirname(os.path.abspath(path)))
+    if problem:
+        raise argparse.ArgumentTypeError(f"{path}: {problem}; name another file")
+    return path
+
+
 def workdir_arg(path: str) -> str:
     """folder_arg for a run's own folder: the current directory is refused as well (a run's
     files and its checkpoints would mix with whatever is there)."""

@@ -31,7 +31,7 @@ import time
 from synth_jax.aot import compile_step
 from synth_jax.config import config_from_argv
 from synth_jax.errors import ArgumentParser
-from synth_jax.files import write_json
+from synth_jax.files import file_arg, write_json
 
 EXIT_DOES_NOT_FIT = 1
 
@@ -54,8 +54,8 @@ def _parser():
         default=1,
         help="compile one node's share of a job over this many nodes (the batch divided by it)",
     )
-    p.add_argument("--out", help="write the report as JSON here")
-    p.add_argument("--hlo", help="write the compiled training step's HLO text here")
+    p.add_argument("--out", type=file_arg, help="write the report as JSON here")
+    p.add_argument("--hlo", type=file_arg, help="write the compiled training step's HLO text here")
     return p
 
 

@@ -44,7 +44,7 @@ def _default_group(path: str) -> list[str]:
     written by hand with only sizes and errors is one curve. (A missing or unreadable file is
     left to read_curves, which names it.)"""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is no name
             header = next(csv.reader(f), [])
     except (OSError, UnicodeDecodeError):
         return []
@@ -150,6 +150,8 @@ def _output_path(path: str, flag: str, results: str) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"{flag} {path}: no folder {folder}; create it first")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: cannot write in {folder} (permission denied)")
     if os.path.realpath(path) == os.path.realpath(results):
         raise UsageError(f"{flag} {path}: is the results table; name another file to write")
     return path
@@ -211,6 +213,8 @@ def _settings(args) -> dict:
         )
     if args.bootstrap < 0:
         raise UsageError("--bootstrap must be >= 0")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed {args.seed}: must be an integer in [0, 2**32)")
     if args.holdout < 0:
         raise UsageError("--holdout must be >= 0")
     if args.plot and args.plot.rsplit(".", 1)[-1].lower() not in _PLOT_FORMATS:
@@ -304,8 +308,6 @@ def main(argv: list[str]) -> int:
         entries.append(entry)
         curves.append(curve)
         _print_summary(group.label, entry)
-    if args.plot:
-        plot_fits(args.plot, curves, x_name=args.x[0], y_name=args.y, x2_name=args.x[-1])
     law = settings["law"]
     summary = {
         "results": args.results,
@@ -317,7 +319,17 @@ def main(argv: list[str]) -> int:
         "group_by": group_by,
         "groups": entries,
     }
-    write_json(args.out, _clean(summary))
+    flag = "--out"
+    try:
+        write_json(args.out, _clean(summary))
+        if args.plot:
+            flag = "--plot"
+            plot_fits(args.plot, curves, x_name=args.x[0], y_name=args.y, x2_name=args.x[-1])
+    except OSError as e:  # a full disk, a folder made read-only meanwhile
+        raise UsageError(
+            f"{flag} {args.plot if flag == '--plot' else args.out}: writing it failed "
+            f"({e.strerror or e}); free space (or fix permissions) and rerun"
+        ) from None
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
     return 0
 

@@ -160,7 +160,7 @@ def _read_table(path: str) -> tuple[list[str], list[dict]]:
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such results file")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is no name
             reader = csv.DictReader(f, restkey=_EXTRA)
             header = reader.fieldnames or []
             rows = list(reader)

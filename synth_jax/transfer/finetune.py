@@ -39,6 +39,7 @@ and is registered with `MODES.register("name", module)` (see docs/extending.md).
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import jax
@@ -94,6 +95,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check(config, "fraction", lambda v: 0.0 < v <= 1.0, "a share of the training set in (0, 1]")
     check(config, "shots", lambda v: v >= 0, "examples per class, >= 0")
     _check_seeds(config)
+    for pattern in config.dont_load:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as e:
+            raise UsageError(
+                f"dont_load: {pattern!r} is not a regular expression ({e}); write one that "
+                f"matches the names of the parameters not to load, e.g. 'head/.*'"
+            ) from None
     if config.shots and config.fraction != 1.0:
         raise UsageError("set shots or fraction, not both")
     try:
