@@ -103,6 +103,21 @@ def test_sigterm_saves_and_sigkill_resumes_bit_exactly(uninterrupted, tmp_path):
     assert summary["steps"] == STEPS and summary["final_loss"] == uninterrupted[1]["final_loss"]
 
 
+def test_ctrl_c_saves_like_sigterm_and_a_second_one_does_not_cut_the_save(tmp_path):
+    workdir = str(tmp_path)
+    proc = start_child(workdir)
+    wait_for_step(proc, workdir, 3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # impatience while it saves
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "SIGINT: saving a checkpoint" in err and "Traceback" not in err, err[-2000:]
+    saved = checkpoint.steps_on_disk(workdir)
+    assert 3 <= saved[-1] < STEPS
+    assert checkpoint.verify(os.path.join(workdir, "checkpoints", str(saved[-1])))
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(uninterrupted, tmp_path, capfd):
     workdir = str(tmp_path / "run")
     shutil.copytree(uninterrupted[0], workdir)

@@ -15,13 +15,14 @@ After step t, in this order:
   log         step t's metrics are kept when t is a log step (every log_every_steps, the last
               step, or a step with an evaluation, whose metrics join the row)
   checkpoint  every checkpoint.every_steps steps and at the last step (`Checkpoints`)
-  preemption  SIGTERM asks the run to stop (`Preemption`): it stops after step t and saves
-              there (a multi-process run at the next log step, so that all stop together)
+  preemption  SIGTERM or SIGINT (Ctrl-C) asks the run to stop (`Preemption`): it stops after
+              step t and saves there (a multi-process run at the next log step, so that all
+              stop together); a second signal does not cut the save short
 The divergence check is in every read: the step's finite guard (synth_jax.train.step.
 keep_if_finite) marks a non-finite step in the state's step counter, and a row, an evaluation
 or a save checks the mark first and raises `Diverged`, so nothing non-finite is logged,
 evaluated or saved. Leaving the `with` waits for the saves in flight, closes the checkpoint
-manager, the metric writer and the evaluators, puts the previous SIGTERM handler back, and
+manager, the metric writer and the evaluators, puts the previous signal handlers back, and
 raises (one line) when a save failed in the background.
 """
 
@@ -166,25 +167,38 @@ class Checkpoints:
 
 
 class Preemption:
-    """A SIGTERM handler (installed while the loop runs) that asks the run to stop."""
+    """SIGTERM and SIGINT (Ctrl-C) handlers, installed while the loop runs and its last save
+    completes, that ask the run to stop (it saves where it stops). A second signal while it
+    stops is noted and ignored, so that the final save is never cut short."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
 
     def __init__(self):
         self.flag = False
-        self.previous = None
+        self.name = None  # the signal that asked
+        self.previous = {}
 
     def install(self) -> None:
-        if hasattr(signal, "SIGTERM"):
-            try:
-                self.previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-            except ValueError:  # not the main thread: leave the handler alone
-                self.previous = None
+        for name in self.SIGNALS:
+            if hasattr(signal, name):
+                try:
+                    self.previous[name] = signal.signal(getattr(signal, name), self._on_signal)
+                except ValueError:  # not the main thread: leave the handlers alone
+                    return
 
     def uninstall(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for name, previous in self.previous.items():
+            signal.signal(getattr(signal, name), previous)
+        self.previous = {}
 
-    def _on_sigterm(self, signum, frame):
-        self.flag = True
+    def _on_signal(self, signum, frame):
+        if self.flag:
+            metrics_lib.log_line(
+                f"{signal.Signals(signum).name}: already stopping, after saving a checkpoint; "
+                f"wait for it (SIGKILL stops at once and loses the steps since the last save)"
+            )
+            return
+        self.flag, self.name = True, signal.Signals(signum).name
 
     def requested(self, step: int, log_every: int) -> bool:
         """Whether to stop after `step`: at once in a single process; at log steps, when any
@@ -242,6 +256,7 @@ class Hooks:
             if eval_row:
                 self.rows.writer.write(step, eval_row)
         if preempted:
-            metrics_lib.log_line(f"SIGTERM: saving a checkpoint at step {step} and stopping")
+            name = self.preemption.name or "SIGTERM"  # another process's, in a multi-process run
+            metrics_lib.log_line(f"{name}: saving a checkpoint at step {step} and stopping")
             if step not in self.checkpoints.manager.all_steps():
                 self.checkpoints.save(step, state, force=True)

@@ -114,9 +114,66 @@ def validate(
     total, steps_per_epoch = _resolve_steps(config, num_images)
     if config.log_every_steps < 1:
         raise UsageError(f"log_every_steps={config.log_every_steps}: must be >= 1")
+    if num_devices is None:  # a run here (not a compile for another machine): does it fit?
+        check_memory(config, image_size, shape["data"] * shape["fsdp"])
     return dict(
         total_steps=total, steps_per_epoch=steps_per_epoch, image_size=image_size, mesh_shape=shape
     )
+
+
+def device_memory_bytes() -> int | None:
+    """What one local device may hold: its memory limit (GPU, TPU), or for the CPU the
+    machine's memory shared by its (possibly simulated) devices; None when unknown."""
+    device = jax.local_devices()[0]
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # a backend without memory statistics
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return total // max(1, jax.local_device_count())
+
+
+def check_memory(config, image_size: int, data_parallel: int) -> None:
+    """Refuses, before anything compiles, a step that cannot fit: a floor of its memory per
+    device (the float32 input images of one micro-batch, and the rendered points of one render
+    chunk) against the device's memory. A floor only: a run that passes may still not fit
+    (`synth-jax compile` measures it), but one that fails never would."""
+    available = device_memory_bytes()
+    if not available:
+        return
+    per_device = max(1, int(config.batch_size) // data_parallel)
+    micro = max(1, per_device // max(1, int(config.optim.accum_steps)))
+    floors = [
+        (
+            micro * image_size * image_size * 3 * 4,
+            f"batch_size={config.batch_size}: {micro} images of {image_size}x{image_size}x3 "
+            f"float32 per device",
+            "lower batch_size, or raise optim.accum_steps",
+        )
+    ]
+    data = config.get("data") or {}
+    points = data.get("points", 0) if hasattr(data, "get") else 0
+    if isinstance(points, int) and points > 0:
+        chunk = int(config.render_chunk) if 0 < config.render_chunk < per_device else per_device
+        floors.append(
+            (
+                chunk * points * 2 * 4,
+                f"data.points={points}: {chunk} images of {points} float32 (x, y) points "
+                f"rendered at once per device",
+                "lower data.points, or set render_chunk to a small divisor of the share",
+            )
+        )
+    for need, what, fix in floors:
+        if need > available:
+            raise UsageError(
+                f"{what} need at least {need / 2**30:,.1f} GiB, more than the "
+                f"{available / 2**30:,.1f} GiB a device has; {fix}"
+            )
 
 
 def _check_keys(config) -> None:

@@ -16,8 +16,8 @@ Several processes (one per host or GPU) join with --coordinator HOST:PORT
 --num-processes N --process-id I (or SYNTH_JAX_COORDINATOR / SYNTH_JAX_NUM_PROCESSES /
 SYNTH_JAX_PROCESS_ID).
 Exit codes: 0 done, 2 bad input or a refused rerun (one line) or a NaN/infinite loss (the line
-names the step; the checkpoints hold the finite state before it), 143 stopped by SIGTERM after
-saving a checkpoint (rerun it).
+names the step; the checkpoints hold the finite state before it), 143 stopped by SIGTERM or
+Ctrl-C after saving a checkpoint (rerun it).
 """
 
 from __future__ import annotations

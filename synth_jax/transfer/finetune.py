@@ -149,7 +149,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    """Exit codes: 0 done, 2 bad input, 143 stopped by SIGTERM after a checkpoint (rerun it)."""
+    """Exit codes: 0 done, 2 bad input, 143 stopped by SIGTERM or Ctrl-C after a checkpoint
+    (rerun it)."""
     config, rest = config_from_argv(argv)
     parser = ArgumentParser(
         prog="synth-jax finetune",
