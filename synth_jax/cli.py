@@ -78,10 +78,12 @@ def usage() -> str:
 
 
 def _exit_now_if_stuck(code: int) -> int:
-    """Exits at once when background threads would keep the finished process alive: a failed
-    Orbax save leaves threads waiting (for minutes) on a step that will never come."""
+    """Exits at once when background work would outlive the error: a failed Orbax save leaves
+    threads waiting (for minutes) on a step that will never come, and coroutines whose
+    collection at shutdown prints a traceback each ("Exception ignored in ..."). The error line
+    is the last word."""
     stuck = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
-    if any(t is not threading.main_thread() for t in stuck):
+    if any(t is not threading.main_thread() for t in stuck) or "orbax.checkpoint" in sys.modules:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -128,7 +128,8 @@ def path_problem(path: str) -> str | None:
 
 
 def existing_ancestor(path: str) -> str:
-    """`path` or its nearest ancestor that is a folder."""
+    """`path` or its nearest ancestor that is a folder (absolute)."""
+    path = os.path.abspath(path)
     while not os.path.isdir(path) and path != os.path.dirname(path):
         path = os.path.dirname(path)
     return path

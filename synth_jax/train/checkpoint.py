@@ -19,10 +19,13 @@ Checkpoints of earlier versions named model_state "extra"; they restore under to
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+import sys
 import time
 
 import jax
@@ -33,6 +36,49 @@ from jax.experimental import multihost_utils
 
 from synth_jax import files
 from synth_jax.errors import UsageError
+
+
+def _drop_closed_loop_callbacks(unraisable, previous=sys.unraisablehook):
+    """A read of a damaged checkpoint fails while TensorStore still has reads in flight; their
+    callbacks then find Orbax's event loop closed, and each would print a traceback
+    ("RuntimeError: Event loop is closed") after the one-line error. Those say nothing more."""
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and "Event loop is closed" in str(error):
+        return
+    previous(unraisable)
+
+
+sys.unraisablehook = _drop_closed_loop_callbacks
+
+
+class _BackgroundNoise(logging.Filter):
+    """Drops what Orbax's background work logs when a save or read fails (an error per array
+    from its threads, asyncio's "exception was never retrieved" per write): the failure itself
+    reaches the run, which reports it in one line naming the step and the cause."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "asyncio":
+            return "exception was never retrieved" not in record.getMessage()
+        orbax = f"{os.sep}orbax{os.sep}" in (record.pathname or "")
+        return not (orbax and record.levelno >= logging.WARNING)
+
+
+for _name in ("absl", "asyncio"):
+    logging.getLogger(_name).addFilter(_BackgroundNoise())
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Orbax's warnings while reading a step (a metadata file of another version absent, ...)
+    are not the user's business: the outcome is reported in one line."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
 
 # Train-state keys of earlier versions -> today's.
 LEGACY_NAMES = {"extra": "model_state"}
@@ -114,6 +160,8 @@ def write_manifest(workdir: str, step: int) -> bool:
     if jax.process_index() != 0:
         return False
     step_dir = os.path.join(checkpoint_dir(workdir), str(step))
+    if not os.path.isdir(os.path.join(step_dir, "state")):
+        return False  # the save failed (or the step was deleted): nothing to vouch for
     try:
         entries = {
             rel: dict(size=os.path.getsize(os.path.join(step_dir, rel)), sha256=_sha256(p))
@@ -158,6 +206,8 @@ _CORRUPT_MARKS = (
     "incomplete checkpoint",
     "checksum",
     "Unexpected end",
+    "OUT_OF_RANGE",  # a data file cut short: "Requested byte range ... is not valid"
+    "is not valid for value of size",
 )
 _STOP = {
     MISMATCH: "does not fit this run's model or optimiser ({reason}); every checkpoint was left "
@@ -294,7 +344,8 @@ def restore_latest(manager, workdir: str, abstract_state, log=print):
     for step in steps:
         kind, reason, restored = OK, "", None
         try:
-            restored = _read_step(workdir, step, abstract_state)
+            with _quiet_orbax():
+                restored = _read_step(workdir, step, abstract_state)
         except Exception as e:  # classified below; only a corrupt step is moved
             kind, reason = classify(e), _reason(e)
         agreed, process = _agree(kind)
@@ -419,20 +470,25 @@ def load_params(workdir_or_checkpoint_path: str):
     return state["params"], config
 
 
+def _restore_on_host(step_dir: str):
+    tree = _saved_tree(os.path.join(step_dir, "state"))
+    with ocp.StandardCheckpointer() as checkpointer:
+        target = jax.tree.map(
+            lambda m: np.zeros(m.shape, m.dtype),
+            tree,
+            is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+        )
+        return checkpointer.restore(os.path.join(step_dir, "state"), target)
+
+
 def load_train_state(workdir_or_checkpoint_path: str) -> dict:
     """The whole saved train state (params, model_state, opt_state, step) as numpy, on the host
     (a checkpoint of an earlier version too: its "extra" reads as model_state)."""
     step_dir = _resolve_checkpoint(workdir_or_checkpoint_path)
     try:
         verify(step_dir)
-        tree = _saved_tree(os.path.join(step_dir, "state"))
-        with ocp.StandardCheckpointer() as checkpointer:
-            target = jax.tree.map(
-                lambda m: np.zeros(m.shape, m.dtype),
-                tree,
-                is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
-            )
-            state = checkpointer.restore(os.path.join(step_dir, "state"), target)
+        with _quiet_orbax():
+            state = _restore_on_host(step_dir)
     except UsageError:
         raise
     except Exception as e:

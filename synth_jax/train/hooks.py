@@ -135,12 +135,16 @@ class Checkpoints:
             "source": None if self.source is None else self.source.get_state(),
             "seed": self.seed,
         }
+        if force or self.manager.should_save(step):
+            # Orbax waits for the save in flight before it starts one anyway.
+            pending = self.unverified[-1] if self.unverified else None
+            try:
+                self.manager.wait_until_finished()
+                self.write_manifests()
+            except Exception as e:  # the save in flight failed in the background
+                raise UsageError(ckpt.save_failed(self.workdir, pending, e)) from None
         try:
             with jax.transfer_guard("allow"):
-                if force or self.manager.should_save(step):
-                    # Orbax waits for the save in flight before it starts one anyway.
-                    self.manager.wait_until_finished()
-                    self.write_manifests()
                 if ckpt.save(self.manager, step, state, data, force=force):
                     self.unverified.append(step)
         except Exception as e:  # e.g. the storage filled up or became read-only mid-run
