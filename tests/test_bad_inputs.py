@@ -127,6 +127,25 @@ def nothing(tmp):
     del tmp
 
 
+def symlink_loop(tmp):
+    os.symlink(tmp / "loop2", tmp / "loop")
+    os.symlink(tmp / "loop", tmp / "loop2")
+
+
+def open_quote_table(tmp):
+    from synth_jax.transfer import results
+
+    header = ",".join(results.COLUMNS)
+    (tmp / "r.csv").write_text(header + "\n" + '"a' + "," * (len(results.COLUMNS) - 1) + "\n")
+
+
+def corrupt_checkpoint(tmp):
+    """A pre-training workdir whose only checkpoint holds garbage."""
+    state = tmp / "pre" / "checkpoints" / "4" / "state"
+    state.mkdir(parents=True)
+    (state / "_METADATA").write_text("garbage")
+
+
 def results_table(rows=None, encoding="utf-8", header="pretrain_images,top1_error"):
     """A results table of pre-training sizes and errors (default: a curve that falls)."""
     rows = rows or [(1000 * 2**i, 0.5 * 2 ** (-0.3 * i) + 0.2) for i in range(6)]
@@ -492,6 +511,117 @@ CASES = [
         "--out",
         results_table(),
     ),
+    # workdirs, output paths, seeds, regexes, memory: refused before any work
+    *(
+        Case(
+            f"pretrain_workdir_{name}",
+            lambda tmp, _, sub=sub: ["pretrain", "--config", CPU_TINY, "--workdir", sub(tmp)],
+            "--workdir",
+            prepare,
+        )
+        for name, sub, prepare in (
+            ("empty", lambda tmp: "", nothing),
+            ("current_directory", lambda tmp: ".", nothing),
+            ("name_too_long", lambda tmp: str(tmp / ("w" * 300)), nothing),
+            ("symlink_loop", lambda tmp: str(tmp / "loop" / "w"), symlink_loop),
+            ("under_a_file", lambda tmp: str(tmp / "f" / "w"), a_file("f")),
+        )
+    ),
+    Case(
+        "pretrain_batch_beyond_memory",
+        lambda tmp, _: [
+            "pretrain",
+            "--config",
+            CPU_TINY,
+            "--workdir",
+            str(tmp / "w"),
+            "--config.batch_size=1099511627776",
+        ],
+        "batch_size=1099511627776",
+    ),
+    Case(
+        "pretrain_points_beyond_memory",
+        lambda tmp, _: [
+            "pretrain",
+            "--config",
+            CPU_TINY,
+            "--workdir",
+            str(tmp / "w"),
+            "--config.data.points=100000000000",
+        ],
+        "data.points",
+    ),
+    *(
+        Case(
+            f"finetune_{name}",
+            lambda tmp, t, override=override: [
+                "finetune",
+                "--config",
+                t["config"],
+                "--workdir",
+                str(tmp / "w"),
+                override(tmp),
+            ],
+            needle,
+            prepare,
+        )
+        for name, override, needle, prepare in (
+            ("negative_seed", lambda tmp: "--config.seeds=[-3]", "seeds", nothing),
+            ("repeated_seeds", lambda tmp: "--config.seeds=[1,1]", "seeds", nothing),
+            ("bad_dont_load_regex", lambda tmp: "--config.dont_load=('[',)", "dont_load", nothing),
+            (
+                "results_csv_a_folder",
+                lambda tmp: f"--config.results_csv={tmp / 'r.csv'}",
+                "results_csv",
+                a_folder("r.csv"),
+            ),
+            (
+                "results_csv_under_a_file",
+                lambda tmp: f"--config.results_csv={tmp / 'f' / 'r.csv'}",
+                "results_csv",
+                a_file("f"),
+            ),
+            (
+                "results_csv_open_quote",
+                lambda tmp: f"--config.results_csv={tmp / 'r.csv'}",
+                "results_csv",
+                open_quote_table,
+            ),
+            (
+                "corrupt_init_from",
+                lambda tmp: f"--config.init_from={tmp / 'pre'}",
+                "cannot read this checkpoint",
+                corrupt_checkpoint,
+            ),
+        )
+    ),
+    Case(
+        "fit_law_negative_seed",
+        lambda tmp, _: [
+            "fit-law",
+            str(tmp / "results.csv"),
+            "--out",
+            str(tmp / "fit.json"),
+            "--seed",
+            "-1",
+        ],
+        "--seed",
+        results_table(),
+    ),
+    Case(
+        "compile_out_is_a_folder",
+        lambda tmp, _: ["compile", "--config", CPU_TINY, "--out", str(tmp / "r")],
+        "--out",
+        a_folder("r"),
+    ),
+    Case(
+        "import_empty_class_folder",
+        _import("folder"),
+        "a class folder without images",
+        lambda tmp: [
+            (tmp / "folder" / s / c).mkdir(parents=True) for s in ("train", "test") for c in "ab"
+        ],
+    ),
     # bench
     Case(
         "bench_render_negative_batch",
@@ -515,6 +645,9 @@ def _snapshot(root) -> dict:
             out[os.path.join(path, d)] = None
         for n in names:
             p = os.path.join(path, n)
+            if os.path.islink(p):
+                out[p] = os.readlink(p)
+                continue
             with open(p, "rb") as f:
                 out[p] = hashlib.sha1(f.read()).hexdigest()
     return out
