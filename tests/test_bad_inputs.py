@@ -918,3 +918,44 @@ def test_an_error_mid_import_erases_the_progress_line(tmp_path, monkeypatch, cap
     assert len(screen) == 1 and screen[0].startswith("synth-jax data: error:"), text
     assert "39.png" in screen[0]
     assert not glob.glob(str(tmp_path / "d" / "*")) and not glob.glob(str(tmp_path / "d" / ".*"))
+
+
+# ------------------------------------------------------------------ a full disk mid-run
+
+FULL_DISK_CHILD = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (40000, 40000))  # config.json fits, a checkpoint not
+from synth_jax import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_disk_that_fills_during_the_first_async_save_is_one_line(tmp_path):
+    # The first checkpoint's (async) save fails in Orbax's background threads: the run stops at
+    # the next save with one line naming the step, without their tracebacks.
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", JAX_ENABLE_COMPILATION_CACHE="0")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+    argv = [
+        "pretrain",
+        "--config",
+        CPU_TINY,
+        "--workdir",
+        str(tmp_path / "w"),
+        *("--config.total_steps=4", "--config.batch_size=8", "--config.checkpoint.every_steps=2"),
+        *("--config.data.num_classes=4", "--config.data.search_points=2000"),
+        "--config.data.points=1024",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("synth-jax pretrain: error:"), done.stderr[-3000:]
+    assert "saving the checkpoint of step 2 failed" in last and "File too large" in last, last
+    assert "Traceback" not in done.stderr and "Event loop is closed" not in done.stderr
+    assert not os.path.exists(tmp_path / "w" / "checkpoints" / "2")  # no half step

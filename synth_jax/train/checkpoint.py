@@ -20,6 +20,7 @@ Checkpoints of earlier versions named model_state "extra"; they restore under to
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -372,8 +373,12 @@ def restore_latest(manager, workdir: str, abstract_state, log=print):
 def save_failed(workdir: str, step: int | None, error: BaseException) -> str:
     """The one-line message of a failed save."""
     which = f"the checkpoint of step {step}" if step is not None else "a checkpoint"
+    text = str(error)
+    codes = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+    cause = next((os.strerror(c) for c in codes if os.strerror(c) in text), None)
+    reason = f"{cause}: {_reason(error)}" if cause else _reason(error)
     return (
-        f"{checkpoint_dir(workdir)}: saving {which} failed ({_reason(error)}); the checkpoints "
+        f"{checkpoint_dir(workdir)}: saving {which} failed ({reason}); the checkpoints "
         f"saved before it are intact: fix the cause (permissions, free space) and rerun"
     )
 
