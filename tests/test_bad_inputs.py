@@ -959,3 +959,16 @@ def test_a_disk_that_fills_during_the_first_async_save_is_one_line(tmp_path):
     assert "saving the checkpoint of step 2 failed" in last and "File too large" in last, last
     assert "Traceback" not in done.stderr and "Event loop is closed" not in done.stderr
     assert not os.path.exists(tmp_path / "w" / "checkpoints" / "2")  # no half step
+
+
+def test_a_table_with_a_byte_order_mark_fits_and_a_config_path_may_hold_a_colon(tmp_path, capsys):
+    results_table(encoding="utf-8-sig")(tmp_path)  # as spreadsheet programs save "UTF-8 CSV"
+    assert (tmp_path / "results.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    argv = ["fit-law", str(tmp_path / "results.csv"), "--out", str(tmp_path / "fit.json")]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    folder = tmp_path / "runs:2026"
+    folder.mkdir()
+    path = folder / "my:config.py"
+    path.write_text(open(CPU_TINY.rsplit(":", 1)[0]).read())
+    assert load_config_file(str(path)).model.name == "Nano/4"
+    assert load_config_file(f"{path}:mu").model.name == "mu/4"
