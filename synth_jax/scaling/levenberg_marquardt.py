@@ -1,9 +1,12 @@
-"""Levenberg-Marquardt for many small least-squares problems at once (lanes).
+"""Levenberg-Marquardt for many small least-squares or Huber problems at once (lanes).
 
 All lanes step together and a finished lane is frozen; arrays keep the lanes as the minor axis
 and the F x F normal equations are unrolled into [B]-vectors, so each iteration is a few fused
 loops rather than B tiny matrix calls. Marquardt's diagonal scaling makes the step invariant to
-each parameter's units; the damping follows Nielsen (1999).
+each parameter's units; the damping follows Nielsen (1999). The Huber loss uses the same
+iteration with Huber's IRLS weights min(1, delta / |r|) as the curvature of its Gauss-Newton
+model (`huber`): the model majorises the loss, so it is a valid model wherever the Gauss-Newton
+one is, and at its fixed point the Huber gradient vanishes, so the optimum is the loss's own.
 
 How a lane ends, in the order the tests are made:
 - converged: an accepted, well-predicted step changed the cost or z by less than tol (relative),

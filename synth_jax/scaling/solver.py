@@ -2,9 +2,12 @@
 
 One compiled function fits a batch of problems (bootstrap replicates, extrapolation masks,
 leave-one-out masks: weights float64[R, N] on the same points, each with its own data
-float64[R, N]) from a grid of starts [S, F], and keeps the best start per problem. Squared
-losses (linear or log residuals) use Levenberg-Marquardt (levenberg_marquardt.py), written for
-R*S lanes at once; the Huber loss on log residuals uses L-BFGS (lbfgs.py), vmapped over lanes.
+float64[R, N]) from a grid of starts [S, F], and keeps the best start per problem. Every loss
+uses Levenberg-Marquardt (levenberg_marquardt.py), written for R*S lanes at once: squared
+losses (linear or log residuals) with the Gauss-Newton model, the Huber loss on log residuals
+with Huber's IRLS weights; L-BFGS (lbfgs.py, vmapped over lanes) is the alternative. Many
+problems are fitted in calls of one shape (`problems_per_call`), so one compiled program
+serves them and a progress line can follow them.
 Losses are summed, not averaged: an average makes the objective small and stops the optimiser
 early. Bounds hold through the transform of transforms.py. x64 is switched on only inside the
 solver (`jax.enable_x64(True)` as a context manager), so the rest of the program keeps float32.
