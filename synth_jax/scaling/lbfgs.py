@@ -2,8 +2,9 @@
 
 The solver vmaps this over lanes. It was the Huber loss's optimiser until Levenberg-Marquardt
 got Huber's IRLS weights: a vmapped while_loop runs every lane until the slowest stops and the
-zoom line search nests loops in it, so on Chinchilla's 243-start grid one fit took 14 s against
-2 s for LM (`synth-jax bench fit --law chinchilla --pieces`). Kept as an alternative.
+zoom line search nests loops in it, so on Chinchilla's 243-start grid one fit took 26 s against
+1.7 s for LM on 2 shared CPU cores (`synth-jax bench fit --law chinchilla --pieces`). Kept as
+an alternative.
 """
 
 from __future__ import annotations
