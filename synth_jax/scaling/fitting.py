@@ -166,6 +166,7 @@ def _bootstrap(problem, params: dict, jac, scheme: tuple, ci: float, options: di
             for j, name in enumerate(problem.free)
         },
         warning=not_converged_warning(float(p[~used].sum()), len(used)),
+        starts_at_iteration_cap=int(refits.capped.sum()),
     )
     intervals = {
         name: (float(lower[i]), float(upper[i]))
