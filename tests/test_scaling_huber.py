@@ -83,6 +83,10 @@ def test_lanes_that_stop_at_the_iteration_cap_are_counted():
     assert short.capped[0] == len(problem.starts)
     full = solver.solve(problem)
     assert full.status(0) == "converged" and full.capped[0] == 0
+    # a bootstrap's record counts them over its refits (4 polished starts each)
+    capped = scaling.fit("mikami", N10, y, loss="huber", bootstrap=8, max_iter=2).bootstrap
+    assert 0 < capped.starts_at_iteration_cap <= 4 * capped.refits
+    assert capped.not_converged > 0
 
 
 def test_refits_in_several_calls_match_one_call_and_show_progress(monkeypatch, capsys):
