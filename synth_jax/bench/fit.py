@@ -83,7 +83,7 @@ def _timed(fn, repeats: int) -> tuple[float, float, object]:
     return float(np.median(walls)), float(np.median(cpus)), out
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="synth-jax bench fit", description=__doc__.split("\n")[0])
     p.add_argument("--law", choices=("mikami", "chinchilla"), default="mikami")
     p.add_argument("--replicates", type=int, default=None, help="default 1000; chinchilla 200")
@@ -99,7 +99,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--starts", type=int, default=None, help="chinchilla: K of the 243 starts")
     p.add_argument("--pieces", action="store_true", help="chinchilla: time each piece too")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
     chinchilla = args.law == "chinchilla"
     defaults = (200, 245, 2, 3) if chinchilla else (1000, 10, 50, 5)
     for name, value in zip(("replicates", "points", "scipy_replicates", "repeats"), defaults):
