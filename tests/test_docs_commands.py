@@ -244,6 +244,10 @@ NOT_RUN = {
     "synth-jax bench fit": (
         f"{LONG}: 1,000 refits beside a 30-s SciPy loop; tests/test_scaling_cli.py runs it small"
     ),
+    "synth-jax bench fit --law chinchilla --pieces": (
+        f"{LONG}: about 5 min of CPU, mostly the SciPy loop (40 s a fit); "
+        "tests/test_scaling_huber.py runs it small"
+    ),
     "synth-jax sweep --config configs/experiments/delta_sweep.py:mini --workdir runs/delta "
     "--config.finetune.data.data_dir=runs/tfds": (
         f"{LONG}: six pre-trainings and fine-tunes on one GPU; tests/test_experiments_grid.py "

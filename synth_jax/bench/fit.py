@@ -1,6 +1,9 @@
 """`synth-jax bench fit`: bootstrap refits per second, beside a SciPy loop doing the same work.
 
-The work: a 3-parameter law (mikami, all free) on a 10-point noisy curve, 1,000 bootstrap
+Two rows (`--law`): mikami, a least-squares law on few points, and chinchilla, the Huber fit of
+Hoffmann et al.'s approach 3 on 245 points (chinchilla.py).
+
+mikami: a 3-parameter law (mikami, all free) on a 10-point noisy curve, 1,000 bootstrap
 replicates, each fitted from the same 64-point start grid (4 values per parameter), keeping the
 best start per replicate. Three ways, timed in one run:
 
@@ -26,6 +29,7 @@ import jax
 import numpy as np
 from scipy.optimize import least_squares
 
+from synth_jax.bench import fit_chinchilla
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.scaling.bootstrap import case_weights
 from synth_jax.scaling.problem import prepare
@@ -79,21 +83,43 @@ def _timed(fn, repeats: int) -> tuple[float, float, object]:
     return float(np.median(walls)), float(np.median(cpus)), out
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="synth-jax bench fit", description=__doc__.split("\n")[0])
-    p.add_argument("--replicates", type=int, default=1000)
-    p.add_argument("--points", type=int, default=10)
+    p.add_argument("--law", choices=("mikami", "chinchilla"), default="mikami")
+    p.add_argument("--replicates", type=int, default=None, help="default 1000; chinchilla 200")
+    p.add_argument("--points", type=int, default=None, help="default 10; chinchilla 245")
     p.add_argument(
         "--scipy-replicates",
         type=int,
-        default=50,
-        help="replicates the SciPy loop really runs (projected to --replicates)",
+        default=None,
+        help="replicates the SciPy loop really runs (projected to --replicates; default 50, "
+        "chinchilla 2)",
     )
-    p.add_argument("--repeats", type=int, default=5, help="timed runs of each JAX variant")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs (default 5; chinchilla 3)")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    if args.replicates < 1 or args.points < 4 or not 1 <= args.scipy_replicates:
-        raise UsageError("need --replicates >= 1, --points >= 4, --scipy-replicates >= 1")
+    p.add_argument("--starts", type=int, default=None, help="chinchilla: K of the 243 starts")
+    p.add_argument("--pieces", action="store_true", help="chinchilla: time each piece too")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    chinchilla = args.law == "chinchilla"
+    defaults = (200, 245, 2, 3) if chinchilla else (1000, 10, 50, 5)
+    for name, value in zip(("replicates", "points", "scipy_replicates", "repeats"), defaults):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.replicates < 1 or args.points < 6 or args.scipy_replicates < 1 or args.repeats < 1:
+        raise UsageError(
+            "need --replicates >= 1, --points >= 6, --scipy-replicates >= 1, --repeats >= 1"
+        )
+    if args.starts is not None and not (chinchilla and args.starts >= 1):
+        raise UsageError("--starts is for --law chinchilla and must be >= 1")
+    if args.pieces and not chinchilla:
+        raise UsageError("--pieces is for --law chinchilla")
+    if chinchilla:
+        print(json.dumps(fit_chinchilla.run(args), indent=2))
+        return 0
     scipy_replicates = min(args.scipy_replicates, args.replicates)
 
     rng = np.random.default_rng(args.seed)

@@ -128,7 +128,9 @@ def _bootstrap(problem, params: dict, jac, scheme: tuple, ci: float, options: di
     chosen, strata, note = resampling.choose(resample, problem, strata, clusters)
     predicted = problem.predict(params)
     reps = resampling.draw(chosen, problem, predicted, replicates, seed, strata, clusters, jac)
-    refits = solve(problem, reps.weights, y=reps.y, polish=polish, **options)
+    refits = solve(
+        problem, reps.weights, y=reps.y, polish=polish, progress="bootstrap refits", **options
+    )
     used = refits.converged & np.isfinite(refits.objective)
     names = problem.law.param_names
     boot = np.array([list(problem.full_params(p).values()) for p in refits.params], np.float64)
@@ -164,6 +166,7 @@ def _bootstrap(problem, params: dict, jac, scheme: tuple, ci: float, options: di
             for j, name in enumerate(problem.free)
         },
         warning=not_converged_warning(float(p[~used].sum()), len(used)),
+        starts_at_iteration_cap=int(refits.capped.sum()),
     )
     intervals = {
         name: (float(lower[i]), float(upper[i]))

@@ -30,7 +30,8 @@ class BootstrapRecord:
     best fit each bound is then moved (1: not at all; see bootstrap.interval_rule); at_bound:
     share of used refits with each
     free parameter on a bound; note: why this method; warning: what the reader must know, or
-    None."""
+    None; starts_at_iteration_cap: starts run to the end (the polished ones) that stopped at the
+    iteration cap, over all refits (a refit whose best start is one of them is not converged)."""
 
     method: str
     requested: int
@@ -47,6 +48,7 @@ class BootstrapRecord:
     note: str
     at_bound: dict[str, float]
     warning: str | None = None
+    starts_at_iteration_cap: int = 0
 
     def describe(self) -> str:
         """'95% expanded percentile intervals (quantiles 0.91% and 99.09%), residual bootstrap,
