@@ -32,6 +32,7 @@ from synth_jax.config import (
 from synth_jax.errors import UsageError
 from synth_jax.train import augment as augment_lib
 from synth_jax.train import mesh as mesh_lib
+from synth_jax.train import objectives
 from synth_jax.train import optim as optim_lib
 from synth_jax.train import workdir as workdir_lib
 from synth_jax.train.metrics import log_line
@@ -71,6 +72,9 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             # end, logged beside the loss (synth_jax.evaluators)
             evals=ml_collections.ConfigDict(),
             model=models.model_config("Ti/16"),
+            # What the step minimises: supervised | simclr | mae, with that objective's keys
+            # (synth_jax.train.objectives)
+            objective=objectives.objective_config("supervised"),
             optim=optim_lib.optim_config(),
             augment=augment_lib.augment_config(),
             mesh=ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1)),
@@ -83,7 +87,7 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 # Keys the trainer reads (from its defaults); other top-level keys (data, ...) belong to the
 # caller. The model module checks the `model` section (its keys depend on the model), the
 # evaluators their `evals.<name>` sections.
-TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model", "evals"))
+TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model", "evals", "objective"))
 
 
 def validate(
@@ -95,13 +99,14 @@ def validate(
     Raises UsageError naming the key. Returns {total_steps, steps_per_epoch, image_size,
     mesh_shape}.
     """
-    config = with_defaults(config, train_config(), open_sections=("model",))
+    config = with_defaults(config, train_config(), open_sections=("model", "objective"))
     check_finite(config)
     _check_keys(config)
     image_size = int(config.get("image_size", 0) or data_image_size or 0)
     if image_size <= 0:
         raise UsageError("image_size: set it (the model's input size in pixels)")
     models.check_model_config(config.model, image_size)
+    objectives.validate(config.objective, config.model)
     evaluators.validate_evals(config.evals)
     optim_lib.check_optim_config(config.optim)
     augment_lib.check_augment_config(config.augment)
@@ -278,7 +283,7 @@ def prepare(config, workdir: str, source, *, extend: bool | None, restart: bool)
             "source: a FractalDataset-like object or an iterator with get_state()/set_state()"
         )
     num_images = getattr(source, "num_images", None)
-    config = with_defaults(config, train_config(), open_sections=("model",))
+    config = with_defaults(config, train_config(), open_sections=("model", "objective"))
     resolved = validate(config, num_images, getattr(source, "image_size", None))
     workdir = os.path.abspath(workdir)
     config_dict = config_to_dict(config)
