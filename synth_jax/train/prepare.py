@@ -234,7 +234,13 @@ def check_same_run(workdir: str, config_dict: dict, old: dict | None = None):
             return
     old = _flatten(old)
     new = _json_flat(config_dict)
-    defaults = _json_flat({**config_to_dict(train_config()), "model": models.all_model_defaults()})
+    defaults = _json_flat(
+        {
+            **config_to_dict(train_config()),
+            "model": models.all_model_defaults(),
+            "data": {"label_noise": 0.0},  # a data key added later; earlier runs had none
+        }
+    )
     for key in sorted(set(old) | set(new)):
         if key.startswith(RESUMABLE_CHANGES) or key in RESUMABLE_CHANGES:
             continue

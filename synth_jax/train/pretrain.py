@@ -126,6 +126,7 @@ def run(config, workdir: str, *, extend: bool = False, restart: bool = False) ->
                 pretrain_family=name,
                 pretrain_classes=num_classes,
                 pretrain_images=num_images,
+                pretrain_method=config.objective.type if "objective" in config else "supervised",
             ),
             extend=extend,
             restart=restart,
