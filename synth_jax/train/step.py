@@ -203,6 +203,8 @@ def objective_grad(objective, apply_model, train_mode: bool) -> Callable:
     tree)."""
 
     def forward(params, model_state, images, key, call=None):
+        if call is None:  # an apply_model without `call` serves the supervised objective
+            return apply_model(params, model_state, images, train_mode, key)
         return apply_model(params, model_state, images, train_mode, key, call)
 
     def loss(params, model_state, views, key):
