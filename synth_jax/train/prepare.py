@@ -107,6 +107,7 @@ def validate(
         raise UsageError("image_size: set it (the model's input size in pixels)")
     models.check_model_config(config.model, image_size)
     objectives.validate(config.objective, config.model)
+    _check_views_source(config)
     evaluators.validate_evals(config.evals)
     optim_lib.check_optim_config(config.optim)
     augment_lib.check_augment_config(config.augment)
@@ -121,6 +122,20 @@ def validate(
     return dict(
         total_steps=total, steps_per_epoch=steps_per_epoch, image_size=image_size, mesh_shape=shape
     )
+
+
+def _check_views_source(config) -> None:
+    """SimCLR and MAE make their own views of the images: the trainer's augmentation must not
+    mix images (mixup, cutmix) first."""
+    kind = config.objective.get("type", "supervised")
+    if kind == "supervised":
+        return
+    for key in ("mixup", "cutmix"):
+        if config.augment[key] > 0:
+            raise UsageError(
+                f"augment.{key}={config.augment[key]}: objective.type={kind!r} makes its own views "
+                f"of the images; set augment.{key}=0"
+            )
 
 
 def _check_keys(config) -> None:
