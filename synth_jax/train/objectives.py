@@ -89,9 +89,3 @@ def build(config, *, model_config, feature_dim, image_size: int, augment_config)
         image_size=image_size,
         augment_config=augment_config,
     )
-
-
-def method(config) -> str:
-    """The objective's name in a config (dict or ConfigDict; `supervised` without the key)."""
-    section = config.get("objective") if hasattr(config, "get") else None
-    return (section or {}).get("type", "supervised") if section is not None else "supervised"
