@@ -183,6 +183,21 @@ NOT_RUN = {
         f"{LONG}: 61 s of CPU at 2 steps (6,000 images embedded); tests/test_evaluators.py "
         "runs cpu_tiny with the k-NN evaluator"
     ),
+    "synth-jax pretrain --config configs/pretrain/cpu_tiny.py:simclr,knn "
+    "--workdir runs/cpu_tiny_simclr --config.evals.knn.data.data_dir=DIR": (
+        f"{LONG}: a SimCLR step compiles in about a minute on 2 busy cores, the k-NN embeds 6,000 "
+        "images; tests/test_train_objectives.py trains SimCLR at mu/4"
+    ),
+    "synth-jax pretrain --config configs/pretrain/cpu_tiny.py:mae,knn "
+    "--workdir runs/cpu_tiny_mae --config.evals.knn.data.data_dir=DIR": (
+        f"{LONG}: an MAE step compiles in about two minutes on 2 busy cores; "
+        "tests/test_transfer_finetune.py pre-trains MAE at mu/4 and fine-tunes from it"
+    ),
+    "synth-jax finetune --config configs/finetune/fashion_mnist.py:cpu --workdir runs/ft_simclr "
+    "--config.init_from=runs/cpu_tiny_simclr": (
+        f"{LONG}: needs the SimCLR pre-training above; tests/test_transfer_finetune.py "
+        "fine-tunes from a SimCLR and an MAE checkpoint"
+    ),
     "synth-jax bench train --model Ti/16 --image-size 224 --batch 256": (
         f"{LONG}: ViT-Ti/16 at 224 px, batch 256; a GPU"
     ),

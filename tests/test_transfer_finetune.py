@@ -275,3 +275,30 @@ def test_bad_inputs_are_one_line_errors(setup, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "synth-jax data import cifar10 --from PATH" in err
+
+
+@pytest.mark.parametrize("method", ["simclr", "mae"])
+def test_finetune_from_a_simclr_or_mae_pretraining_records_its_method(setup, method, tmp_path):
+    """The backbone loads (the projection head and the decoder stay behind: nothing refused),
+    and the row names the method."""
+    from test_train_sources import BlobImages
+
+    from synth_jax.train.objectives import objective_config
+
+    pre = trainer.train_config(
+        batch_size=16, total_steps=2, image_size=32, log_every_steps=1, model=model_config("mu/4")
+    )
+    pre.objective = objective_config(method)
+    if method == "simclr":
+        pre.objective.update(dict(proj_hidden=32, proj_dim=8))
+    else:
+        pre.objective.update(dict(decoder_width=32, decoder_depth=1))
+    pre.checkpoint.async_save = False
+    pre_dir = str(tmp_path / method)
+    trainer.train(pre, pre_dir, BlobImages(image_size=32), num_classes=4)
+    config = setup["config"](init_from=pre_dir, total_steps=2)
+    config.results_csv = str(tmp_path / "results.csv")
+    row = finetune.run(config, str(tmp_path / "ft"))["row"]
+    assert row["pretrain_method"] == method and row["init_from"] == os.path.abspath(pre_dir)
+    (written,) = results.read_rows(str(tmp_path / "results.csv"))
+    assert written["pretrain_method"] == method

@@ -89,6 +89,36 @@ def test_results_table_appends_and_refuses_a_foreign_header(tmp_path):
         results.append_row(str(other), dict(run_id="c"))
 
 
+def test_a_table_from_before_pretrain_method_reads_and_gains_the_column(tmp_path):
+    path = tmp_path / "results.csv"
+    old = [dict(run_id="a", pretrain_family="fractaldb", top1="0.5", workdir="/runs/a")]
+    old.append(dict(run_id="b", pretrain_family="scratch", top1="0.4", workdir="/runs/b"))
+    path.write_text(
+        ",".join(results.LEGACY_COLUMNS)
+        + "\n"
+        + "".join(",".join(r.get(c, "") for c in results.LEGACY_COLUMNS) + "\n" for r in old)
+    )
+    results.check_table(str(path))  # an old table is no foreign header
+    assert [r["top1"] for r in results.read_rows(str(path))] == ["0.5", "0.4"]
+    results.append_row(
+        str(path),
+        dict(
+            run_id="c",
+            pretrain_family="dead_leaves",
+            pretrain_method="simclr",
+            top1=0.6,
+            workdir="/runs/c",
+        ),
+    )
+    rows = results.read_rows(str(path))
+    assert list(rows[0]) == list(results.COLUMNS)
+    assert [(r["run_id"], r["pretrain_method"], r["top1"]) for r in rows] == [
+        ("a", "supervised", "0.5"),
+        ("b", "", "0.4"),
+        ("c", "simclr", "0.6"),
+    ]
+
+
 _WRITER = """
 import os, sys, time
 from synth_jax.transfer import results

@@ -22,20 +22,36 @@ same network at initialisation scores 0.551 (evaluated separately): at this budg
 FractalDB-10 features transfer to Fashion-MNIST worse than random ones, and do not move
 detectably between steps 100 and 300. The loss falls from 2.21 to 1.74 (first and last five
 logged steps).
+
+Pre-training methods (synth_jax.train.objectives; combine with `:knn`, not with each other):
+`:simclr` pre-trains the same ViT contrastively (SimCLR: two views of each image made on the
+device, a 256-wide projection head to 64 dimensions, NT-Xent at temperature 0.2 with the other
+126 embeddings of the batch as negatives; the FractalDB labels unused); `:mae` as a masked
+autoencoder (75% of the 64 patches hidden, a 2-block, 64-wide decoder, normalised-pixel loss).
+Both keep the schedule above; docs/training.md ("Objectives") records what they measured:
+
+    synth-jax pretrain --config configs/pretrain/cpu_tiny.py:simclr,knn \
+        --workdir runs/cpu_tiny_simclr --config.evals.knn.data.data_dir=DIR
+    synth-jax pretrain --config configs/pretrain/cpu_tiny.py:mae,knn \
+        --workdir runs/cpu_tiny_mae --config.evals.knn.data.data_dir=DIR
 """
 
 from synth_jax.config import config_args
 from synth_jax.data.pipeline import tfds_config
+from synth_jax.errors import UsageError
 from synth_jax.evaluators import eval_config
 from synth_jax.fractals import data_config
 from synth_jax.models import model_config
 from synth_jax.train.augment import augment_config
+from synth_jax.train.objectives import objective_config
 from synth_jax.train.optim import optim_config
 from synth_jax.train.pretrain import pretrain_config
 
 
 def get_config(arg=None):
-    variants = config_args(arg, mu=False, knn=False)
+    variants = config_args(arg, mu=False, knn=False, simclr=False, mae=False)
+    if variants.simclr and variants.mae:
+        raise UsageError("config arguments 'simclr' and 'mae' are alternatives; choose one")
     # FractalDB recipe at thumbnail size; a coarser category search keeps the table build short.
     data = data_config(
         "fractaldb",
@@ -66,6 +82,15 @@ def get_config(arg=None):
         augment=augment_config(crop="resize"),
     )
     config.checkpoint.update(dict(every_steps=100, keep=2))
+    if variants.simclr:
+        # The views' augmentations replace the trainer's (which only resizes here).
+        config.objective = objective_config(
+            "simclr", temperature=0.2, proj_hidden=256, proj_dim=64, crop_scale=(0.2, 1.0)
+        )
+    if variants.mae:
+        config.objective = objective_config(
+            "mae", mask_ratio=0.75, decoder_width=64, decoder_depth=2, decoder_heads=4
+        )
     if variants.knn:
         fashion = tfds_config(name="fashion_mnist", num_threads=2)
         config.evals.knn = eval_config("knn", every_steps=100, data=fashion)

@@ -117,7 +117,7 @@ def _prepare(config, target: str, nodes: int):
         config.batch_size = batch // nodes
     real = pretrain.is_real_data(config.data)
     pretrain.check_config(config, num_devices=len(devices))
-    config = with_defaults(config, trainer.train_config(), open_sections=("model",))
+    config = with_defaults(config, trainer.train_config(), open_sections=("model", "objective"))
     resolved = trainer.validate(
         config,
         num_images=1,

@@ -79,15 +79,26 @@ class FractalDataset:
         indices = jnp.asarray(indices, jnp.int32)
         batch_axes = _explicit_batch_axes(indices)
         if batch_axes is None:
-            return self.renderer.render(seed, indices)
+            return self._with_label_noise(seed, indices, self.renderer.render(seed, indices))
         mesh = jax.typeof(indices).sharding.mesh
-        return jax.shard_map(
+        rendered = jax.shard_map(
             self.renderer.render,
             mesh=mesh,
             in_specs=(P(), P(batch_axes)),
             out_specs=P(batch_axes),
             check_vma=False,  # the scan's carries start replicated and become per-device
         )(jnp.asarray(seed, jnp.uint32), indices)
+        return self._with_label_noise(seed, indices, rendered)
+
+    def _with_label_noise(self, seed, indices, rendered):
+        """`rendered` (images, labels, info) with data.label_noise applied to the labels."""
+        p = float(self.config.get("label_noise", 0.0) or 0.0)
+        if p <= 0.0:
+            return rendered
+        if self.multi_label:
+            raise UsageError("data.label_noise: not defined for multi-label families; set it to 0")
+        images, labels, info = rendered
+        return images, noisy_labels(seed, indices, labels, p, self.num_classes), info
 
     def render(self, seed, indices):
         """(images, labels) for global indices; see render_with_info."""
@@ -107,6 +118,17 @@ class FractalDataset:
             batch_size, dtype=jnp.uint32
         )
         return epoch_order(seed, k, self.num_images)
+
+
+def noisy_labels(seed, indices, labels, p: float, num_classes: int):
+    """Labels int32[B] in which the image of each index, with probability p, gets a label drawn
+    uniformly from [0, num_classes) (which may be its own: symmetric label noise). A pure
+    function of (seed, index): the same on any number of devices and on a resumed run."""
+    base = counter_random.mix32(jnp.asarray(seed, jnp.uint32) ^ jnp.uint32(0x6C4E0153))
+    h = counter_random.mix32(base ^ jnp.asarray(indices, jnp.uint32))
+    u = (h >> jnp.uint32(8)).astype(jnp.float32) / float(1 << 24)  # uniform in [0, 1)
+    drawn = counter_random.mix32(h ^ jnp.uint32(0x2545F491)) % jnp.uint32(num_classes)
+    return jnp.where(u < p, drawn.astype(jnp.int32), jnp.asarray(labels, jnp.int32))
 
 
 def category_walk(num_classes: int, images_per_category: int, num: int) -> np.ndarray:

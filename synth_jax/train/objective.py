@@ -19,19 +19,29 @@ The step program calls them in this order: make the batch, `views`, then `loss` 
 `jax.value_and_grad`, once per micro-batch), then the optimiser and the finite guard. The loop
 and its hooks see only the metrics, so a new objective changes nothing there.
 
-Today there is one objective, `SUPERVISED`: the views are the batch itself, the loss the
+The supervised objective is `SUPERVISED`: the views are the batch itself, the loss the
 classification loss of synth_jax.train.losses (softmax cross-entropy, or the weighted sigmoid
 loss for multi-hot labels), the sums the correct top-1 predictions (logged as `accuracy`).
 
-Pre-training objectives to come (SimCLR, MAE) plug in here, chosen by name from a registry
-(config.objective.type) where `step.build_step` now takes SUPERVISED. SimCLR's views are two
-augmentations of each image (made per device where the batch is made, synth_jax.train.
-local_batch, so no image crosses devices) and its loss NT-Xent on a projection head's outputs;
-MAE's views are random patch masks and its loss the decoder's reconstruction error on the
-masked patches. Their own parameters (the projection head, the decoder) are the third thing an
-objective supplies: an `init(key) -> params` whose arrays train and are saved beside the model's
-under a state key of their own, which supervised runs do not have, so their checkpoints keep
-today's tree ({params, model_state, opt_state, step}).
+The others (synth_jax.train.simclr, synth_jax.train.mae) are picked by config.objective.type
+through the registry of synth_jax.train.objectives. Three things more an objective may supply:
+    views(..., key, rows)   rows int32[B]: each image's row in the global batch. The step calls
+                            `views` per device, inside a shard_map over the batch axes, so every
+                            image's randomness comes from (key, its row) and a device makes the
+                            views of its own rows only: no image crosses devices.
+    init(key) -> params     the objective's own parameters (a projection head, a decoder) as a
+                            nested dict of arrays. They train with the model's and are saved
+                            under the train state's key `objective`; the loss then gets
+                            params = {"model": the model's, "objective": its own}. Supervised
+                            runs have none, so their checkpoints keep the tree
+                            {params, model_state, opt_state, step}; the model's arrays stay under
+                            `params` in every objective's, which is all that fine-tuning, the
+                            evaluators and export-model read.
+    forward_images          images the model sees per row of the batch (SimCLR 2: two views),
+                            for the formula FLOPs.
+`forward(params, model_state, inputs, key, call=None)` runs `call(model, inputs, train, rng)`
+when given (e.g. the pre-head features, or a ViT's encoder on visible patches), the model's
+`__call__` otherwise.
 """
 
 from __future__ import annotations
@@ -48,10 +58,13 @@ class Objective:
 
     views: Callable
     loss: Callable
+    init: Callable | None = None  # key -> the objective's own parameters (nested dict)
+    name: str = "supervised"
+    forward_images: float = 1.0
 
 
-def _batch_as_views(images, targets, labels, key) -> dict:
-    del key  # supervised views draw nothing
+def _batch_as_views(images, targets, labels, key, rows=None) -> dict:
+    del key, rows  # supervised views draw nothing
     return dict(images=images, targets=targets, labels=labels)
 
 

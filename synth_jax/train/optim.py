@@ -1,7 +1,8 @@
 """Optimisers, learning-rate schedules, weight-decay masks, clipping and freezing (optax).
 
 `config.optim` keys:
-    name            "adamw" or "sgd" (with momentum)
+    name            "adamw", "sgd" (with momentum) or "lars" (You et al. 2017, as SimCLR uses it:
+                    momentum, weight decay and the trust ratio on the wd_mask parameters)
     lr              peak learning rate
     weight_decay    decoupled for AdamW; added to the gradient (L2) for SGD, as in torch
     wd_mask         "kernels" (matrices and convolutions only, no norms, biases, position
@@ -113,6 +114,17 @@ def make_optimizer(config, params, total_steps: int, steps_per_epoch: float):
                 schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay, mask=mask
             )
         )
+    elif config.name == "lars":
+        parts.append(
+            optax.lars(
+                schedule,
+                weight_decay=config.weight_decay,
+                weight_decay_mask=mask,
+                trust_ratio_mask=mask,
+                momentum=config.momentum,
+                nesterov=config.nesterov,
+            )
+        )
     else:
         if config.weight_decay:
             parts.append(optax.add_decayed_weights(config.weight_decay, mask=mask))
@@ -133,7 +145,7 @@ def check_optim_config(config) -> None:
         raise UsageError(
             f"optim.{unknown[0]} is not an optimiser option; known: {', '.join(OPTIM_KEYS)}"
         )
-    check_choice(config, "name", ("adamw", "sgd"), "optim.")
+    check_choice(config, "name", ("adamw", "sgd", "lars"), "optim.")
     check_choice(config, "schedule", ("cosine", "step", "constant"), "optim.")
     check_choice(config, "wd_mask", ("kernels", "all", "none"), "optim.")
     check(config, "lr", lambda v: v > 0, "a positive number", "optim.")

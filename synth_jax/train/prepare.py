@@ -31,7 +31,7 @@ from synth_jax.config import (
 )
 from synth_jax.errors import UsageError
 from synth_jax.train import augment as augment_lib
-from synth_jax.train import lock
+from synth_jax.train import lock, objectives
 from synth_jax.train import mesh as mesh_lib
 from synth_jax.train import optim as optim_lib
 from synth_jax.train import workdir as workdir_lib
@@ -72,6 +72,9 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
             # end, logged beside the loss (synth_jax.evaluators)
             evals=ml_collections.ConfigDict(),
             model=models.model_config("Ti/16"),
+            # What the step minimises: supervised | simclr | mae, with that objective's keys
+            # (synth_jax.train.objectives)
+            objective=objectives.objective_config("supervised"),
             optim=optim_lib.optim_config(),
             augment=augment_lib.augment_config(),
             mesh=ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1)),
@@ -84,7 +87,7 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 # Keys the trainer reads (from its defaults); other top-level keys (data, ...) belong to the
 # caller. The model module checks the `model` section (its keys depend on the model), the
 # evaluators their `evals.<name>` sections.
-TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model", "evals"))
+TRAIN_KEYS = allowed_keys(train_config(), open_sections=("model", "evals", "objective"))
 
 
 def validate(
@@ -96,13 +99,15 @@ def validate(
     Raises UsageError naming the key. Returns {total_steps, steps_per_epoch, image_size,
     mesh_shape}.
     """
-    config = with_defaults(config, train_config(), open_sections=("model",))
+    config = with_defaults(config, train_config(), open_sections=("model", "objective"))
     check_finite(config)
     _check_keys(config)
     image_size = int(config.get("image_size", 0) or data_image_size or 0)
     if image_size <= 0:
         raise UsageError("image_size: set it (the model's input size in pixels)")
     models.check_model_config(config.model, image_size)
+    objectives.validate(config.objective, config.model)
+    _check_views_source(config)
     evaluators.validate_evals(config.evals)
     optim_lib.check_optim_config(config.optim)
     augment_lib.check_augment_config(config.augment)
@@ -173,6 +178,20 @@ def check_memory(config, image_size: int, data_parallel: int) -> None:
             raise UsageError(
                 f"{what} need at least {need / 2**30:,.1f} GiB, more than the "
                 f"{available / 2**30:,.1f} GiB a device has; {fix}"
+            )
+
+
+def _check_views_source(config) -> None:
+    """SimCLR and MAE make their own views of the images: the trainer's augmentation must not
+    mix images (mixup, cutmix) first."""
+    kind = config.objective.get("type", "supervised")
+    if kind == "supervised":
+        return
+    for key in ("mixup", "cutmix"):
+        if config.augment[key] > 0:
+            raise UsageError(
+                f"augment.{key}={config.augment[key]}: objective.type={kind!r} makes its own views "
+                f"of the images; set augment.{key}=0"
             )
 
 
@@ -287,7 +306,13 @@ def check_same_run(workdir: str, config_dict: dict, old: dict | None = None):
             return
     old = _flatten(old)
     new = _json_flat(config_dict)
-    defaults = _json_flat({**config_to_dict(train_config()), "model": models.all_model_defaults()})
+    defaults = _json_flat(
+        {
+            **config_to_dict(train_config()),
+            "model": models.all_model_defaults(),
+            "data": {"label_noise": 0.0},  # a data key added later; earlier runs had none
+        }
+    )
     for key in sorted(set(old) | set(new)):
         if key.startswith(RESUMABLE_CHANGES) or key in RESUMABLE_CHANGES:
             continue
@@ -348,7 +373,7 @@ def prepare(config, workdir: str, source, *, extend: bool | None, restart: bool)
             "source: a FractalDataset-like object or an iterator with get_state()/set_state()"
         )
     num_images = getattr(source, "num_images", None)
-    config = with_defaults(config, train_config(), open_sections=("model",))
+    config = with_defaults(config, train_config(), open_sections=("model", "objective"))
     resolved = validate(config, num_images, getattr(source, "image_size", None))
     workdir = os.path.abspath(workdir)
     config_dict = config_to_dict(config)

@@ -85,7 +85,10 @@ def check_config(config, num_devices: int | None = None) -> None:
     for a mesh of `num_devices` (default: all devices)."""
     if "data" not in config:
         raise UsageError("config key 'data' is missing: set config.data = data_config(FAMILY)")
-    require_keys(config, allowed_keys(pretrain_config(), open_sections=("model", "evals", "data")))
+    require_keys(
+        config,
+        allowed_keys(pretrain_config(), open_sections=("model", "evals", "data", "objective")),
+    )
     if is_real_data(config.data):
         require_keys(config.data, pipeline.DATA_KEYS, prefix="data.")
         pipeline.check_splits(config.data)
@@ -129,6 +132,7 @@ def _run(config, workdir: str, extend: bool, restart: bool) -> dict:
                 pretrain_family=name,
                 pretrain_classes=num_classes,
                 pretrain_images=num_images,
+                pretrain_method=config.objective.type if "objective" in config else "supervised",
             ),
             extend=extend,
             restart=restart,

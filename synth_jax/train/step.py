@@ -19,17 +19,18 @@ It is built from four parts, each a function here:
              (`accumulate`), the optimiser, and the finite guard (`keep_if_finite`).
 
 The loss seam. Everything the step knows of the loss comes from one `Objective`
-(synth_jax.train.objective): `views(images, targets, labels, key)` makes the loss's inputs from
-the batch, `loss(forward, params, model_state, views, key)` returns the mean loss and metric
-sums. `build_step` takes the supervised one today; pre-training objectives (SimCLR, MAE) will be
-picked there by config.objective.type, and their own parameters (a projection head, a decoder)
-join the train state under a key of their own. Nothing in the accumulation, the guard, the
-metrics or the loop and its hooks names a loss.
+(synth_jax.train.objective), picked by config.objective.type (synth_jax.train.objectives):
+`views(images, targets, labels, key, rows)` makes the loss's inputs from the batch, on each
+device for its own rows (a shard_map, `views_fn`), `loss(forward, params, model_state, views,
+key)` returns the mean loss and metric sums. Nothing in the accumulation, the guard, the metrics
+or the loop and its hooks names a loss.
 
 The train state is {params, model_state, opt_state, step}: pure dicts of the model's parameters
 and its other state (batch statistics, fixed embeddings), the optimiser's state and the number
-of steps done (int32; negative after a non-finite step, see `keep_if_finite`). Every step's key
-is fold_in(key(seed), step), so a resumed run draws what the uninterrupted one drew.
+of steps done (int32; negative after a non-finite step, see `keep_if_finite`). An objective with
+parameters of its own (SimCLR's projection head, MAE's decoder) adds `objective`; the optimiser
+then trains {"model": params, "objective": objective} (`trainable`). Every step's key is
+fold_in(key(seed), step), so a resumed run draws what the uninterrupted one drew.
 """
 
 from __future__ import annotations
@@ -49,9 +50,13 @@ from synth_jax import models
 from synth_jax.models import adapt
 from synth_jax.train import local_batch
 from synth_jax.train import mesh as mesh_lib
-from synth_jax.train import objective as objective_lib
+from synth_jax.train import objectives as objectives_lib
 from synth_jax.train import optim as optim_lib
+from synth_jax.train.mesh import BATCH_AXES
 from synth_jax.train.prepare import renders_on_device
+
+# The objective's own parameters start from fold_in(key(seed), OWN_PARAMS_STREAM).
+OWN_PARAMS_STREAM = 0x0B7EC7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,24 +116,48 @@ def adapt_given(model_config, parts: ModelParts, init_params, init_model_state, 
     return loaded, loaded_model_state
 
 
-def state_shardings(parts: ModelParts, tx, mesh: jax.sharding.Mesh) -> dict:
+def trainable(state: dict):
+    """What the optimiser trains: the model's parameters, with the objective's own beside them
+    when it has any ({"model": ..., "objective": ...})."""
+    if "objective" not in state:
+        return state["params"]
+    return {"model": state["params"], "objective": state["objective"]}
+
+
+def with_trainable(state: dict, tree) -> dict:
+    """`state` holding the trained tree `tree` (the inverse of `trainable`)."""
+    if "objective" not in state:
+        return {**state, "params": tree}
+    return {**state, "params": tree["model"], "objective": tree["objective"]}
+
+
+def state_shardings(parts: ModelParts, tx, mesh: jax.sharding.Mesh, own_template=None) -> dict:
     """The train state's shardings: parameters by their logical axes, the optimiser's state like
-    the parameters it holds, the model's other state and the step replicated."""
+    the parameters it holds, the model's other state, the objective's own parameters (small:
+    `own_template`, or None without them) and the step replicated."""
     param_shardings = mesh_lib.param_shardings(parts.abstract_params, mesh)
-    abstract_opt = jax.eval_shape(tx.init, parts.params_template)
     repl = mesh_lib.replicated(mesh)
-    return dict(
+    shardings = dict(
         params=param_shardings,
         model_state=jax.tree.map(lambda _: repl, parts.model_state_template),
-        opt_state=mesh_lib.optimizer_shardings(tx, abstract_opt, param_shardings, mesh),
         step=repl,
     )
+    templates = dict(params=parts.params_template)
+    if own_template is not None:
+        shardings["objective"] = jax.tree.map(lambda _: repl, own_template)
+        templates["objective"] = own_template
+    abstract_opt = jax.eval_shape(tx.init, trainable(templates))
+    shardings["opt_state"] = mesh_lib.optimizer_shardings(
+        tx, abstract_opt, trainable(shardings), mesh
+    )
+    return shardings
 
 
-def init_state_fn(parts: ModelParts, tx) -> Callable:
+def init_state_fn(parts: ModelParts, tx, init_own=None, seed: int = 0) -> Callable:
     """`init_state(loaded, loaded_model_state) -> state`: a fresh train state at step 0 in which
-    the given (adapted) arrays replace the fresh ones. Jit it with the state's shardings as
-    out_shardings to create it sharded."""
+    the given (adapted) arrays replace the fresh ones; init_own(key): the objective's own
+    parameters (None: it has none). Jit it with the state's shardings as out_shardings to create
+    it sharded."""
 
     def init_state(loaded, loaded_model_state):
         _, params, model_state = nnx.split(parts.fresh(), nnx.Param, ...)
@@ -137,37 +166,46 @@ def init_state_fn(parts: ModelParts, tx) -> Callable:
             params = adapt.merge(params, loaded)
         if loaded_model_state:
             model_state = adapt.merge(model_state, loaded_model_state)
-        return dict(
-            params=params,
-            model_state=model_state,
-            opt_state=tx.init(params),
-            step=jnp.zeros((), jnp.int32),
-        )
+        state = dict(params=params, model_state=model_state, step=jnp.zeros((), jnp.int32))
+        if init_own is not None:
+            state["objective"] = init_own(
+                jax.random.fold_in(jax.random.key(seed), OWN_PARAMS_STREAM)
+            )
+        state["opt_state"] = tx.init(trainable(state))
+        return state
 
     return init_state
 
 
 def apply_fn(parts: ModelParts, mesh: jax.sharding.Mesh, param_shardings: dict) -> Callable:
-    """`apply_model(params, model_state, images, train_mode, key) -> (logits, model_state)` on
-    pure dicts; under FSDP each weight is gathered where it is used."""
+    """`apply_model(params, model_state, images, train_mode, key, call=None) -> (outputs,
+    model_state)` on pure dicts: the logits, or call(model, images, train_mode, key) when given
+    (an objective's own use of the model); under FSDP each weight is gathered where it is
+    used."""
     gathered = mesh_lib.gathered_shardings(jax.tree.leaves(param_shardings))
 
-    def apply_model(params, model_state, images, train_mode, rng):
+    def apply_model(params, model_state, images, train_mode, rng, call=None):
         if mesh.shape["fsdp"] > 1:
             params = mesh_lib.gather_weights(params, gathered)
         model = parts.bind(params, model_state)
-        logits = model(images, train=train_mode, rng=rng)
-        return logits, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
+        if call is None:
+            outputs = model(images, train=train_mode, rng=rng)
+        else:
+            outputs = call(model, images, train_mode, rng)
+        return outputs, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
 
     return apply_model
 
 
 def objective_grad(objective, apply_model, train_mode: bool) -> Callable:
     """`grad_fn(params, model_state, views, key) -> ((loss, (model_state, sums)), grads)`: the
-    objective's loss on the model and its gradient with respect to params."""
+    objective's loss on the model and its gradient with respect to params (the `trainable`
+    tree)."""
 
-    def forward(params, model_state, images, key):
-        return apply_model(params, model_state, images, train_mode, key)
+    def forward(params, model_state, images, key, call=None):
+        if call is None:  # an apply_model without `call` serves the supervised objective
+            return apply_model(params, model_state, images, train_mode, key)
+        return apply_model(params, model_state, images, train_mode, key, call)
 
     def loss(params, model_state, views, key):
         return objective.loss(forward, params, model_state, views, key)
@@ -224,7 +262,26 @@ def keep_if_finite(old: dict, new: dict, loss, grad_norm) -> dict:
     return kept
 
 
-def train_step_fn(config, make_batch, objective, grad_fn, tx, schedule, mesh) -> Callable:
+def views_fn(objective, mesh: jax.sharding.Mesh, global_batch: int) -> Callable:
+    """`views(images, targets, labels, key)`: the objective's views of the global batch, each
+    device making those of its own rows (one shard_map over the batch axes; each row's
+    randomness from (key, its global row), so the views are the same on any mesh)."""
+    rows_spec = P(BATCH_AXES)
+
+    def views(images, targets, labels, key):
+        rows = jnp.arange(global_batch, dtype=jnp.int32)
+        return jax.shard_map(
+            objective.views,
+            mesh=mesh,
+            in_specs=(rows_spec, rows_spec, rows_spec, P(), rows_spec),
+            out_specs=rows_spec,
+            check_vma=False,
+        )(images, targets, labels, key, rows)
+
+    return views
+
+
+def train_step_fn(config, make_batch, views, grad_fn, tx, schedule, mesh) -> Callable:
     """`train_step(state, batch=None) -> (state, metrics)`: one optimiser step on the batch of
     `state["step"]` (made on the devices; `batch` when host-fed). metrics: loss, the objective's
     sums per image, grad_norm, lr, and state_step (negative: the state stopped at a non-finite
@@ -239,14 +296,15 @@ def train_step_fn(config, make_batch, objective, grad_fn, tx, schedule, mesh) ->
         # Each device renders (batch is None) and augments the rows of its own batch shard.
         images, targets, labels = make_batch(step, k_aug, batch)
         # The views' own stream: split(rng) made fold_in(rng, 0) and (rng, 1) (JAX's default).
-        views = objective.views(images, targets, labels, jax.random.fold_in(rng, 2))
-        params = state["params"]
+        step_views = views(images, targets, labels, jax.random.fold_in(rng, 2))
+        params = trainable(state)
         loss, model_state, sums, grads = accumulate(
-            grad_fn, params, state["model_state"], views, k_model, accum, mesh
+            grad_fn, params, state["model_state"], step_views, k_model, accum, mesh
         )
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
-        new_state = dict(params=params, model_state=model_state, opt_state=opt_state, step=step + 1)
+        new_state = with_trainable(state, params)
+        new_state.update(model_state=model_state, opt_state=opt_state, step=step + 1)
         grad_norm = optax.tree.norm(grads)
         new_state = keep_if_finite(state, new_state, loss, grad_norm)
         metrics = dict(
@@ -288,7 +346,7 @@ class StepProgram:
     state_shardings: dict
     batch_shardings: dict | None
     init_state: Callable  # (loaded, loaded_model_state) -> state
-    apply_model: Callable  # (params, model_state, images, train_mode, rng) -> (logits, state)
+    apply_model: Callable  # (params, model_state, images, train_mode, rng, call) -> (out, state)
     grad_fn: Callable  # (params, model_state, views, key) -> ((loss, (state, sums)), grads)
     micro_views: object  # grad_fn's views of one micro-batch, as ShapeDtypeStructs
     accum_steps: int
@@ -296,6 +354,7 @@ class StepProgram:
     loaded: dict | None
     loaded_model_state: dict | None
     mesh: jax.sharding.Mesh
+    objective: object  # the Objective (synth_jax.train.objective)
 
     @property
     def params_template(self) -> dict:
@@ -331,19 +390,24 @@ def build_step(
     loaded, loaded_model_state = adapt_given(
         config.model, parts, init_params, init_model_state, dont_load
     )
+    objective = make_objective(config, parts, image_size)
+    own_template = None
+    if objective.init is not None:
+        own_template = jax.eval_shape(objective.init, jax.random.key(0))
+    templates = dict(params=parts.params_template)
+    if own_template is not None:
+        templates["objective"] = own_template
     tx, schedule = optim_lib.make_optimizer(
-        config.optim, parts.params_template, resolved["total_steps"], resolved["steps_per_epoch"]
+        config.optim, trainable(templates), resolved["total_steps"], resolved["steps_per_epoch"]
     )
-    shardings = state_shardings(parts, tx, mesh)
-    init_state = init_state_fn(parts, tx)
+    shardings = state_shardings(parts, tx, mesh, own_template)
+    init_state = init_state_fn(parts, tx, objective.init, seed)
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         jax.eval_shape(init_state, loaded, loaded_model_state),
         shardings,
     )
     apply_model = apply_fn(parts, mesh, shardings["params"])
-    # The loss seam: the objective that a registry will pick by config.objective.type.
-    objective = objective_lib.SUPERVISED
     grad_fn = objective_grad(objective, apply_model, train_mode=not config.inference_mode)
     make_batch = local_batch.batch_fn(
         mesh,
@@ -355,7 +419,8 @@ def build_step(
         augment_config=config.augment,
         render_chunk=int(config.render_chunk),
     )
-    train_step = train_step_fn(config, make_batch, objective, grad_fn, tx, schedule, mesh)
+    views = views_fn(objective, mesh, global_batch)
+    train_step = train_step_fn(config, make_batch, views, grad_fn, tx, schedule, mesh)
     step_fn, batch_shardings = jit_step(train_step, shardings, mesh, on_device)
     micro = _micro_views(objective, global_batch // accum, image_size, num_classes, source)
     return StepProgram(
@@ -372,6 +437,21 @@ def build_step(
         loaded=loaded,
         loaded_model_state=loaded_model_state,
         mesh=mesh,
+        objective=objective,
+    )
+
+
+def make_objective(config, parts: ModelParts, image_size: int):
+    """The Objective of config.objective (synth_jax.train.objectives) for this model."""
+    features = jax.eval_shape(
+        lambda: parts.fresh().features(jnp.zeros((1, image_size, image_size, 3), jnp.float32))
+    )
+    return objectives_lib.build(
+        config.get("objective"),
+        model_config=config.model,
+        feature_dim=int(features.shape[-1]),
+        image_size=image_size,
+        augment_config=config.augment,
     )
 
 
@@ -385,6 +465,7 @@ def _micro_views(objective, rows: int, image_size: int, num_classes: int, source
         shape((rows, num_classes), jnp.float32),
         shape((rows, num_classes) if multi_label else (rows,), jnp.int32),
         jax.eval_shape(lambda: jax.random.key(0)),
+        jax.ShapeDtypeStruct((rows,), jnp.int32),
     )
 
 
@@ -407,7 +488,7 @@ def compile_with_flops(program: StepProgram) -> tuple[object, float | None]:
     if flops and program.accum_steps > 1:
         state = program.abstract_state
         micro_step = jax.jit(program.grad_fn).lower(
-            state["params"],
+            trainable(state),
             state["model_state"],
             program.micro_views,
             jax.eval_shape(lambda: jax.random.key(0)),

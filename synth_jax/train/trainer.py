@@ -18,10 +18,12 @@ Data sources (the only interface between data and trainer):
     and optionally `num_images` (for `total_epochs`). Its state is saved with every checkpoint,
     so a resumed run sees the same batches.
 
-Objective (the loss seam, synth_jax.train.objective): supervised, softmax cross-entropy for
-class ids; for multi-hot labels (several classes per image), Anderson & Farrell's weighted
-binary cross-entropy, and the logged `accuracy` is then top-1-in-positives (see
-synth_jax.train.losses).
+Objective (the loss seam, synth_jax.train.objective; config.objective.type picks one,
+synth_jax.train.objectives): supervised by default, softmax cross-entropy for class ids; for
+multi-hot labels (several classes per image), Anderson & Farrell's weighted binary
+cross-entropy, and the logged `accuracy` is then top-1-in-positives (see
+synth_jax.train.losses). `simclr` (contrastive, synth_jax.train.simclr) and `mae` (masked
+autoencoder of a ViT, synth_jax.train.mae) pre-train without the labels.
 
 Fine-tuning: `init_params` (a nested dict as returned by checkpoint.load_params) replaces the
 fresh parameters except those matching `dont_load` regexes (e.g. ("head/.*",)); the model module
@@ -180,7 +182,8 @@ def _train(run: Run, source, num_classes, init_params, init_model_state, dont_lo
     log_line(f"compiled the train step in {time.perf_counter() - t_start:.1f}s")
 
     # ------------------------------------------------------------------ the loop and its hooks
-    meter = metrics_lib.Throughput(run.global_batch, model_flops(run, num_classes), hardware_flops)
+    formula_flops = model_flops(run, num_classes, program.objective.forward_images)
+    meter = metrics_lib.Throughput(run.global_batch, formula_flops, hardware_flops)
     hooks = make_hooks(run, program, manager, evals, source, start_step, meter)
     next_batch = None if run.on_device else host_batches(source, mesh)
     t_loop = time.perf_counter()
@@ -249,10 +252,12 @@ def restore_or_init(manager, run: Run, program: StepProgram, source) -> tuple[in
     return start_step, state, True
 
 
-def model_flops(run: Run, num_classes: int) -> float | None:
-    """The model's FLOPs per step by formula (synth_jax.models.flops), or None without one."""
+def model_flops(run: Run, num_classes: int, forward_images: float = 1.0) -> float | None:
+    """The model's FLOPs per step by formula (synth_jax.models.flops), or None without one;
+    forward_images: images the model sees per row (the objective's; its head or decoder is not
+    counted)."""
     per_image = flops_lib.train_flops(run.config.model, run.resolved["image_size"], num_classes)
-    return None if per_image is None else per_image * run.global_batch
+    return None if per_image is None else per_image * run.global_batch * forward_images
 
 
 def make_hooks(

@@ -89,7 +89,9 @@ def finetune_config(**overrides) -> ml_collections.ConfigDict:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Everything that can be checked before data is opened or anything compiles."""
-    require_keys(config, allowed_keys(finetune_config(), open_sections=("model", "evals")))
+    require_keys(
+        config, allowed_keys(finetune_config(), open_sections=("model", "evals", "objective"))
+    )
     mode = MODES.lookup(config.mode)
     pipeline.check_splits(config.data)
     check(config, "fraction", lambda v: 0.0 < v <= 1.0, "a share of the training set in (0, 1]")

@@ -1,10 +1,14 @@
 """The results table: one CSV row per finished fine-tuning run, read by the scaling-law fits.
 
 Columns (in this order; empty cells for what does not apply, `scratch` for no pre-training):
-    run_id, pretrain_family, pretrain_classes, pretrain_images, pretrain_images_seen, model,
-    dataset, mode, fraction, shots, seed, top1, top1_error, top5_error, init_from, workdir,
-    timestamp
-`pretrain_images` counts unique pre-training images; `pretrain_images_seen` the samples drawn.
+    run_id, pretrain_family, pretrain_method, pretrain_classes, pretrain_images,
+    pretrain_images_seen, model, dataset, mode, fraction, shots, seed, top1, top1_error,
+    top5_error, init_from, workdir, timestamp
+`pretrain_images` counts unique pre-training images; `pretrain_images_seen` the samples drawn;
+`pretrain_method` the pre-training's objective (supervised, simclr, mae; empty from scratch).
+Tables written before that column (LEGACY_COLUMNS) still read, and the next row appended to one
+rewrites it with the column (its earlier rows: `supervised`, the only method then, or empty
+from scratch).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from synth_jax.weights import sidecar
 COLUMNS = (
     "run_id",
     "pretrain_family",
+    "pretrain_method",
     "pretrain_classes",
     "pretrain_images",
     "pretrain_images_seen",
@@ -41,6 +46,17 @@ COLUMNS = (
     "workdir",
     "timestamp",
 )
+
+
+LEGACY_COLUMNS = tuple(c for c in COLUMNS if c != "pretrain_method")
+
+
+def _upgraded(table: list) -> list:
+    """A table of LEGACY_COLUMNS with the pretrain_method column added."""
+    rows = [dict(zip(LEGACY_COLUMNS, cells)) for cells in table[1:]]
+    for row in rows:
+        row["pretrain_method"] = "" if row.get("pretrain_family") == "scratch" else "supervised"
+    return [list(COLUMNS)] + [[row.get(c, "") for c in COLUMNS] for row in rows]
 
 
 def _csv_line(values) -> str:
@@ -72,6 +88,10 @@ def append_row(path: str, row: dict) -> bool:
         if data and not data.endswith(b"\n"):
             data = _end_last_row(f, data, path)
         table = parse_table(data.decode("utf-8", errors="replace"), path)
+        if table and tuple(table[0]) == LEGACY_COLUMNS:
+            table = _upgraded(table)
+            f.truncate(0)  # under the lock; the whole table is rewritten below
+            f.write("".join(_csv_line(cells) for cells in table).encode())
         if table and tuple(table[0]) != COLUMNS:
             raise UsageError(_header_message(path, table[0]))
         if any(_same_run(dict(zip(COLUMNS, old)), dict(zip(COLUMNS, cells))) for old in table[1:]):
@@ -165,7 +185,7 @@ def check_table(path: str) -> None:
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
             table = parse_table(f.read(), path)
         header = table[0] if table else []
-        if tuple(header) != COLUMNS:
+        if tuple(header) not in (COLUMNS, LEGACY_COLUMNS):
             raise UsageError(_header_message(path, header))
 
 
@@ -192,6 +212,7 @@ def pretrain_info(workdir: str | None) -> dict:
     if not workdir:
         return {
             "pretrain_family": "scratch",
+            "pretrain_method": None,
             "pretrain_classes": None,
             "pretrain_images": None,
             "pretrain_images_seen": None,
@@ -209,6 +230,11 @@ def pretrain_info(workdir: str | None) -> dict:
 
     return {
         "pretrain_family": first(summary.get("pretrain_family"), family, "unknown"),
+        "pretrain_method": first(
+            summary.get("pretrain_method"),
+            (config.get("objective") or {}).get("type") if isinstance(config, dict) else None,
+            "supervised",
+        ),
         "pretrain_classes": first(summary.get("pretrain_classes"), summary.get("num_classes")),
         "pretrain_images": first(summary.get("pretrain_images"), summary.get("num_images")),
         "pretrain_images_seen": summary.get("images_seen"),
@@ -223,6 +249,7 @@ def _weights_file_info(path: str) -> dict:
     stem = os.path.splitext(os.path.basename(path))[0]
     return {
         "pretrain_family": pretraining.get("family") or f"file:{stem}",
+        "pretrain_method": pretraining.get("method"),
         "pretrain_classes": pretraining.get("num_classes"),
         "pretrain_images": None,
         "pretrain_images_seen": None,

@@ -87,6 +87,7 @@ def timm_export(
             pretraining=dict(
                 family=data.get("family") or data.get("name"),
                 num_classes=data.get("num_classes"),
+                method=(run_config.get("objective") or {}).get("type", "supervised"),
             ),
         ),
     )

@@ -33,6 +33,9 @@ SHARED_DEFAULTS = dict(
     # a degenerate weight row as row 0) | reject (FractalDB: drop the category) | error (stop).
     degenerate="resample",
     table_path="",  # if set: load the table from this .npz, or build and save it there
+    # Label noise: a fraction p of the images get a uniformly drawn label instead of their
+    # category, a pure function of (seed, index) (synth_jax.fractals.dataset.noisy_labels)
+    label_noise=0.0,
 )
 
 SHARED_CHOICES = {
@@ -60,6 +63,7 @@ TABLE_FREE_KEYS = (
     "gray_value",
     "dtype",
     "table_path",
+    "label_noise",
 )
 
 
@@ -89,6 +93,7 @@ def check_shared(config, own_choices=()) -> None:
         "0 <= pad < image_size / 2 - 1",
     )
     check(config, "gray_value", lambda v: 1 <= v <= 255, "an integer in 1..255")
+    check(config, "label_noise", lambda v: 0.0 <= float(v) <= 1.0, "a fraction in [0, 1]")
     check(
         config, "seed", lambda v: isinstance(v, int) and 0 <= v < 2**31, "an integer in [0, 2^31)"
     )
