@@ -112,3 +112,28 @@ def test_analyse_pairs_each_cell_with_scratch_seed_by_seed():
 def test_a_bad_recipe_key_is_a_usage_error():
     with pytest.raises(UsageError, match="stepz"):
         protocol.recipe_of({"stepz": 3})
+
+
+def test_protocol_search_runs_end_to_end_and_resumes(tmp_path, capsys):
+    from synth_jax.config import load_config_file
+
+    config = load_config_file("configs/experiments/protocol_search.py:quick")
+    config.recipe.update(model="ConvNet-4", image_size=8, steps=10)
+    config.sources, config.pretrain_steps = ["digits_0_4"], [10]
+    config.modes = ["finetune", "probe"]
+    result = protocol.run(config, str(tmp_path))
+    table = {e["cell"]: e for e in result["cells"]}
+    assert set(table) == {
+        "finetune_k5_scratch",
+        "finetune_k5_digits_0_4_10",
+        "probe_k5_scratch",
+        "probe_k5_digits_0_4_10",
+    }
+    pre = table["probe_k5_digits_0_4_10"]
+    assert pre["vs_scratch_test"]["pairs"] == 2 and pre["pretrain_cpu_s"] > 0
+    assert 0 <= pre["test"]["mean"] <= 1
+    assert (tmp_path / "search.md").read_text().count("\n") == 2 + 4
+    rows = (tmp_path / "results.csv").read_text()
+    protocol.run(config, str(tmp_path))  # everything finished: nothing runs again
+    assert (tmp_path / "results.csv").read_text() == rows
+    assert "0 runs to do" in capsys.readouterr().out
