@@ -46,6 +46,10 @@ VERBS = {
         "synth_jax.experiments.sweep",
         "run a grid of pre-training and fine-tuning cells, then report",
     ),
+    "protocol-search": (
+        "synth_jax.experiments.protocol",
+        "where does pre-training help at laptop scale: a grid of transfer cells on digits",
+    ),
     "compile": (
         "synth_jax.aot.cli",
         "compile a config's steps for a TPU slice or local devices: fits? collectives? speed?",

@@ -123,6 +123,15 @@ NOT_RUN = {
     "synth-jax demo --workdir runs/demo": (
         f"{LONG}: about 12 min of CPU time; tests/test_experiments_demo.py runs --quick"
     ),
+    "synth-jax protocol-search --config configs/experiments/protocol_search.py "
+    "--workdir runs/protocol_search": (
+        f"{LONG}: about 15 min on 2 shared cores (docs/protocol_search.md); "
+        "tests/test_experiments_lab.py runs a tiny grid end to end"
+    ),
+    "synth-jax protocol-search --config configs/experiments/protocol_search.py:quick "
+    "--workdir runs/protocol_quick": (
+        f"{LONG}: 33 s of CPU; tests/test_experiments_lab.py runs a tinier grid end to end"
+    ),
     "synth-jax demo --workdir runs/demo_quick --quick": (
         f"{LONG}: 3 min of CPU time; tests/test_experiments_demo.py runs it"
     ),

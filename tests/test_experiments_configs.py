@@ -12,9 +12,13 @@ from synth_jax.errors import UsageError
 from synth_jax.experiments import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# protocol_search.py is not a sweep: `synth-jax protocol-search` runs it in memory (below)
+NOT_SWEEPS = {"protocol_search.py"}
 CONFIGS = sorted(
-    glob.glob(os.path.join(ROOT, "configs", "experiments", "*.py"))
+    path
+    for path in glob.glob(os.path.join(ROOT, "configs", "experiments", "*.py"))
     + glob.glob(os.path.join(ROOT, "configs", "sweep", "*.py"))
+    if os.path.basename(path) not in NOT_SWEEPS
 )
 VARIANTS = {"demo.py": ["", ":quick"]}
 
@@ -87,3 +91,21 @@ def test_a_bad_value_in_any_cell_stops_the_sweep_before_training(tmp_path):
     with pytest.raises(UsageError, match="shots"):
         sweep.run(config, str(tmp_path / "sweep"))
     assert not os.path.exists(tmp_path / "sweep" / "results.csv")
+
+
+@pytest.mark.parametrize("variant", ["", ":quick"])
+def test_the_protocol_search_config_loads_and_pairs_every_cell_with_scratch(variant):
+    from synth_jax.experiments import protocol
+
+    path = os.path.join(ROOT, "configs", "experiments", "protocol_search.py")
+    config = load_config_file(path + variant)
+    protocol.recipe_of(config.recipe)
+    cells = protocol.cells(config)
+    assert len({c["cell"] for c in cells}) == len(cells)
+    for cell in cells:  # every cell has the scratch cell of its mode and k to pair with
+        assert protocol.cell_id("scratch", 0, cell["mode"], cell["shots"]) in {
+            c["cell"] for c in cells
+        }
+    assert "digits_0_4" in config.sources  # the positive control
+    doc = load_module_doc(path)
+    assert "synth-jax protocol-search" in doc and "--workdir" in doc and "CPU" in doc

@@ -78,3 +78,22 @@ def test_rerunning_the_demo_resumes_and_runs_nothing_again(finished, capsys):
 def test_quick_with_an_explicit_config_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="--quick"):
         demo.main(["--config", "configs/sweep/demo.py", "--quick", "--workdir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("scratch, problem", [(0.2565, True), (0.005, False)])
+def test_baselines_join_the_report_and_a_losing_recipe_is_flagged(tmp_path, scratch, problem):
+    workdir = str(tmp_path)
+    with open(os.path.join(workdir, "report.json"), "w") as f:
+        json.dump({"groups": [{"scratch": {"mean": scratch}}]}, f)
+    with open(os.path.join(workdir, "report.md"), "w") as f:
+        f.write("# report\n")
+    for _ in range(2):  # a re-run replaces the section, never appends a second one
+        numbers = demo.add_baselines(workdir)
+    base = json.load(open(os.path.join(workdir, "report.json")))["baselines"]
+    assert base == numbers["baselines"]
+    # the numbers on this split: logistic regression ~0.04, 1-NN 0.010
+    assert 0.03 < base["logistic_regression"] < 0.05
+    assert base["nearest_neighbour"] == pytest.approx(5 / 497)
+    text = open(os.path.join(workdir, "report.md")).read()
+    assert text.count("## Baselines on raw pixels") == 1
+    assert ("Recipe problem" in text) == problem and numbers["recipe_problem"] == problem

@@ -1,5 +1,6 @@
-"""Models by name: ViT ("Ti/16", "S/16", "B/16", "L/16", "Ti/4", ...) and ResNet ("ResNet-18",
-"ResNet-50", ...), as Flax NNX modules.
+"""Models by name: ViT ("Ti/16", "S/16", "B/16", "L/16", "Ti/4", ...), ResNet ("ResNet-18",
+"ResNet-50", ...) and a small ConvNet ("ConvNet-32", for small images on a CPU), as Flax NNX
+modules.
 
     model = create_model(config.model, num_classes=1000, image_size=224, rngs=nnx.Rngs(0))
     logits = model(images, train=False)        # float32[B, num_classes]
@@ -41,13 +42,13 @@ from flax import nnx
 
 from synth_jax.config import check_choice
 from synth_jax.errors import UsageError
-from synth_jax.models import resnet, vit
+from synth_jax.models import convnet, resnet, vit
 from synth_jax.registry import Registry
 
 MODELS = Registry(
     "model",
     "model.name",
-    {"vit": vit, "resnet": resnet},
+    {"vit": vit, "resnet": resnet, "convnet": convnet},
     required=("DEFAULTS", "claims", "validate", "create", "adapt_pretrained"),
 )
 SHARED_DEFAULTS = dict(name="Ti/16", dtype="float32", head_zero_init=True)
