@@ -161,35 +161,10 @@ def run(
     )
     ran, preempted, t_sweep = [], False, time.perf_counter()
     for k, cell in enumerate(todo):
-        pretrain_dir, finetune_dir = grid.cell_dirs(workdir, cell)
         label = f"[{k + 1}/{len(todo)}] {cell.cell_id}"
-        t0 = time.perf_counter()
-        if pretrain_dir is not None:
-            if os.path.exists(os.path.join(pretrain_dir, "summary.json")):
-                print(f"{label}: reusing pre-training {cell.pretrain_id}", file=out, flush=True)
-            else:
-                verb = "resuming" if os.path.isdir(pretrain_dir) else "starting"
-                print(f"{label}: {verb} pre-training {cell.pretrain_id}", file=out, flush=True)
-                summary = pretrain_fn(copy.deepcopy(cell.pretrain), pretrain_dir)
-                if isinstance(summary, dict) and summary.get("status") == "preempted":
-                    print(f"{label}: preempted; run the same command again to resume", file=out)
-                    preempted = True
-                    break
-        verb = "resuming" if os.path.isdir(finetune_dir) else "starting"
-        source = "from scratch" if cell.scratch else f"from {cell.pretrain_id}"
-        print(f"{label}: {verb} fine-tuning {source}", file=out, flush=True)
-        summary = finetune_fn(cell_finetune_config(cell, workdir), finetune_dir)
-        if isinstance(summary, dict) and summary.get("status") == "preempted":
-            print(f"{label}: preempted; run the same command again to resume", file=out)
+        if not _run_cell(cell, workdir, label, pretrain_fn, finetune_fn, out):
             preempted = True
             break
-        if cell.cell_id not in finished_cells(workdir, [cell]):
-            raise RuntimeError(
-                f"fine-tuning of cell {cell.cell_id} returned without appending its row to "
-                f"{os.path.join(workdir, RESULTS)}"
-            )
-        seconds = time.perf_counter() - t0
-        print(f"{label}: done in {seconds:.0f}s{_top1(summary)}", file=out, flush=True)
         ran.append(cell.cell_id)
 
     result = {
@@ -214,6 +189,42 @@ def run(
     elif report:
         result["report"] = write_report(config, cells, workdir, out)
     return result
+
+
+def _preempted(summary, label: str, out) -> bool:
+    if isinstance(summary, dict) and summary.get("status") == "preempted":
+        print(f"{label}: preempted; run the same command again to resume", file=out)
+        return True
+    return False
+
+
+def _run_cell(cell, workdir: str, label: str, pretrain_fn, finetune_fn, out) -> bool:
+    """Pre-trains the cell's source unless finished (shared by cells), then fine-tunes the cell;
+    False when either was preempted (nothing more runs), True when the cell's row is in."""
+    pretrain_dir, finetune_dir = grid.cell_dirs(workdir, cell)
+    t0 = time.perf_counter()
+    if pretrain_dir is not None:
+        if os.path.exists(os.path.join(pretrain_dir, "summary.json")):
+            print(f"{label}: reusing pre-training {cell.pretrain_id}", file=out, flush=True)
+        else:
+            verb = "resuming" if os.path.isdir(pretrain_dir) else "starting"
+            print(f"{label}: {verb} pre-training {cell.pretrain_id}", file=out, flush=True)
+            if _preempted(pretrain_fn(copy.deepcopy(cell.pretrain), pretrain_dir), label, out):
+                return False
+    verb = "resuming" if os.path.isdir(finetune_dir) else "starting"
+    source = "from scratch" if cell.scratch else f"from {cell.pretrain_id}"
+    print(f"{label}: {verb} fine-tuning {source}", file=out, flush=True)
+    summary = finetune_fn(cell_finetune_config(cell, workdir), finetune_dir)
+    if _preempted(summary, label, out):
+        return False
+    if cell.cell_id not in finished_cells(workdir, [cell]):
+        raise RuntimeError(
+            f"fine-tuning of cell {cell.cell_id} returned without appending its row to "
+            f"{os.path.join(workdir, RESULTS)}"
+        )
+    seconds = time.perf_counter() - t0
+    print(f"{label}: done in {seconds:.0f}s{_top1(summary)}", file=out, flush=True)
+    return True
 
 
 def _top1(summary) -> str:

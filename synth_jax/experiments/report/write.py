@@ -56,41 +56,8 @@ def write(config, cells: list[grid.Cell], workdir: str, out=None) -> str:
     md += ["", "## Headline", ""]
     md += headline(numbers) or ["No finished pre-trained cells yet."]
 
-    families = list(report_config.get("families") or [])
-    if not families:
-        families = sorted(
-            {
-                c.pretrain.data.family
-                for c in cells
-                if c.pretrain is not None and "data" in c.pretrain and "family" in c.pretrain.data
-            }
-        )
-    if families:
-        print(f"report: rendering samples of {', '.join(families)}", file=out, flush=True)
-        plot.plot_samples(
-            families,
-            os.path.join(figures, "samples.png"),
-            per_family=int(report_config.get("samples", 8)),
-            image_size=int(report_config.get("image_size", 64)),
-        )
-        md += ["", "## Synthetic images", "", "![samples](figures/samples.png)", ""]
-        md.append(f"One image of each of the first categories of: {', '.join(families)}.")
-
-    curves = {}
-    for pretrain_id in sorted({c.pretrain_id for c in cells if c.pretrain_id}):
-        rows = plot.read_metrics(os.path.join(workdir, "pretrain", pretrain_id, "metrics.jsonl"))
-        if rows:
-            curves[pretrain_id] = rows
-    if curves:
-        plot.plot_pretrain_curves(curves, os.path.join(figures, "pretrain_curves.png"))
-        md += ["", "## Pre-training", "", "![pre-training curves](figures/pretrain_curves.png)", ""]
-        md += ["| pre-training | steps | first loss | last loss |", "|---|---|---|---|"]
-        for name, rows in sorted(curves.items()):
-            losses = [r["loss"] for r in rows if "loss" in r]
-            md.append(
-                f"| {name} | {rows[-1].get('step', '-')} | {_fmt(losses[0] if losses else None)} "
-                f"| {_fmt(losses[-1] if losses else None)} |"
-            )
+    md += _samples_section(report_config, cells, figures, out)
+    md += _pretrain_section(cells, workdir, figures)
 
     md += ["", "## Learning curves", ""]
     for k, entry in enumerate(numbers["groups"]):
@@ -123,6 +90,57 @@ def write(config, cells: list[grid.Cell], workdir: str, out=None) -> str:
     files.write_text(path, "\n".join(md) + "\n")
     print(f"report: {path}", file=out, flush=True)
     return path
+
+
+def _samples_section(report_config: dict, cells, figures: str, out) -> list[str]:
+    """A figure of each pre-training family's first categories, and its markdown lines."""
+    families = list(report_config.get("families") or [])
+    if not families:
+        families = sorted(
+            {
+                c.pretrain.data.family
+                for c in cells
+                if c.pretrain is not None and "data" in c.pretrain and "family" in c.pretrain.data
+            }
+        )
+    if not families:
+        return []
+    print(f"report: rendering samples of {', '.join(families)}", file=out, flush=True)
+    plot.plot_samples(
+        families,
+        os.path.join(figures, "samples.png"),
+        per_family=int(report_config.get("samples", 8)),
+        image_size=int(report_config.get("image_size", 64)),
+    )
+    return [
+        "",
+        "## Synthetic images",
+        "",
+        "![samples](figures/samples.png)",
+        "",
+        f"One image of each of the first categories of: {', '.join(families)}.",
+    ]
+
+
+def _pretrain_section(cells, workdir: str, figures: str) -> list[str]:
+    """The pre-training loss curves (a figure) and a first/last loss table."""
+    curves = {}
+    for pretrain_id in sorted({c.pretrain_id for c in cells if c.pretrain_id}):
+        rows = plot.read_metrics(os.path.join(workdir, "pretrain", pretrain_id, "metrics.jsonl"))
+        if rows:
+            curves[pretrain_id] = rows
+    if not curves:
+        return []
+    plot.plot_pretrain_curves(curves, os.path.join(figures, "pretrain_curves.png"))
+    md = ["", "## Pre-training", "", "![pre-training curves](figures/pretrain_curves.png)", ""]
+    md += ["| pre-training | steps | first loss | last loss |", "|---|---|---|---|"]
+    for name, rows in sorted(curves.items()):
+        losses = [r["loss"] for r in rows if "loss" in r]
+        md.append(
+            f"| {name} | {rows[-1].get('step', '-')} | {_fmt(losses[0] if losses else None)} "
+            f"| {_fmt(losses[-1] if losses else None)} |"
+        )
+    return md
 
 
 def _verdict(verdict: str) -> str:
