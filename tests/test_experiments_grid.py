@@ -10,6 +10,7 @@ import os
 import ml_collections
 import pytest
 
+from synth_jax.config import load_config_file
 from synth_jax.errors import UsageError
 from synth_jax.experiments import grid, sweep
 
@@ -275,3 +276,12 @@ def test_a_preempted_finetuning_stops_the_sweep_for_a_later_resume(tmp_path):
     )
     assert result["preempted"] and result["ran"] == []
     assert [stage for stage, _, _ in fakes.calls] == ["pretrain"]
+
+
+def test_a_missing_finetune_dataset_stops_the_sweep_before_any_pretraining(tmp_path, capsys):
+    config = load_config_file("configs/sweep/demo.py:quick")
+    config.finetune.data.data_dir = str(tmp_path / "no_datasets_here")
+    workdir = tmp_path / "sweep"
+    with pytest.raises(UsageError, match="finetune.data.train_split: .*sklearn_digits"):
+        sweep.run(config, str(workdir))
+    assert not (workdir / "pretrain").exists() and not (workdir / "finetune").exists()

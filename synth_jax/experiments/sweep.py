@@ -29,6 +29,7 @@ import ml_collections
 
 from synth_jax import files
 from synth_jax.config import config_from_argv, config_to_dict, require_keys
+from synth_jax.data import tfds_source
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.experiments import grid, report
 from synth_jax.scaling.config import DEFAULTS as LAW_DEFAULTS
@@ -81,6 +82,26 @@ def check_cells(cells: list[grid.Cell]) -> None:
             finetune.check_config(config)
         except UsageError as e:
             raise UsageError(f"cell {cell.cell_id}, {stage} config: {e}") from None
+    check_datasets(cells)
+
+
+def check_datasets(cells: list[grid.Cell]) -> None:
+    """Opens every fine-tuning dataset split the cells read (metadata only), so a missing or
+    unprepared dataset stops the sweep before its first pre-training, not after it."""
+    opened: set[tuple] = set()
+    for cell in cells:
+        data = cell.finetune.data
+        if data.get("source", "tfds") != "tfds":
+            continue
+        for key in ("train_split", "eval_split"):
+            spec = (data.name, data.get("data_dir") or None, data[key])
+            if spec in opened:
+                continue
+            opened.add(spec)
+            try:
+                tfds_source.open_split(*spec)
+            except UsageError as e:
+                raise UsageError(f"cell {cell.cell_id}, finetune.data.{key}: {e}") from None
 
 
 def finished_cells(workdir: str, cells: list[grid.Cell]) -> set[str]:
