@@ -118,7 +118,7 @@ def test_simclr_on_four_devices_equals_one_device():
     assert one["loss"] > math.log(6)
 
 
-def test_own_parameters_are_saved_apart_and_fine_tuning_reads_the_model_only(tmp_path):
+def test_own_parameters_are_saved_apart_and_fine_tuning_reads_the_model_only(tmp_path, capsys):
     config = contrastive_config()
     config.total_steps, config.checkpoint.async_save = 2, False
     config.mesh.data = 4
@@ -128,9 +128,12 @@ def test_own_parameters_are_saved_apart_and_fine_tuning_reads_the_model_only(tmp
     assert sorted(state["objective"]["projector"]) == ["dense1", "dense2"]
     params, run_config = checkpoint.load_params(str(tmp_path))
     assert "projector" not in str(sorted(params)) and run_config["objective"]["type"] == "simclr"
-    # A rerun resumes from its checkpoint (the tree restores), at its end.
+    # A rerun restores its checkpoint (the tree, objective included) and, finished, keeps the
+    # summary it had.
+    capsys.readouterr()
     again, _ = trainer.train(config, str(tmp_path), BlobImages(), num_classes=4)
-    assert again["resumed_from"] == 2
+    assert "resumed from the checkpoint at step 2" in capsys.readouterr().err
+    assert again == summary
 
 
 def test_objective_keys_are_checked():

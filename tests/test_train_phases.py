@@ -105,6 +105,9 @@ class Manager:
     def all_steps(self):
         return [step for step, _ in self.saves]
 
+    def should_save(self, step):
+        return True  # the hooks ask only at the steps their schedule makes due
+
     def wait_until_finished(self):
         pass
 
