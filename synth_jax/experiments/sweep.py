@@ -82,7 +82,6 @@ def check_cells(cells: list[grid.Cell]) -> None:
             finetune.check_config(config)
         except UsageError as e:
             raise UsageError(f"cell {cell.cell_id}, {stage} config: {e}") from None
-    check_datasets(cells)
 
 
 def check_datasets(cells: list[grid.Cell]) -> None:
@@ -94,7 +93,7 @@ def check_datasets(cells: list[grid.Cell]) -> None:
         if data.get("source", "tfds") != "tfds":
             continue
         for key in ("train_split", "eval_split"):
-            spec = (data.name, data.get("data_dir") or None, data[key])
+            spec = (data.name, data[key], data.get("data_dir") or None)
             if spec in opened:
                 continue
             opened.add(spec)
@@ -164,6 +163,7 @@ def run(
     write_plan(config, cells, workdir)
     if pretrain_fn is None and finetune_fn is None:
         check_cells(cells)  # the real trainers' checks; injected runners check their own
+        check_datasets(cells)
     if pretrain_fn is None:
         pretrain_fn = pretrain.run
     if finetune_fn is None:
