@@ -6,6 +6,9 @@ Each benchmark is a module here with `main(argv) -> int`: render, train, fit, su
 from __future__ import annotations
 
 import importlib
+import time
+
+import numpy as np
 
 from synth_jax.errors import UsageError
 
@@ -27,3 +30,15 @@ def main(argv: list[str]) -> int:
     if what not in BENCHES:
         raise UsageError(f"unknown benchmark {what!r}; one of: {', '.join(BENCHES)}")
     return int(importlib.import_module(f"synth_jax.bench.{what}").main(rest) or 0)
+
+
+def timed(fn, repeats: int) -> tuple[float, float, object]:
+    """Median wall seconds, median process CPU seconds (all threads) and the last result. On a
+    shared machine wall time stretches with the load while CPU time does not."""
+    walls, cpus, out = [], [], None
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return float(np.median(walls)), float(np.median(cpus)), out

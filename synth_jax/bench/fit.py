@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from scipy.optimize import least_squares
 
-from synth_jax.bench import fit_chinchilla
+from synth_jax.bench import fit_chinchilla, timed
 from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.scaling.bootstrap import case_weights
 from synth_jax.scaling.problem import prepare
@@ -69,18 +69,6 @@ def scipy_best_losses(problem, weights: np.ndarray, tol: float = 1e-12) -> np.nd
             )
             best[r] = min(best[r], 2.0 * out.cost)  # scipy's cost is half the sum of squares
     return best
-
-
-def _timed(fn, repeats: int) -> tuple[float, float, object]:
-    """Median wall seconds, median process CPU seconds (all threads) and the last result. On a
-    shared machine wall time stretches with the load while CPU time does not."""
-    walls, cpus, out = [], [], None
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return float(np.median(walls)), float(np.median(cpus)), out
 
 
 def _parser() -> ArgumentParser:
@@ -133,11 +121,11 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     jax.block_until_ready(solve(problem, weights, polish=4).objective)
     compile_s = time.perf_counter() - t0
-    jax_s, jax_cpu_s, screened = _timed(lambda: solve(problem, weights, polish=4), args.repeats)
+    jax_s, jax_cpu_s, screened = timed(lambda: solve(problem, weights, polish=4), args.repeats)
     solve(problem, weights)  # compile the every-start variant
-    full_s, full_cpu_s, full = _timed(lambda: solve(problem, weights), max(1, args.repeats // 2))
+    full_s, full_cpu_s, full = timed(lambda: solve(problem, weights), max(1, args.repeats // 2))
 
-    scipy_measured_s, scipy_cpu_s, scipy_best = _timed(
+    scipy_measured_s, scipy_cpu_s, scipy_best = timed(
         lambda: scipy_best_losses(problem, weights[:scipy_replicates]), 1
     )
     scale = args.replicates / scipy_replicates

@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from scipy.optimize import minimize
 
+from synth_jax.bench import timed
 from synth_jax.scaling.bootstrap import case_weights
 from synth_jax.scaling.problem import Problem, prepare
 from synth_jax.scaling.solver import _solve_call, problems_per_call, solve
@@ -102,17 +103,6 @@ def scipy_best(problem: Problem, weights: np.ndarray, tol: float = 1e-12) -> np.
     return best
 
 
-def _timed(fn, repeats: int) -> tuple[float, float, object]:
-    """Median wall and process CPU seconds over repeats, and the last result."""
-    walls, cpus, out = [], [], None
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return float(np.median(walls)), float(np.median(cpus)), out
-
-
 def _agreement(ours: np.ndarray, theirs: np.ndarray) -> dict:
     return {
         "no_worse_than_scipy": float(np.mean(ours <= theirs * (1 + 1e-6))),
@@ -130,13 +120,13 @@ def run(args) -> dict:
     t0 = time.perf_counter()
     solve(problem), refit()
     compile_s = time.perf_counter() - t0
-    fit_s, fit_cpu_s, main = _timed(lambda: solve(problem), args.repeats)
-    boot_s, boot_cpu_s, boot = _timed(refit, args.repeats)
+    fit_s, fit_cpu_s, main = timed(lambda: solve(problem), args.repeats)
+    boot_s, boot_cpu_s, boot = timed(refit, args.repeats)
     k = min(args.scipy_replicates, args.replicates)
-    scipy_fit_s, scipy_fit_cpu_s, scipy_main = _timed(
+    scipy_fit_s, scipy_fit_cpu_s, scipy_main = timed(
         lambda: scipy_best(problem, np.ones((1, args.points))), 1
     )
-    scipy_refits_s, scipy_refits_cpu_s, scipy_refits = _timed(
+    scipy_refits_s, scipy_refits_cpu_s, scipy_refits = timed(
         lambda: scipy_best(problem, weights[:k]), 1
     )
     per_100 = 100.0 / args.replicates
@@ -200,7 +190,7 @@ def pieces(problem: Problem, weights: np.ndarray, repeats: int) -> dict:
         _solve_call(problem, weights, y, options)
         out[f"{name}_compile_s"] = round(time.perf_counter() - t0, 3)
         call = lambda o=options, w=weights, yy=y: _solve_call(problem, w, yy, o)
-        seconds, _, _ = _timed(call, repeats)
+        seconds, _, _ = timed(call, repeats)
         out[f"{name}_s"] = round(seconds, 3)
     polish_s = out["screen_float64_then_polish_s"] - out["screen_float64_8_iterations_s"]
     out["polish_s (derived)"] = round(polish_s, 3)
@@ -208,7 +198,7 @@ def pieces(problem: Problem, weights: np.ndarray, repeats: int) -> dict:
     t0 = time.perf_counter()
     solve(problem, method="lbfgs")
     out["lbfgs_main_fit_compile_and_run_s"] = round(time.perf_counter() - t0, 3)
-    seconds, _, lbfgs = _timed(lambda: solve(problem, method="lbfgs"), 1)
+    seconds, _, lbfgs = timed(lambda: solve(problem, method="lbfgs"), 1)
     out["lbfgs_main_fit_s"] = round(seconds, 3)
     out["lbfgs_iterations_of_best_start"] = int(lbfgs.iterations[0])
     out["lbfgs_starts_at_iteration_cap"] = int(lbfgs.capped[0])
