@@ -18,7 +18,6 @@ from test_train_sources import (
     NumpyBatches,
     child_env,
     tiny_config,
-    use_compilation_cache,
 )
 
 from synth_jax.errors import UsageError
@@ -28,7 +27,6 @@ from synth_jax.train import checkpoint, prepare, trainer
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_train_sources.py")
 STEPS = 24
-use_compilation_cache()
 
 
 def assert_params_equal(a, b):

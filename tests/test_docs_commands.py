@@ -18,14 +18,12 @@ import shlex
 
 import numpy as np
 import pytest
-from test_train_sources import use_compilation_cache
 
 from synth_jax import cli
 from synth_jax.config import config_from_argv
 from synth_jax.transfer import results
 
 # Several commands compile the same step (a fine-tune and its from-scratch twin): once.
-use_compilation_cache()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = ["README.md", *sorted(os.path.relpath(p, REPO) for p in glob.glob(f"{REPO}/docs/*.md"))]

@@ -7,7 +7,6 @@ import os
 import ml_collections
 import numpy as np
 import pytest
-from test_train_sources import use_compilation_cache
 
 from synth_jax import cli
 from synth_jax.errors import UsageError
@@ -17,7 +16,6 @@ from synth_jax.train import pretrain
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_TINY = os.path.join(ROOT, "configs", "pretrain", "cpu_tiny.py")
 FASHION = "/usr/share/datasets/fashion-mnist"
-use_compilation_cache()
 
 
 def reference_knn(queries, references, labels, num_classes, k, temperature):

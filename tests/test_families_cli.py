@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 from PIL import Image
-from test_train_sources import use_compilation_cache
 
 from synth_jax import cli
 from synth_jax.bench import suite
@@ -21,8 +20,6 @@ from synth_jax.errors import UsageError
 from synth_jax.fractals import FractalDataset, data_config, family
 from synth_jax.fractals.preview import render_images
 from synth_jax.train import pretrain
-
-use_compilation_cache()  # the export's render and this test's are the same program
 
 CONFIGS = [
     ("visualatom1k.py", "visualatom", 1000, 1_000_000),

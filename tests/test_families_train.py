@@ -6,13 +6,11 @@ import os
 
 import numpy as np
 import pytest
-from test_train_sources import use_compilation_cache
 
 from synth_jax.train import pretrain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "pretrain", "cpu_tiny_family.py")
-use_compilation_cache()
 # Steps of 32 images: the orbit families' 4 categories need ~15 steps before the loss moves
 # (measured: ln 4 = 1.39 -> ~1.05 by step 40); exemplars and spectra fall within 20.
 STEPS = {"visualatom": 40, "rcdb": 40, "dead_leaves": 20, "spectrum": 20}

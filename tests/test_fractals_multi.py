@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train_sources import use_compilation_cache
 
 from synth_jax import cli
 from synth_jax.config import load_config
@@ -22,7 +21,6 @@ from synth_jax.fractals.families.mixture import component_seed, mixture_config
 from synth_jax.fractals.preview import render_images
 from synth_jax.fractals.references import multi_instance as ref
 
-use_compilation_cache()  # the export test's render is the export's own compiled program
 SMALL = dict(image_size=32, points=2048, chains=128, burn_in=16)
 OFDB_SMALL = dict(pad=2, search_points=4096, search_size=64, fill_threshold=0.05, **SMALL)
 

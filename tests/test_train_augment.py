@@ -4,12 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train_sources import BlobImages, tiny_config, use_compilation_cache
+from test_train_sources import BlobImages, tiny_config
 
 from synth_jax.errors import UsageError
 from synth_jax.train import augment, checkpoint, optim, trainer
 
-use_compilation_cache()
 KEY = jax.random.key(0)
 
 

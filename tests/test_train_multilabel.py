@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from test_train_sources import BlobImages, tiny_config, use_compilation_cache
+from test_train_sources import BlobImages, tiny_config
 
 from synth_jax.config import load_config_file
 from synth_jax.fractals import family
@@ -19,7 +19,6 @@ from synth_jax.train import augment, checkpoint, losses, pretrain, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs", "pretrain")
-use_compilation_cache()
 
 
 def test_weighted_sigmoid_cross_entropy_matches_the_formula():

@@ -9,7 +9,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from test_train_sources import NumpyBatches, tiny_config, use_compilation_cache
+from test_train_sources import NumpyBatches, tiny_config
 
 from synth_jax.config import load_config_file
 from synth_jax.errors import UsageError
@@ -17,7 +17,6 @@ from synth_jax.train import pretrain, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU_TINY = os.path.join(ROOT, "configs", "pretrain", "cpu_tiny.py")
-use_compilation_cache()
 
 
 def test_loss_falls_on_cpu_tiny(tmp_path, capsys):

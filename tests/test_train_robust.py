@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train_sources import BlobImages, NumpyBatches, tiny_config, use_compilation_cache
+from test_train_sources import BlobImages, NumpyBatches, tiny_config
 
 from synth_jax import files
 from synth_jax.errors import UsageError
@@ -26,7 +26,6 @@ from synth_jax.transfer import runs
 from synth_jax.weights import export as export_model
 
 STEPS = 8  # checkpoints at 4, 6, 8 (every 2 steps, keep 3)
-use_compilation_cache()
 
 
 def config_of(steps=STEPS, **overrides):

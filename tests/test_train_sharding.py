@@ -9,13 +9,12 @@ import sys
 import jax
 import numpy as np
 import pytest
-from test_train_sources import BlobImages, child_env, tiny_config, use_compilation_cache
+from test_train_sources import BlobImages, child_env, tiny_config
 
 from synth_jax.train import checkpoint, trainer
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_train_sources.py")
 STEPS = 6
-use_compilation_cache()
 
 
 def assert_params_close(a, b):

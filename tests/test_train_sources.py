@@ -9,20 +9,11 @@ a bright square at a class-specific place, plus noise.
 import argparse
 import os
 import sys
-import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-# Runs of one config in several processes compile the same program: share it through JAX's
-# persistent compilation cache (the same executable, so results stay bit-identical).
-XLA_CACHE = os.path.join(tempfile.gettempdir(), "synth_jax_tests_xla_cache")
-
-
-def use_compilation_cache():
-    jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+from conftest import XLA_CACHE  # child runs share the tests' compilation cache
 
 
 def child_env(devices: int) -> dict:
