@@ -748,7 +748,6 @@ def test_every_config_refuses_an_unknown_argument(path, arg):
         ("pretrain/fractaldb1k_vit_tiny.py:short", "total_epochs"),
         ("finetune/cifar100.py:cpu", "batch_size"),
         ("experiments/delta_sweep.py:mini", "name"),
-        ("sweep/demo.py:quick", "name"),
         ("data/mixture.py:multi", "components"),
         ("data/ofdb_1k.py:public_row", "first_weights_row"),
         ("data/ofdb_21k.py:public_row", "first_weights_row"),

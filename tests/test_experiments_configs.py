@@ -12,20 +12,19 @@ from synth_jax.errors import UsageError
 from synth_jax.experiments import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# protocol_search.py is not a sweep: `synth-jax protocol-search` runs it in memory (below)
-NOT_SWEEPS = {"protocol_search.py"}
+# protocol_search.py and demo.py are not sweeps: `synth-jax protocol-search` and `synth-jax demo`
+# run them in memory (below)
+NOT_SWEEPS = {"protocol_search.py", "demo.py"}
 CONFIGS = sorted(
     path
     for path in glob.glob(os.path.join(ROOT, "configs", "experiments", "*.py"))
-    + glob.glob(os.path.join(ROOT, "configs", "sweep", "*.py"))
     if os.path.basename(path) not in NOT_SWEEPS
 )
-VARIANTS = {"demo.py": ["", ":quick"]}
 
 
 def specs():
     for path in CONFIGS:
-        for variant in VARIANTS.get(os.path.basename(path), ["", ":mini"]):
+        for variant in ["", ":mini"]:
             yield pytest.param(path + variant, id=os.path.relpath(path, ROOT) + variant)
 
 
@@ -38,7 +37,6 @@ def test_the_experiment_configs_exist():
         "synthetic_scaling_law.py",
         "fewshot_vs_full.py",
         "bridged.py",
-        "demo.py",
     } <= names
 
 
@@ -86,18 +84,22 @@ def test_sweep_axes_reach_the_resolved_configs():
 
 
 def test_a_bad_value_in_any_cell_stops_the_sweep_before_training(tmp_path):
-    config = load_config_file(os.path.join(ROOT, "configs", "sweep", "demo.py:quick"))
+    config = load_config_file(os.path.join(ROOT, "configs", "experiments", "delta_sweep.py:mini"))
     config.axes = [{"finetune.mode": ["full", "fewshot"]}]  # fewshot without shots
     with pytest.raises(UsageError, match="shots"):
         sweep.run(config, str(tmp_path / "sweep"))
     assert not os.path.exists(tmp_path / "sweep" / "results.csv")
 
 
-@pytest.mark.parametrize("variant", ["", ":quick"])
-def test_the_protocol_search_config_loads_and_pairs_every_cell_with_scratch(variant):
+@pytest.mark.parametrize(
+    "name", ["protocol_search.py", "protocol_search.py:quick", "demo.py", "demo.py:quick"]
+)
+def test_the_protocol_configs_load_and_pair_every_cell_with_scratch(name):
     from synth_jax.experiments import protocol
 
-    path = os.path.join(ROOT, "configs", "experiments", "protocol_search.py")
+    path, _, variant = name.partition(":")
+    path = os.path.join(ROOT, "configs", "experiments", path)
+    variant = ":" + variant if variant else ""
     config = load_config_file(path + variant)
     protocol.recipe_of(config.recipe)
     cells = protocol.cells(config)
@@ -108,4 +110,5 @@ def test_the_protocol_search_config_loads_and_pairs_every_cell_with_scratch(vari
         }
     assert "digits_0_4" in config.sources  # the positive control
     doc = load_module_doc(path)
-    assert "synth-jax protocol-search" in doc and "--workdir" in doc and "CPU" in doc
+    verb = "demo" if name.startswith("demo") else "protocol-search"
+    assert f"synth-jax {verb}" in doc and "--workdir" in doc and "CPU" in doc

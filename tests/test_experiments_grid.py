@@ -279,9 +279,9 @@ def test_a_preempted_finetuning_stops_the_sweep_for_a_later_resume(tmp_path):
 
 
 def test_a_missing_finetune_dataset_stops_the_sweep_before_any_pretraining(tmp_path, capsys):
-    config = load_config_file("configs/sweep/demo.py:quick")
+    config = load_config_file("configs/experiments/delta_sweep.py:mini")
     config.finetune.data.data_dir = str(tmp_path / "no_datasets_here")
     workdir = tmp_path / "sweep"
-    with pytest.raises(UsageError, match="finetune.data.train_split: .*sklearn_digits"):
+    with pytest.raises(UsageError, match="finetune.data.train_split: .*fashion_mnist"):
         sweep.run(config, str(workdir))
     assert not (workdir / "pretrain").exists() and not (workdir / "finetune").exists()

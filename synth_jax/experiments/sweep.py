@@ -1,4 +1,4 @@
-"""`synth-jax sweep --config configs/sweep/NAME.py --workdir DIR [--shard i/n]`: run a grid.
+"""`synth-jax sweep --config configs/experiments/NAME.py --workdir DIR [--shard i/n]`: run a grid.
 
 Each cell pre-trains (or reuses a finished or half-finished pre-training), fine-tunes from it, and
 the fine-tuning appends its row to `DIR/results.csv`. The layout of DIR:
