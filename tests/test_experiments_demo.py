@@ -45,7 +45,8 @@ def test_quick_demo_writes_the_report_with_baselines_control_and_intervals(finis
     assert numbers["recipe_problem"] == (check["scratch"]["mean"] > base["logistic_regression"])
     # pre-trained minus scratch, paired over the 2 seeds, for the control and each source
     control = numbers["positive_control"]
-    assert control["source"] == "digits_0_4"
+    assert control["source"] == "digits_5_9"
+    assert numbers["other_classes"]["source"] == "digits_0_4"
     lo, hi = control["interval"]
     assert lo <= control["difference"] <= hi
     assert [s["source"] for s in numbers["sources"]] == ["fractaldb"]
@@ -114,7 +115,8 @@ def test_the_verdict_reads_the_sources_only_when_the_control_passes(control_ci, 
     config = load_config_file("configs/experiments/demo.py:quick")
     cells = [
         _cell("scratch", None, None),
-        _cell("digits_0_4", float(np.mean(control_ci)), control_ci),
+        _cell("digits_5_9", float(np.mean(control_ci)), control_ci),
+        _cell("digits_0_4", 0.05, [0.01, 0.09]),
         _cell("fractaldb", 0.01, [-0.02, 0.04]),
     ]
     check = {
@@ -130,5 +132,10 @@ def test_the_verdict_reads_the_sources_only_when_the_control_passes(control_ci, 
     text = "\n".join(numbers["verdict"])
     assert ("cannot detect transfer" in text) is (not detects)
     assert "fractaldb: pre-trained minus scratch +0.010 [-0.020, +0.040]" in text
+    assert (
+        "other classes): pre-trained minus scratch +0.050 [+0.010, +0.090]: pre-training "
+        "RAISES" in text
+    )
     md = demo.markdown(numbers, samples=False)
-    assert "**Recipe problem:**" in md and "| digits_0_4 (positive control) |" in md
+    assert "**Recipe problem:**" in md and "| digits_5_9 (positive control) |" in md
+    assert "| digits_0_4 (other classes) |" in md

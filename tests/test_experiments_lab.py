@@ -137,3 +137,17 @@ def test_protocol_search_runs_end_to_end_and_resumes(tmp_path, capsys):
     protocol.run(config, str(tmp_path))  # everything finished: nothing runs again
     assert (tmp_path / "results.csv").read_text() == rows
     assert "0 runs to do" in capsys.readouterr().out
+
+
+def test_the_positive_control_never_sees_an_image_that_a_run_labels():
+    task = protocol.digits_task(16)
+    images, labels = protocol.unlabelled_pool(task, [1, 5], [0, 1, 2])
+    pool_images = task["pool"][0]
+    used = np.concatenate(
+        [protocol.few_labels(task["pool"][1], k, s) for k in (1, 5) for s in (0, 1, 2)]
+    )
+    kept = {im.tobytes() for im in images}
+    assert not any(pool_images[i].tobytes() in kept for i in used)
+    assert len(labels) == len(task["pool"][1]) - len(np.unique(used))
+    with pytest.raises(UsageError, match="digits_5_9 needs every k"):
+        protocol.unlabelled_pool(task, [0], [0])

@@ -41,7 +41,7 @@ def get_config(arg=None):
     config.pretrain = ml_collections.ConfigDict(
         dict(categories=20 if quick else 100, per_category=10)
     )
-    config.sources = ["digits_0_4", "fractaldb"]
+    config.sources = ["digits_5_9", "digits_0_4", "fractaldb"]
     config.pretrain_steps = [20] if quick else [500]
     config.modes = ["finetune"]
     config.shots = [1]

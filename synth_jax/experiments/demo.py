@@ -6,11 +6,13 @@ CPU, offline? The protocol search's protocol with its positive control and its b
    over seeds, against logistic regression and 1-nearest-neighbour on the same pixels; a recipe
    that loses to them is a recipe problem, and the report says so;
 2. the transfer protocol of `configs/experiments/demo.py` (chosen by the protocol search,
-   docs/protocol_search.md): digits 5-9 with k labelled images a class, from scratch, after
-   pre-training on real digits 0-4 (the positive control: a source known to transfer) and after
-   pre-training on formula-driven images, each source paired with scratch seed by seed;
-3. `DIR/report.md`, `DIR/report.json` ("baselines", "positive_control", "sources": each
-   pre-trained minus scratch error with its paired 95% interval) and `DIR/figures/`;
+   docs/protocol_search.md): digits 5-9 with k labelled images a class, from scratch and after
+   pre-training on real digits 5-9 that are never labelled (the positive control: a source that
+   must transfer), on real digits 0-4 (transfer between real classes) and on formula-driven
+   images, each source paired with scratch seed by seed;
+3. `DIR/report.md`, `DIR/report.json` ("baselines", "positive_control", "other_classes",
+   "sources": each pre-trained minus scratch error with its paired 95% interval) and
+   `DIR/figures/`;
 4. prints the verdict. A protocol whose positive control shows no gain cannot detect transfer,
    and the verdict says so instead of reading the formula-driven rows.
 
@@ -148,8 +150,10 @@ def summarise(config, cells: list[dict], check: dict, down: dict) -> dict:
             "cpu_s": cell["cpu_s"] + (cell.get("pretrain_cpu_s") or 0.0),
         }
 
-    control = [versus(c) for c in cells if c["source"] == protocol.REAL_SOURCE]
-    sources = [versus(c) for c in cells if c["source"] not in ("scratch", protocol.REAL_SOURCE)]
+    control = [versus(c) for c in cells if c["source"] == protocol.CONTROL_SOURCE]
+    other = [versus(c) for c in cells if c["source"] == protocol.REAL_SOURCE]
+    named = ("scratch", *protocol.REAL_SOURCES)
+    sources = [versus(c) for c in cells if c["source"] not in named]
     numbers = {
         "recipe_check": check,
         "baselines": check["baselines"],
@@ -165,6 +169,7 @@ def summarise(config, cells: list[dict], check: dict, down: dict) -> dict:
         "downstream_baselines": down,
         "scratch": scratch["test"] if scratch else None,
         "positive_control": control[0] if control else None,
+        "other_classes": other[0] if other else None,
         "sources": sources,
         "search": SEARCH_DOC,
     }
@@ -176,7 +181,7 @@ def summarise(config, cells: list[dict], check: dict, down: dict) -> dict:
 def verdict_lines(numbers: dict) -> list[str]:
     """The verdict in words, each number with its interval."""
     p = numbers["protocol"]
-    what = f"{p['mode']} on digits 5-9 with {p['shots'] or 'all'} labels a class"
+    what = f"{p['mode']} on digits 5-9 with {_labels(p['shots'])} a class"
     lines = []
     control = numbers["positive_control"]
     if control is None:
@@ -185,22 +190,28 @@ def verdict_lines(numbers: dict) -> list[str]:
     c = _span(control)
     if numbers["detects_transfer"]:
         lines.append(
-            f"The protocol detects transfer: pre-training on real digits 0-4 lowers the error by "
-            f"{-control['difference']:.3f} {c} ({what})."
+            "The protocol detects transfer: pre-training on never-labelled real digits 5-9 (the "
+            f"positive control) changes the error by {c} ({what})."
         )
     else:
         lines.append(
             f"The positive control shows no gain ({c}): this protocol cannot detect transfer at "
-            "this budget, and the formula-driven rows below say nothing either way."
+            "this budget, and the rows below say nothing either way."
         )
-    for s in numbers["sources"]:
+    other = numbers.get("other_classes")
+    for s in ([other] if other else []) + numbers["sources"]:
         words = {
             "lower": "pre-training LOWERS the error",
             "higher": "pre-training RAISES the error",
             NO_DIFFERENCE: f"{NO_DIFFERENCE} at this budget",
         }.get(s["verdict"], "no interval")
-        lines.append(f"{s['source']}: pre-trained minus scratch {_span(s)}: {words}.")
+        name = "digits_0_4 (real digits of the other classes)" if s is other else s["source"]
+        lines.append(f"{name}: pre-trained minus scratch {_span(s)}: {words}.")
     return lines
+
+
+def _labels(shots: int) -> str:
+    return "all labels" if shots <= 0 else f"{shots} label" + ("s" if shots > 1 else "")
 
 
 def _span(entry: dict) -> str:
@@ -218,7 +229,7 @@ def write_report(workdir: str, numbers: dict, sources: list[str]) -> str:
     os.makedirs(figures, exist_ok=True)
     from synth_jax.experiments.report.plot import plot_samples
 
-    families = [s for s in sources if s != protocol.REAL_SOURCE]
+    families = [s for s in sources if s not in protocol.REAL_SOURCES]
     if families and not os.path.exists(os.path.join(figures, "samples.png")):
         plot_samples(families, os.path.join(figures, "samples.png"))
     plot_differences(numbers, os.path.join(figures, "differences.png"))
@@ -232,7 +243,7 @@ def plot_differences(numbers: dict, path: str) -> None:
     """Each source's pre-trained minus scratch test error with its paired 95% interval."""
     from synth_jax.experiments.report.plot import _pyplot, _save
 
-    rows = [numbers["positive_control"], *numbers["sources"]]
+    rows = [numbers["positive_control"], numbers["other_classes"], *numbers["sources"]]
     rows = [r for r in rows if r and r["difference"] is not None]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.6 * len(rows) + 1.2))
@@ -276,7 +287,7 @@ def markdown(numbers: dict, samples: bool) -> str:
         ]
     lines += [
         "",
-        f"## 2. Transfer: digits 5-9, {p['shots'] or 'all'} labels a class, {p['mode']}",
+        f"## 2. Transfer: digits 5-9, {_labels(p['shots'])} a class, {p['mode']}",
         "",
         f"Pre-training: {p['pretrain_steps']} steps on each source; seeds {p['seeds']}, each "
         "paired with the scratch run of the same seed (same labelled images, order and head). "
@@ -288,9 +299,11 @@ def markdown(numbers: dict, samples: bool) -> str:
     if numbers["scratch"]:
         scratch = numbers["scratch"]
         lines.append(f"| scratch | {scratch['mean']:.3f}{_ci(scratch)} | - | - | - |")
-    rows = [numbers["positive_control"], *numbers["sources"]]
+    rows = [numbers["positive_control"], numbers["other_classes"], *numbers["sources"]]
+    notes = {protocol.CONTROL_SOURCE: " (positive control)"}
+    notes[protocol.REAL_SOURCE] = " (other classes)"
     for r in (r for r in rows if r):
-        name = r["source"] + (" (positive control)" if r["source"] == protocol.REAL_SOURCE else "")
+        name = r["source"] + notes.get(r["source"], "")
         lines.append(
             f"| {name} | {r['error']['mean']:.3f}{_ci(r['error'])} | {_span(r)} | {r['verdict']} "
             f"| {r['cpu_s']:.0f} |"
@@ -367,9 +380,10 @@ def main(argv: list[str]) -> int:
     sources = list(config.sources)
     print(
         f"demo: {config.recipe.model} on digits: the recipe check (all ten classes, "
-        f"{len(config.recipe_check.seeds)} seeds), then digits 5-9 with {config.shots[0]} labels "
-        f"a class, {config.modes[0]}, from scratch and after {config.pretrain_steps[0]} "
-        f"pre-training steps on {', '.join(sources)}, {len(config.seeds)} seeds.\n"
+        f"{len(config.recipe_check.seeds)} seeds), then digits 5-9 with "
+        f"{_labels(int(config.shots[0]))} a class, {config.modes[0]}, from scratch and after "
+        f"{config.pretrain_steps[0]} pre-training steps on {', '.join(sources)}, "
+        f"{len(config.seeds)} seeds.\n"
         f"demo: workdir {workdir} (re-run the same command to resume)",
         flush=True,
     )

@@ -6,9 +6,11 @@ per class drawn from the training split (k = 0 means all of them), a validation 
 training split held out for choosing a protocol, the test split for reporting. Every cell is
 compared with the from-scratch cell of the same mode and k, seed by seed:
 
-    sources     scratch; digits_0_4 (real images of the other five digits: the positive
-                control, a source known to transfer); formula-driven families (fractaldb,
-                onepfrac, rcdb, visualatom, dead_leaves, ...; synth_jax.fractals)
+    sources     scratch; digits_5_9 (real images of the same five digits, none of them
+                labelled for any seed, in validation or in test: the positive control, a
+                source that must transfer); digits_0_4 (real images of the other five digits:
+                transfer between real classes); formula-driven families (fractaldb, onepfrac,
+                rcdb, visualatom, dead_leaves, ...; synth_jax.fractals)
     lengths     pre-training steps (one pre-training per source and length, seed 0)
     modes       finetune (every array trains) or probe (a linear probe on frozen features)
     shots       k labelled images per class (0: all)
@@ -38,7 +40,9 @@ from synth_jax.errors import ArgumentParser, UsageError
 from synth_jax.experiments import lab
 from synth_jax.scaling.compare import mean_interval, paired_difference
 
-REAL_SOURCE = "digits_0_4"
+REAL_SOURCE = "digits_0_4"  # real digits of the other classes
+CONTROL_SOURCE = "digits_5_9"  # real digits of the same classes, never labelled: the control
+REAL_SOURCES = (REAL_SOURCE, CONTROL_SOURCE)
 FIELDS = ["cell", "source", "pretrain_steps", "mode", "shots", "seed", "val_error"]
 FIELDS += ["test_error", "cpu_s"]
 
@@ -111,6 +115,20 @@ def synthetic_images(family: str, categories: int, per_category: int, image_size
     return lab.prepare(gray, image_size), np.asarray(labels, np.int64), ds.num_classes
 
 
+def unlabelled_pool(task: dict, shots, seeds):
+    """(images, labels) of the digits 5-9 pool minus every image that any (k, seed) of the run
+    labels: the positive control pre-trains on these, so it never sees a fine-tuning image."""
+    images, labels = task["pool"]
+    if any(int(k) <= 0 for k in shots):
+        raise UsageError(
+            f"config key 'sources': {CONTROL_SOURCE} needs every k in 'shots' above 0 (with all "
+            "labels used, no image of the pool is left for it)"
+        )
+    used = [few_labels(labels, int(k), int(s)) for k in shots for s in seeds]
+    keep = np.setdiff1d(np.arange(len(labels)), np.concatenate(used))
+    return images[keep], labels[keep]
+
+
 # -- pre-training -------------------------------------------------------------------------------
 def pretrain(config, task: dict, source: str, steps: int, workdir: str, out=None) -> lab.Net:
     """The pre-trained model of `source` after `steps` steps (seed 0), cached in
@@ -124,13 +142,16 @@ def pretrain(config, task: dict, source: str, steps: int, workdir: str, out=None
     if source == REAL_SOURCE:
         images, labels = task["source"]
         classes = 5
+    elif source == CONTROL_SOURCE:
+        images, labels = unlabelled_pool(task, config.shots, config.seeds)
+        classes = 5
     else:
         p = config.pretrain
         images, labels, classes = synthetic_images(
             source, p.categories, p.per_category, config.recipe.image_size
         )
     recipe = dataclasses.replace(
-        recipe_of(config.recipe), steps=steps, hflip=source != REAL_SOURCE, shift=2
+        recipe_of(config.recipe), steps=steps, hflip=source not in REAL_SOURCES, shift=2
     )
     net = lab.train(recipe, images, labels, classes, seed=0)
     net.params, net.model_state = _numpy(net.params), _numpy(net.model_state)
