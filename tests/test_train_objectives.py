@@ -118,10 +118,17 @@ def test_simclr_on_four_devices_equals_one_device():
     assert one["loss"] > math.log(6)
 
 
-def test_own_parameters_are_saved_apart_and_fine_tuning_reads_the_model_only(tmp_path, capsys):
-    config = contrastive_config()
+def two_step_config(**objective):
+    """A 2-step contrastive run over the 4 devices, saved synchronously (test_transfer_finetune.py
+    fine-tunes from the same run: one program compiled for both)."""
+    config = contrastive_config(**objective)
     config.total_steps, config.checkpoint.async_save = 2, False
     config.mesh.data = 4
+    return config
+
+
+def test_own_parameters_are_saved_apart_and_fine_tuning_reads_the_model_only(tmp_path, capsys):
+    config = two_step_config()
     summary, _ = trainer.train(config, str(tmp_path), BlobImages(), num_classes=4)
     state = checkpoint.load_train_state(str(tmp_path))
     assert sorted(state) == ["model_state", "objective", "opt_state", "params", "step"]

@@ -221,7 +221,8 @@ def test_linear_probe_leaves_the_backbone_untouched(setup):
 
 def test_fewshot_repeats_over_seeds(setup):
     root = setup["root"]
-    config = setup["config"](mode="fewshot", shots=2, seeds=(0, 1), total_steps=6)
+    # 2 steps: the step the SimCLR/MAE test below fine-tunes with (one program for both)
+    config = setup["config"](mode="fewshot", shots=2, seeds=(0, 1), total_steps=2)
     summary = finetune.run(config, str(root / "fewshot"))
     assert [r["seed"] for r in summary["rows"]] == [0, 1]
     assert all(r["shots"] == 2 and r["fraction"] is None for r in summary["rows"])
@@ -280,22 +281,19 @@ def test_bad_inputs_are_one_line_errors(setup, tmp_path, capsys):
 @pytest.mark.parametrize("method", ["simclr", "mae"])
 def test_finetune_from_a_simclr_or_mae_pretraining_records_its_method(setup, method, tmp_path):
     """The backbone loads (the projection head and the decoder stay behind: nothing refused),
-    and the row names the method."""
+    and the row names the method. The pre-training is test_train_objectives.py's 2-step run at
+    16 px (the SimCLR one is the very run, so its step compiles once for both files); the
+    fine-tune at 32 px resamples its position embedding."""
+    from test_train_objectives import two_step_config
     from test_train_sources import BlobImages
 
     from synth_jax.train.objectives import objective_config
 
-    pre = trainer.train_config(
-        batch_size=16, total_steps=2, image_size=32, log_every_steps=1, model=model_config("mu/4")
-    )
-    pre.objective = objective_config(method)
-    if method == "simclr":
-        pre.objective.update(dict(proj_hidden=32, proj_dim=8))
-    else:
-        pre.objective.update(dict(decoder_width=32, decoder_depth=1))
-    pre.checkpoint.async_save = False
+    pre = two_step_config()
+    if method == "mae":
+        pre.objective = objective_config("mae", decoder_width=32, decoder_depth=1)
     pre_dir = str(tmp_path / method)
-    trainer.train(pre, pre_dir, BlobImages(image_size=32), num_classes=4)
+    trainer.train(pre, pre_dir, BlobImages(), num_classes=4)
     config = setup["config"](init_from=pre_dir, total_steps=2)
     config.results_csv = str(tmp_path / "results.csv")
     row = finetune.run(config, str(tmp_path / "ft"))["row"]
