@@ -122,10 +122,10 @@ LONG = "long run"
 # Commands not run here, and why. Their configs still load (a typo in one is caught).
 NOT_RUN = {
     "pip install -e . && synth-jax demo --workdir runs/demo": (
-        f"{LONG}: about 12 min of CPU time; tests/test_experiments_demo.py runs --quick"
+        f"{LONG}: about 6 min on 2 cores; tests/test_experiments_demo.py runs --quick"
     ),
     "synth-jax demo --workdir runs/demo": (
-        f"{LONG}: about 12 min of CPU time; tests/test_experiments_demo.py runs --quick"
+        f"{LONG}: about 6 min on 2 cores; tests/test_experiments_demo.py runs --quick"
     ),
     "synth-jax protocol-search --config configs/experiments/protocol_search.py "
     "--workdir runs/protocol_search": (
@@ -137,7 +137,7 @@ NOT_RUN = {
         f"{LONG}: 33 s of CPU; tests/test_experiments_lab.py runs a tinier grid end to end"
     ),
     "synth-jax demo --workdir runs/demo_quick --quick": (
-        f"{LONG}: 3 min of CPU time; tests/test_experiments_demo.py runs it"
+        f"{LONG}: 1 min of CPU time; tests/test_experiments_demo.py runs it"
     ),
     "synth-jax render --config configs/data/multi_instance_1k.py --num 16 --out multi.png": (
         f"{LONG}: 14 s of CPU at 4 images; tests/test_render_cli.py renders the family"

@@ -13,13 +13,13 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from conftest import XLA_CACHE  # child runs share the tests' compilation cache
+from conftest import TEST_XLA_FLAGS, XLA_CACHE  # child runs compile as the tests do
 
 
 def child_env(devices: int) -> dict:
     """Environment of a child run on `devices` fake CPU devices."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}"
     env["JAX_PLATFORMS"] = "cpu"
     env["JAX_COMPILATION_CACHE_DIR"] = XLA_CACHE
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"

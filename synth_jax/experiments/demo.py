@@ -253,7 +253,11 @@ def plot_differences(numbers: dict, path: str) -> None:
             r["difference"], i, xerr=[[r["difference"] - lo], [hi - r["difference"]]], fmt="o"
         )
     ax.axvline(0.0, color="gray", lw=1)
-    ax.set_yticks(range(len(rows)), [r["source"] for r in rows])
+    notes = {
+        protocol.CONTROL_SOURCE: "\n(positive control)",
+        protocol.REAL_SOURCE: "\n(other classes)",
+    }
+    ax.set_yticks(range(len(rows)), [r["source"] + notes.get(r["source"], "") for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("test error, pre-trained minus scratch (paired 95% interval)")
     fig.tight_layout()
