@@ -246,7 +246,8 @@ def test_bridged_runs_both_stages(setup):
             Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
                 folder / "train" / f"{c:02d}" / f"{i}.png"
             )
-    config = setup["config"](mode="bridged", total_steps=5)
+    # stage 2 at 2 steps: the fine-tune step of the few-shot test (one program for both)
+    config = setup["config"](mode="bridged", total_steps=2)
     config.bridged.folder, config.bridged.total_steps = str(folder), 3
     summary = finetune.run(config, str(root / "bridged"))
     assert [r["mode"] for r in summary["rows"]] == ["bridged_stage1", "bridged"]
