@@ -122,10 +122,10 @@ LONG = "long run"
 # Commands not run here, and why. Their configs still load (a typo in one is caught).
 NOT_RUN = {
     "pip install -e . && synth-jax demo --workdir runs/demo": (
-        f"{LONG}: about 6 min on 2 cores; tests/test_experiments_demo.py runs --quick"
+        f"{LONG}: about 4 min on 2 cores; tests/test_experiments_demo.py runs --quick"
     ),
     "synth-jax demo --workdir runs/demo": (
-        f"{LONG}: about 6 min on 2 cores; tests/test_experiments_demo.py runs --quick"
+        f"{LONG}: about 4 min on 2 cores; tests/test_experiments_demo.py runs --quick"
     ),
     "synth-jax protocol-search --config configs/experiments/protocol_search.py "
     "--workdir runs/protocol_search": (
