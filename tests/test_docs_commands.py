@@ -136,6 +136,11 @@ NOT_RUN = {
     "--workdir runs/protocol_quick": (
         f"{LONG}: 33 s of CPU; tests/test_experiments_lab.py runs a tinier grid end to end"
     ),
+    "synth-jax protocol-search --config configs/experiments/protocol_search.py:wide "
+    "--workdir runs/protocol_wide": (
+        f"{LONG}: about 20 min on 2 cores (docs/protocol_search.md); the same code as the "
+        "grid above, which tests/test_experiments_lab.py runs tiny"
+    ),
     "synth-jax demo --workdir runs/demo_quick --quick": (
         f"{LONG}: 1 min of CPU time; tests/test_experiments_demo.py runs it"
     ),

@@ -92,7 +92,14 @@ def test_a_bad_value_in_any_cell_stops_the_sweep_before_training(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["protocol_search.py", "protocol_search.py:quick", "demo.py", "demo.py:quick"]
+    "name",
+    [
+        "protocol_search.py",
+        "protocol_search.py:quick",
+        "protocol_search.py:wide",
+        "demo.py",
+        "demo.py:quick",
+    ],
 )
 def test_the_protocol_configs_load_and_pair_every_cell_with_scratch(name):
     from synth_jax.experiments import protocol

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from synth_jax.errors import UsageError
-from synth_jax.experiments import demo
+from synth_jax.experiments import demo, protocol
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def finished(tmp_path_factory):
 
 
 def test_digits_split_is_fixed_and_disjoint():
-    a, b = demo.digits_arrays(), demo.digits_arrays()
+    a, b = protocol.digits_arrays(), protocol.digits_arrays()
     assert a["train_images"].shape == (1300, 8, 8) and a["test_images"].shape == (497, 8, 8)
     assert a["train_images"].dtype == np.uint8 and a["train_images"].max() == 255
     np.testing.assert_array_equal(a["test_labels"], b["test_labels"])

@@ -37,7 +37,6 @@ from synth_jax.experiments import lab, protocol
 from synth_jax.files import workdir_arg
 from synth_jax.scaling.compare import NO_DIFFERENCE, mean_interval
 
-TEST_IMAGES = 497  # of 1,797: a fixed, seeded split leaves 1,300 for training
 SEARCH_DOC = "docs/protocol_search.md"
 ONE_PROTOCOL = ("modes", "shots", "pretrain_steps")
 
@@ -46,25 +45,6 @@ def default_config_path() -> str:
     """configs/experiments/demo.py of this checkout (the package is installed from it, `pip -e`)."""
     here = os.path.dirname(os.path.abspath(__file__))
     return os.path.normpath(os.path.join(here, "..", "..", "configs", "experiments", "demo.py"))
-
-
-def digits_arrays(seed: int = 0) -> dict[str, np.ndarray]:
-    """scikit-learn's digits as uint8 arrays: train/test images uint8[N, 8, 8] (0..16 ink levels
-    scaled to 0..255) and labels int64[N], split by a seeded permutation."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    labels = digits.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(labels))
-    test, train = order[:TEST_IMAGES], order[TEST_IMAGES:]
-    return {
-        "train_images": images[train],
-        "train_labels": labels[train],
-        "test_images": images[test],
-        "test_labels": labels[test],
-        "class_names": np.array([str(d) for d in range(10)]),
-    }
 
 
 # -- 1. the recipe check ------------------------------------------------------------------------
@@ -77,7 +57,7 @@ def recipe_check(config, workdir: str, out=None) -> dict:
     out = out or sys.stdout
     check = config.recipe_check
     recipe = dataclasses.replace(protocol.recipe_of(config.recipe), steps=int(check.steps))
-    d = digits_arrays()
+    d = protocol.digits_arrays()
     path = os.path.join(workdir, "recipe.csv")
     done = {int(r["seed"]): float(r["test_error"]) for r in protocol.read_rows(path)}
     todo = [int(s) for s in check.seeds if int(s) not in done]

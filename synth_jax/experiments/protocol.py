@@ -59,14 +59,34 @@ def recipe_of(section) -> lab.Recipe:
 
 
 # -- data ---------------------------------------------------------------------------------------
+TEST_IMAGES = 497  # of 1,797: a fixed, seeded split leaves 1,300 for training
+
+
+def digits_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    """scikit-learn's digits as uint8 arrays: train/test images uint8[N, 8, 8] (0..16 ink levels
+    scaled to 0..255) and labels int64[N], split by a seeded permutation."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    test, train = order[:TEST_IMAGES], order[TEST_IMAGES:]
+    return {
+        "train_images": images[train],
+        "train_labels": labels[train],
+        "test_images": images[test],
+        "test_labels": labels[test],
+        "class_names": np.array([str(d) for d in range(10)]),
+    }
+
+
 def digits_task(image_size: int, val_per_class: int = 30) -> dict:
     """The transfer task and its source: the demo's digits split at `image_size` px.
 
     Returns {"source": (images, labels) of training digits 0-4, "pool": (images, labels) of
     training digits 5-9 minus the validation part, "val": ..., "test": ... (test digits 5-9)};
     labels of 5-9 are 0-4."""
-    from synth_jax.experiments.demo import digits_arrays
-
     d = digits_arrays()
     x = lab.prepare(d["train_images"], image_size)
     y = d["train_labels"]
