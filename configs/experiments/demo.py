@@ -15,31 +15,21 @@ regression on pixels is caught before any comparison is read.
 `:quick`: 2 seeds, 20-step runs; its numbers are not a result.
 """
 
+import os
+
 import ml_collections
 
-from synth_jax.config import config_args
+from synth_jax.config import config_args, load_config_file
+
+SEARCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol_search.py")
 
 
 def get_config(arg=None):
     quick = config_args(arg, quick=False).quick
-    config = ml_collections.ConfigDict()
-    config.recipe = ml_collections.ConfigDict(
-        dict(
-            model="ConvNet-16",
-            image_size=16,
-            steps=20 if quick else 100,
-            batch_size=64,
-            lr=3e-3,
-            weight_decay=0.05,
-            warmup_steps=10,
-            shift=0,
-        )
-    )
+    # The protocol search's recipe and pre-training data, one protocol of its grid.
+    config = load_config_file(SEARCH + (":quick" if quick else ""))
     config.recipe_check = ml_collections.ConfigDict(
         dict(steps=20 if quick else 200, seeds=[0, 1] if quick else [0, 1, 2])
-    )
-    config.pretrain = ml_collections.ConfigDict(
-        dict(categories=20 if quick else 100, per_category=10)
     )
     config.sources = ["digits_5_9", "digits_0_4", "fractaldb"]
     config.pretrain_steps = [20] if quick else [500]
